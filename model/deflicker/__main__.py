@@ -1,0 +1,4 @@
+"""``python -m deflicker``: the same as the ``deflicker`` console script."""
+from deflicker.cli import main
+
+main()

@@ -1,0 +1,44 @@
+"""Small image helpers shared by every stage: proxy sizes, resizing, colour channels.
+
+Frames are ``(H, W, C)`` float32 arrays, C = 3 (RGB) or 4 (RGBA), in the file's own range
+(integers normalized to [0, 1], float files as they are, possibly above 1.0).
+"""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+
+def proxy_shape(height: int, width: int, long_side: int) -> tuple[int, int]:
+    """(h, w) of a proxy whose long side is ``long_side`` (never upscaled), aspect kept."""
+    scale = min(1.0, long_side / max(height, width))
+    return max(1, int(round(height * scale))), max(1, int(round(width * scale)))
+
+
+def resize(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Resize (H, W[, C]) float32 to ``shape`` = (h, w): area filter down, linear up."""
+    h, w = shape
+    if image.shape[:2] == (h, w):
+        return np.ascontiguousarray(image, dtype=np.float32)
+    down = h <= image.shape[0] and w <= image.shape[1]
+    interp = cv2.INTER_AREA if down else cv2.INTER_LINEAR
+    out = cv2.resize(np.ascontiguousarray(image, dtype=np.float32), (w, h), interpolation=interp)
+    if image.ndim == 3 and out.ndim == 2:
+        out = out[:, :, None]
+    return out
+
+
+def rgb(frame: np.ndarray) -> np.ndarray:
+    """The colour channels of a frame (drops alpha), float32, contiguous."""
+    return np.ascontiguousarray(frame[..., :3], dtype=np.float32)
+
+
+def to_proxy(frame: np.ndarray, long_side: int) -> np.ndarray:
+    """RGB proxy of a frame with the given long side, (h, w, 3) float32."""
+    h, w = proxy_shape(frame.shape[0], frame.shape[1], long_side)
+    return resize(rgb(frame), (h, w))
+
+
+def luminance(image: np.ndarray) -> np.ndarray:
+    """Rec.709 luma of an (H, W, 3) image, (H, W) float32."""
+    return (image[..., 0] * 0.2126 + image[..., 1] * 0.7152 + image[..., 2] * 0.0722).astype(np.float32)

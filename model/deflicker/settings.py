@@ -1,0 +1,143 @@
+"""Frozen, validated settings. Defaults live here and nowhere else.
+
+``Settings`` is what the CLI, the server and the OFX plugin build (the plugin's parameter
+script names equal the top-level user-facing field names). Nested groups hold the knobs of
+each stage. ``analysis_key()`` is the part of the settings that changes the cached analysis.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from deflicker.errors import InvalidSettingsError
+
+METHODS = ("fast", "neural")
+DEVICES = ("auto", "cpu", "cuda")
+
+
+def _require(cond: bool, message: str) -> None:
+    if not cond:
+        raise InvalidSettingsError(message)
+
+
+@dataclass(frozen=True)
+class FlowSettings:
+    """Optical flow (OpenCV DIS) on brightness-normalized proxy frames."""
+
+    preset: str = "medium"  # DIS preset: ultrafast | fast | medium
+    normalize_brightness: bool = True
+    fb_threshold: float = 1.0  # forward-backward consistency tolerance, proxy pixels
+
+    def __post_init__(self) -> None:
+        _require(self.preset in ("ultrafast", "fast", "medium"), f"flow preset must be ultrafast, fast or medium, not {self.preset!r}")
+        _require(self.fb_threshold > 0, "flow fb_threshold must be positive")
+
+
+@dataclass(frozen=True)
+class AtlasSettings:
+    """Per-clip atlas fit."""
+
+    iterations: int = 300  # optimizer steps of the fast fit (per shot)
+    neural_iterations: int = 2000  # optimizer steps of the neural atlas (per shot)
+    residual_grid: int = 8  # cells on the long side of each frame's smooth residual mapping
+    cut_threshold: float = 0.5  # shot-cut score above which frames are split into shots
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        _require(self.iterations >= 0, "atlas iterations must be >= 0")
+        _require(self.neural_iterations >= 0, "atlas neural_iterations must be >= 0")
+        _require(2 <= self.residual_grid <= 64, "atlas residual_grid must be in [2, 64]")
+        _require(self.cut_threshold > 0, "atlas cut_threshold must be positive")
+
+
+@dataclass(frozen=True)
+class FilterSettings:
+    """Neural filter F."""
+
+    weights: str = ""  # empty: the committed weights shipped with the package
+
+    def __post_init__(self) -> None:
+        _require(isinstance(self.weights, str), "filter weights must be a path string")
+
+
+@dataclass(frozen=True)
+class RefineSettings:
+    """Stateless local refinement L."""
+
+    window: int = 2  # frames on each side of t
+    sigma: float = 4.0  # spatial smoothness of the local correction, proxy pixels
+
+    def __post_init__(self) -> None:
+        _require(0 <= self.window <= 8, "refine window must be in [0, 8]")
+        _require(self.sigma > 0, "refine sigma must be positive")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything that shapes a deflicker result.
+
+    The first five fields are the user-facing controls (CLI options, OFX parameters).
+    """
+
+    strength: float = 1.0  # 0 = input unchanged, 1 = full correction
+    method: str = "fast"  # atlas method: fast | neural
+    local_refinement: bool = True
+    analysis_size: int = 256  # long side of the proxy the analysis works at, pixels
+    device: str = "auto"  # auto | cpu | cuda
+    flow: FlowSettings = field(default_factory=FlowSettings)
+    atlas: AtlasSettings = field(default_factory=AtlasSettings)
+    filter: FilterSettings = field(default_factory=FilterSettings)
+    refine: RefineSettings = field(default_factory=RefineSettings)
+
+    def __post_init__(self) -> None:
+        _require(0.0 <= float(self.strength) <= 1.0, f"strength must be in [0, 1], not {self.strength}")
+        _require(self.method in METHODS, f"method must be one of {', '.join(METHODS)}, not {self.method!r}")
+        _require(64 <= int(self.analysis_size) <= 1024, f"analysis_size must be in [64, 1024], not {self.analysis_size}")
+        _require(self.device in DEVICES, f"device must be one of {', '.join(DEVICES)}, not {self.device!r}")
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> "Settings":
+        """Build settings from a (possibly nested) mapping; unknown keys are an error."""
+        kwargs: dict[str, Any] = {}
+        names = {f.name: f for f in dataclasses.fields(cls)}
+        for key, value in values.items():
+            _require(key in names, f"unknown setting {key!r}")
+            sub = _SUBGROUPS.get(key)
+            if sub is not None and isinstance(value, Mapping):
+                sub_names = {f.name for f in dataclasses.fields(sub)}
+                for k in value:
+                    _require(k in sub_names, f"unknown setting {key}.{k}")
+                value = sub(**value)
+            kwargs[key] = value
+        try:
+            return cls(**kwargs)
+        except TypeError as exc:  # wrong types reaching a comparison
+            raise InvalidSettingsError(str(exc)) from None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The settings as plain nested dicts (JSON-serializable)."""
+        return dataclasses.asdict(self)
+
+    def replace(self, **changes: Any) -> "Settings":
+        """A copy with top-level fields changed (validated)."""
+        return dataclasses.replace(self, **changes)
+
+    def analysis_key(self) -> str:
+        """Hash of the settings that change the per-clip analysis (not render-only ones)."""
+        relevant = {
+            "method": self.method,
+            "analysis_size": int(self.analysis_size),
+            "flow": dataclasses.asdict(self.flow),
+            "atlas": dataclasses.asdict(self.atlas),
+        }
+        blob = json.dumps(relevant, sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+
+_SUBGROUPS = {"flow": FlowSettings, "atlas": AtlasSettings, "filter": FilterSettings, "refine": RefineSettings}
+
+#: The user-facing fields, in the order the plugin shows them.
+USER_FIELDS = ("strength", "method", "local_refinement", "analysis_size", "device")
