@@ -1,0 +1,93 @@
+"""Atomic outputs: temp files and folders beside the target, and the checks made before any work."""
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from pathlib import Path
+from typing import Iterable, Union
+
+from deflicker.errors import VideoIOError
+
+PathLike = Union[str, Path]
+SEQUENCE_FIELD = re.compile(r"%0?\d*d|#+")
+
+
+def split_pattern(path: Path) -> tuple[str, int, str]:
+    """(prefix, digits, suffix) of a printf/hash pattern's file name; digits 0 means unpadded."""
+    field = SEQUENCE_FIELD.search(path.name)
+    if field is None:
+        raise VideoIOError(f"{path} has no frame-number field (%04d or ####)")
+    text = field.group()
+    digits = len(text) if text.startswith("#") else int(text[1:-1] or 0)
+    return path.name[: field.start()], digits, path.name[field.end():]
+
+
+def _same_frames(a: Path, b: Path) -> bool:
+    """True when two paths name the same files: equal paths, or patterns differing only in notation."""
+    if a == b:
+        return True
+    if a.parent != b.parent or SEQUENCE_FIELD.search(a.name) is None or SEQUENCE_FIELD.search(b.name) is None:
+        return False
+    (pa, _, sa), (pb, _, sb) = split_pattern(a), split_pattern(b)
+    return (pa, sa) == (pb, sb)
+
+
+def _parent(path: Path) -> Path:
+    """The folder an output (file, pattern or folder) and its temp files live in, created if missing."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise VideoIOError(f"cannot create {path.parent}: {exc.strerror or exc}") from None
+    return path.parent
+
+
+def temp_file_for(path: Path) -> Path:
+    """A new hidden empty temp file beside ``path`` with the same extension (so muxers see it)."""
+    fd, name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".part{path.suffix}", dir=_parent(path))
+    os.close(fd)
+    return Path(name)
+
+
+def temp_dir_for(path: Path) -> Path:
+    """A new hidden empty temp folder beside ``path``."""
+    return Path(tempfile.mkdtemp(prefix=f".{path.name.replace('%', '_')}.", suffix=".part", dir=_parent(path)))
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    """True when two paths name the same existing file or folder."""
+    try:
+        return a.exists() and b.exists() and os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def is_folder_target(path: Path) -> bool:
+    """True when an output path names a folder of frames (an existing folder, or no extension)."""
+    return path.is_dir() or (path.suffix == "" and SEQUENCE_FIELD.search(path.name) is None)
+
+
+def check_output_path(out: PathLike, inputs: Iterable[PathLike] = ()) -> Path:
+    """Refuse, before any work, an output that would overwrite an input or cannot be created.
+
+    Refused: the same path, file or frames as an input, a frame pattern inside an input folder,
+    a folder output that holds an input. Missing parent folders are fine when they can be created.
+    """
+    path = Path(out)
+    resolved = path.resolve()
+    for item in inputs:
+        source = Path(item).resolve()
+        if _same_frames(resolved, source) or _same_file(path, source):
+            raise VideoIOError(f"refusing to write over the input {item}")
+        if source == resolved.parent and source.is_dir() and SEQUENCE_FIELD.search(path.name):
+            raise VideoIOError(f"refusing to write frames into the input folder {item}")
+        if resolved in source.parents and is_folder_target(path):
+            raise VideoIOError(f"refusing to replace the folder {out}: it holds the input {item}")
+    existing = resolved if path.is_dir() else resolved.parent
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise VideoIOError(f"cannot write {out}: {existing} is not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise VideoIOError(f"cannot write {out}: {existing} is not writable")
+    return path

@@ -1,0 +1,169 @@
+"""Image sequences: a folder of numbered images or a printf pattern (``shot.%04d.png``, ``shot.####.png``)."""
+from __future__ import annotations
+
+import logging
+import os
+import re
+import shutil
+from collections import Counter
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+from deflicker.errors import VideoIOError
+from deflicker.io_atomic import SEQUENCE_FIELD, split_pattern, temp_dir_for
+from deflicker.io_clip import Clip, bit_depth_of, to_float
+from deflicker.io_image import IMAGE_EXTS, exr_available, read_image, storable_depth, write_image
+from deflicker.source import ClipInfo
+
+log = logging.getLogger(__name__)
+
+FOLDER_STEM = "frame."  # file names in a folder output: frame.000000.png, ...
+FOLDER_DIGITS = 6
+
+
+def is_pattern(path: Path) -> bool:
+    """True when the file name holds a frame-number field (``%04d``, ``%d`` or ``####``)."""
+    return SEQUENCE_FIELD.search(path.name) is not None
+
+
+def _natural_key(path: Path) -> list:
+    """Sort key that orders ``f2`` before ``f10``."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", path.name)]
+
+
+def _numbered(path: Path) -> list[tuple[int, Path]]:
+    """(frame number, file) of a pattern's existing files, by number."""
+    prefix, digits, suffix = split_pattern(path)
+    number = r"\d+" if digits <= 1 else rf"\d{{{digits},}}"
+    regex = re.compile(re.escape(prefix) + f"({number})" + re.escape(suffix) + "$")
+    folder = path.parent
+    if not folder.is_dir():
+        raise VideoIOError(f"no such folder: {folder}")
+    return sorted((int(m.group(1)), folder / name) for name in os.listdir(folder)
+                  if (m := regex.match(name)) is not None)
+
+
+def _pattern_frames(path: Path) -> list[Path]:
+    """The existing files of a pattern, by frame number (gaps are logged)."""
+    found = _numbered(path)
+    if not found:
+        raise VideoIOError(f"no frames match {path}")
+    first, last = found[0][0], found[-1][0]
+    if last - first + 1 != len(found):
+        log.warning("%s: frame numbers have gaps (%d files from %d to %d)", path, len(found), first, last)
+    return [file for _, file in found]
+
+
+def _folder_frames(folder: Path) -> list[Path]:
+    """The image files of one extension in a folder, in natural order (hidden files ignored)."""
+    files = [p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")
+             and p.suffix.lower() in IMAGE_EXTS]
+    if not files:
+        raise VideoIOError(f"{folder} holds no image frames ({', '.join(IMAGE_EXTS)})")
+    kinds = Counter(p.suffix.lower() for p in files)
+    if len(kinds) > 1:
+        raise VideoIOError(f"{folder} mixes image types ({', '.join(sorted(kinds))}); pass a pattern instead")
+    return sorted(files, key=_natural_key)
+
+
+def find_frames(path: Path) -> list[Path]:
+    """The frame files of a folder or a printf pattern, in order."""
+    if is_pattern(path):
+        return _pattern_frames(path)
+    if path.is_dir():
+        return _folder_frames(path)
+    raise VideoIOError(f"no such file or folder: {path}")
+
+
+class SequenceClip(Clip):
+    """Frames ``[start, end)`` of an image sequence; size, channels and depth come from its first frame."""
+
+    def __init__(self, path: Path, *, start: int = 0, end: Optional[int] = None, fps: Optional[float] = None):
+        self.path = path
+        self.files = find_frames(path)
+        first = read_image(self.files[0])
+        info = ClipInfo(width=first.shape[1], height=first.shape[0], channels=first.shape[2],
+                        frame_count=len(self.files), fps=float(fps or 24.0), bit_depth=bit_depth_of(first),
+                        path=str(path))
+        super().__init__(info, start, end)
+
+    def _read(self, index: int) -> np.ndarray:
+        """Frame ``index`` as float32; a frame of another size is a :class:`VideoIOError` naming it."""
+        file = self.files[index]
+        pixels = read_image(file)
+        if pixels.shape != (self.info.height, self.info.width, self.info.channels):
+            raise VideoIOError(f"{file} is {pixels.shape[1]}x{pixels.shape[0]}x{pixels.shape[2]}, the sequence "
+                               f"is {self.info.width}x{self.info.height}x{self.info.channels} (mixed sizes)")
+        return to_float(pixels)
+
+
+def folder_ext(bit_depth: int) -> str:
+    """Image type of a folder output: PNG for integers, EXR (if installed) or TIFF for float."""
+    if bit_depth <= 16:
+        return ".png"
+    return ".exr" if exr_available() else ".tif"
+
+
+class SequenceWriter:
+    """Writes numbered images into a temp folder beside the target; ``commit`` moves them into place.
+
+    For a pattern, stale files of the same pattern beyond the new frames are removed so the
+    sequence reads back at its new length; a folder target is replaced as a whole.
+    """
+
+    def __init__(self, path: Path, *, bit_depth: int, channels: int, start_number: int = 0):
+        self.path = path
+        self._folder_target = not is_pattern(path)
+        if self._folder_target:
+            self._prefix, self._digits, self._suffix = FOLDER_STEM, FOLDER_DIGITS, folder_ext(bit_depth)
+        else:
+            self._prefix, self._digits, self._suffix = split_pattern(path)
+        ext = Path("frame" + self._suffix).suffix.lower()
+        if ext not in IMAGE_EXTS:
+            raise VideoIOError(f"cannot write {path}: unknown image type {ext!r} ({', '.join(IMAGE_EXTS)})")
+        if channels == 4 and ext in (".jpg", ".jpeg"):
+            log.warning("JPEG has no alpha channel; alpha is dropped")
+        self.bit_depth = storable_depth(ext, bit_depth)
+        self._start = start_number
+        self._count = 0
+        self._temp = temp_dir_for(path)
+
+    def _name(self, number: int) -> str:
+        """File name of frame ``number``."""
+        return f"{self._prefix}{number:0{self._digits}d}{self._suffix}"
+
+    def write(self, frame: np.ndarray) -> None:
+        """Store one validated (H, W, C) float32 frame."""
+        write_image(self._temp / self._name(self._start + self._count), frame, self.bit_depth)
+        self._count += 1
+
+    def commit(self) -> None:
+        """Move the frames into place (replacing a folder target, pruning a pattern's stale frames)."""
+        if self._folder_target:
+            self._replace_folder()
+            return
+        written = {self._name(self._start + i) for i in range(self._count)}
+        for name in sorted(written):
+            os.replace(self._temp / name, self.path.parent / name)
+        self._temp.rmdir()
+        stale = [file for _, file in _numbered(self.path) if file.name not in written]
+        for file in stale:
+            file.unlink()
+        if stale:
+            log.info("removed %d stale frames of %s", len(stale), self.path)
+
+    def _replace_folder(self) -> None:
+        """Swap the temp folder in for the target folder."""
+        if not self.path.exists():
+            os.replace(self._temp, self.path)
+            return
+        backup = temp_dir_for(self.path)
+        os.replace(self.path, backup / self.path.name)
+        os.replace(self._temp, self.path)
+        shutil.rmtree(backup)
+
+    def abort(self) -> None:
+        """Drop the partial frames; the target is left as it was."""
+        shutil.rmtree(self._temp, ignore_errors=True)

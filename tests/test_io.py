@@ -1,0 +1,347 @@
+"""deflicker.io on real files: round trips, random access, frame ranges, atomic writes, bad input."""
+from __future__ import annotations
+
+import sys
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import cv2
+import numpy as np
+import pytest
+
+from deflicker.errors import InvalidSettingsError, VideoIOError
+from deflicker.io import ClipWriter, check_output_path, open_clip, output_like, write_clip
+from deflicker.source import FrameSource
+
+
+def smooth_clip(n: int = 8, h: int = 48, w: int = 64, alpha: bool = False, seed: int = 0) -> np.ndarray:
+    """(n, h, w, 3|4) float32 in [0, 1]: moving smooth gradients, different in every frame."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:h, 0:w].astype(np.float32)
+    frames = []
+    for t in range(n):
+        phase = rng.uniform(0, 6.28, size=3)
+        rgb = [0.5 + 0.4 * np.sin(x / 11.0 + y / (15.0 + 6 * c) + 0.4 * t + phase[c]) for c in range(3)]
+        if alpha:
+            rgb.append(np.clip((x + 2 * t) / w, 0, 1))
+        frames.append(np.stack(rgb, axis=-1))
+    return np.stack(frames).astype(np.float32)
+
+
+def quantized(frames: np.ndarray, bit_depth: int) -> np.ndarray:
+    """What an integer file stores for float frames."""
+    maxval = 2 ** bit_depth - 1
+    return (np.rint(np.clip(frames, 0, 1) * maxval) / maxval).astype(np.float32)
+
+
+def read_all(path: Path, **kwargs) -> np.ndarray:
+    with open_clip(path, **kwargs) as clip:
+        return np.stack(list(clip))
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    return float(10 * np.log10(1.0 / np.mean((a - b) ** 2)))
+
+
+# ---------------------------------------------------------------- image sequences
+
+
+@pytest.mark.parametrize("bit_depth", [8, 16])
+@pytest.mark.parametrize("alpha", [False, True])
+def test_png_sequence_round_trip_is_exact(tmp_path, bit_depth, alpha):
+    frames = smooth_clip(alpha=alpha)
+    out = write_clip(tmp_path / "shot.%04d.png", frames, fps=24.0, bit_depth=bit_depth)
+    assert sorted(p.name for p in tmp_path.iterdir())[0] == "shot.0000.png"
+    with open_clip(out) as clip:
+        assert isinstance(clip, FrameSource)
+        assert (clip.info.channels, clip.info.bit_depth, len(clip)) == (4 if alpha else 3, bit_depth, 8)
+        assert (clip.info.width, clip.info.height) == (64, 48)
+        got = np.stack(list(clip))
+    assert got.dtype == np.float32
+    np.testing.assert_array_equal(got, quantized(frames, bit_depth))
+    np.testing.assert_array_equal(read_all(tmp_path), got)  # the folder reads the same frames
+
+
+@pytest.mark.parametrize("bit_depth", [8, 16])
+@pytest.mark.parametrize("alpha", [False, True])
+def test_tiff_and_hash_pattern_round_trip(tmp_path, bit_depth, alpha):
+    frames = smooth_clip(n=4, alpha=alpha)
+    write_clip(tmp_path / "t.####.tif", frames, fps=24.0, bit_depth=bit_depth)
+    with open_clip(tmp_path / "t.%04d.tif") as clip:
+        assert (clip.info.bit_depth, clip.info.channels) == (bit_depth, 4 if alpha else 3)
+        np.testing.assert_array_equal(np.stack(list(clip)), quantized(frames, bit_depth))
+
+
+def test_float_tiff_keeps_values_above_one(tmp_path):
+    frames = smooth_clip(n=3) * np.float32(4.0)
+    write_clip(tmp_path / "f.%03d.tif", frames, fps=24.0, bit_depth=32)
+    with open_clip(tmp_path / "f.%03d.tif") as clip:
+        assert clip.info.bit_depth == 32
+        np.testing.assert_array_equal(np.stack(list(clip)), frames)
+
+
+def test_exr_round_trip_keeps_float_and_alpha(tmp_path):
+    pytest.importorskip("OpenEXR")
+    frames = smooth_clip(n=3, alpha=True) * np.float32(3.0)
+    write_clip(tmp_path / "e.%04d.exr", frames, fps=24.0, bit_depth=32)
+    with open_clip(tmp_path / "e.%04d.exr") as clip:
+        assert (clip.info.bit_depth, clip.info.channels) == (32, 4)
+        np.testing.assert_array_equal(np.stack(list(clip)), frames)
+
+
+def test_exr_without_openexr_is_a_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "OpenEXR", None)  # import OpenEXR now raises ImportError
+    (tmp_path / "e.0000.exr").write_bytes(b"not really")
+    with pytest.raises(VideoIOError, match="pip install OpenEXR"):
+        open_clip(tmp_path / "e.%04d.exr")
+
+
+def test_images_are_read_as_rgb_not_bgr(tmp_path):
+    red_bgr = np.zeros((16, 16, 3), np.uint8)
+    red_bgr[..., 2] = 255
+    for i in range(2):
+        cv2.imwrite(str(tmp_path / f"r{i}.jpg"), red_bgr)
+    with open_clip(tmp_path) as clip:
+        frame = clip[0]
+    assert frame[..., 0].mean() > 0.9 and frame[..., 2].mean() < 0.1
+
+
+def test_folder_is_read_in_natural_order(tmp_path):
+    frames = smooth_clip(n=11)
+    for i, frame in enumerate(frames):
+        cv2.imwrite(str(tmp_path / f"f{i}.png"), cv2.cvtColor(np.rint(frame * 255).astype(np.uint8),
+                                                              cv2.COLOR_RGB2BGR))
+    np.testing.assert_array_equal(read_all(tmp_path), quantized(frames, 8))
+
+
+def test_folder_output_replaced_and_pattern_pruned(tmp_path):
+    folder = tmp_path / "frames"
+    write_clip(folder, smooth_clip(n=5), fps=24.0, bit_depth=8)
+    write_clip(folder, smooth_clip(n=3, seed=1), fps=24.0, bit_depth=8)
+    np.testing.assert_array_equal(read_all(folder), quantized(smooth_clip(n=3, seed=1), 8))
+    pattern = tmp_path / "p.%04d.png"
+    write_clip(pattern, smooth_clip(n=6), fps=24.0, bit_depth=8)
+    write_clip(pattern, smooth_clip(n=2, seed=2), fps=24.0, bit_depth=8)
+    assert len(read_all(pattern)) == 2
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temp left behind
+
+
+# ---------------------------------------------------------------- video files
+
+
+@pytest.mark.parametrize("bit_depth", [8, 16])
+@pytest.mark.parametrize("alpha", [False, True])
+def test_ffv1_mkv_round_trip_is_exact(tmp_path, bit_depth, alpha):
+    frames = smooth_clip(alpha=alpha)
+    out = write_clip(tmp_path / "clip.mkv", frames, fps=25.0, bit_depth=bit_depth)
+    with open_clip(out) as clip:
+        assert (clip.info.channels, clip.info.bit_depth, len(clip)) == (4 if alpha else 3, bit_depth, 8)
+        got = np.stack(list(clip))
+    np.testing.assert_array_equal(got, quantized(frames, bit_depth))
+
+
+@pytest.mark.parametrize("name", ["a.mkv", "a.mp4", "a.mov", "a.avi"])
+def test_fractional_frame_rate_is_kept(tmp_path, name):
+    fps = 30000 / 1001
+    out = write_clip(tmp_path / name, smooth_clip(n=4), fps=fps, bit_depth=8)
+    with open_clip(out) as clip:
+        assert abs(clip.info.fps - fps) < 1e-6
+        assert len(clip) == 4
+
+
+def test_h264_mp4_is_close(tmp_path):
+    frames = smooth_clip(n=6)
+    out = write_clip(tmp_path / "d.mp4", frames, fps=24.0)
+    got = read_all(out)
+    assert got.shape == frames.shape
+    assert psnr(got, frames) > 35.0
+
+
+def test_prores_keeps_alpha(tmp_path):
+    if "prores_ks" not in av.codecs_available:
+        pytest.skip("no prores_ks encoder")
+    frames = smooth_clip(n=3, alpha=True)
+    out = write_clip(tmp_path / "p.mov", frames, fps=24.0, bit_depth=16)
+    with open_clip(out) as clip:
+        assert (clip.info.channels, clip.info.bit_depth) == (4, 16)
+        got = np.stack(list(clip))
+    assert psnr(got[..., :3], frames[..., :3]) > 35.0
+    assert np.abs(got[..., 3] - frames[..., 3]).max() < 0.01
+
+
+def _gop_video(path: Path, n: int = 40) -> np.ndarray:
+    """An H.264 file with short GOPs and B-frames (so seeking matters); returns a plain decode."""
+    frames = smooth_clip(n=n, h=32, w=48)
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=Fraction(25), options={"g": "7", "bf": "2", "crf": "20"})
+        stream.width, stream.height, stream.pix_fmt = 48, 32, "yuv420p"
+        for frame in frames:
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(np.rint(frame * 255).astype(np.uint8),
+                                                                   format="rgb24")))
+        container.mux(stream.encode(None))
+    with av.open(str(path)) as container:
+        return np.stack([f.to_ndarray(format="rgb24") for f in container.decode(video=0)]).astype(np.float32) / 255
+
+
+def test_random_access_equals_sequential_decode(tmp_path):
+    path = tmp_path / "gop.mp4"
+    reference = _gop_video(path)
+    assert len(reference) == 40 and not np.array_equal(reference[3], reference[4])
+    with open_clip(path) as clip:
+        assert len(clip) == 40
+        for i in np.random.default_rng(3).permutation(40):
+            np.testing.assert_array_equal(clip[int(i)], reference[i], err_msg=f"frame {i}")
+        for i in (39, 0, 38, 1, 20, 21, 5):  # far jumps both ways, cached and not
+            np.testing.assert_array_equal(clip[i], reference[i], err_msg=f"frame {i}")
+    with open_clip(path, start=9, end=31) as clip:
+        assert len(clip) == 22
+        np.testing.assert_array_equal(np.stack(list(clip)), reference[9:31])
+    clip.close()  # closing twice is harmless
+
+
+# ---------------------------------------------------------------- ranges and bad input
+
+
+def test_frame_range_selects_frames(tmp_path):
+    frames = smooth_clip(n=10)
+    out = write_clip(tmp_path / "r.%02d.png", frames, fps=24.0, bit_depth=16)
+    np.testing.assert_array_equal(read_all(out, start=3, end=7), quantized(frames[3:7], 16))
+    assert len(read_all(out, start=8)) == 2
+    with open_clip(out, start=2, end=4) as clip:
+        assert clip.info.frame_count == 2
+        with pytest.raises(IndexError):
+            clip[2]
+
+
+@pytest.mark.parametrize("start, end", [(5, 5), (6, 4), (-1, None), (0, 11), (10, None)])
+def test_bad_frame_ranges(tmp_path, start, end):
+    out = write_clip(tmp_path / "c.mkv", smooth_clip(n=10), fps=24.0, bit_depth=8)
+    with pytest.raises(InvalidSettingsError, match="frame range"):
+        open_clip(out, start=start, end=end)
+
+
+def test_unreadable_inputs_are_one_line_video_errors(tmp_path):
+    garbage = tmp_path / "x.mp4"
+    garbage.write_bytes(np.random.default_rng(0).integers(0, 256, 4096, dtype=np.uint8).tobytes())
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "readme.txt").write_text("no frames here")
+    cases = {tmp_path / "nope.mp4": "no such file", tmp_path / "empty": "no image frames",
+             tmp_path / "notes": "no image frames", garbage: "x.mp4", tmp_path / "none.%04d.png": "no frames match"}
+    for path, message in cases.items():
+        with pytest.raises(VideoIOError, match=message) as info:
+            open_clip(path)
+        assert "\n" not in str(info.value)
+
+
+def test_truncated_and_mismatched_frames_name_the_file(tmp_path):
+    write_clip(tmp_path / "f.%04d.png", smooth_clip(n=4), fps=24.0, bit_depth=8)
+    data = (tmp_path / "f.0002.png").read_bytes()
+    (tmp_path / "f.0002.png").write_bytes(data[: len(data) // 2])
+    cv2.imwrite(str(tmp_path / "f.0003.png"), np.zeros((20, 20, 3), np.uint8))
+    with open_clip(tmp_path / "f.%04d.png") as clip:
+        assert clip[1].shape == (48, 64, 3)
+        with pytest.raises(VideoIOError, match="f.0002.png"):
+            clip[2]
+        with pytest.raises(VideoIOError, match=r"f.0003.png.*mixed sizes"):
+            clip[3]
+
+
+def test_mixed_image_types_and_single_image_are_refused(tmp_path):
+    write_clip(tmp_path / "a.%02d.png", smooth_clip(n=2), fps=24.0, bit_depth=8)
+    cv2.imwrite(str(tmp_path / "b.jpg"), np.zeros((8, 8, 3), np.uint8))
+    with pytest.raises(VideoIOError, match="mixes image types"):
+        open_clip(tmp_path)
+    with pytest.raises(VideoIOError, match="single image"):
+        open_clip(tmp_path / "b.jpg")
+
+
+def test_nan_frames_are_refused_on_read_and_write(tmp_path):
+    frames = smooth_clip(n=3)
+    frames[1, 5, 5, 0] = np.nan
+    with pytest.raises(VideoIOError, match="frame 1 contains NaN"):
+        write_clip(tmp_path / "n.mkv", frames, fps=24.0)
+    assert not list(tmp_path.iterdir())
+    for i, frame in enumerate(frames):  # a float TIFF stores the NaN as is
+        cv2.imwrite(str(tmp_path / f"n.{i}.tif"), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+    with open_clip(tmp_path / "n.%d.tif") as clip:
+        clip[0]
+        with pytest.raises(VideoIOError, match="frame 1 contains NaN"):
+            clip[1]
+
+
+# ---------------------------------------------------------------- output safety
+
+
+def _frames_then_fail(frames: np.ndarray, error: BaseException):
+    yield from frames
+    raise error
+
+
+@pytest.mark.parametrize("name", ["out.mkv", "out.mp4", "seq.%04d.png", "folder"])
+@pytest.mark.parametrize("error", [RuntimeError("boom"), KeyboardInterrupt()])
+def test_failed_write_keeps_existing_output(tmp_path, name, error):
+    target = tmp_path / name
+    old = smooth_clip(n=2, seed=7)
+    write_clip(target, old, fps=24.0, bit_depth=8)
+    before = sorted((p.name, p.stat().st_size) for p in tmp_path.rglob("*"))
+    with pytest.raises(type(error)):
+        write_clip(target, _frames_then_fail(smooth_clip(n=4), error), fps=24.0, bit_depth=8)
+    assert sorted((p.name, p.stat().st_size) for p in tmp_path.rglob("*")) == before
+    np.testing.assert_allclose(read_all(target), old, atol=0.2)
+
+
+def test_failed_first_write_leaves_nothing(tmp_path):
+    with pytest.raises(RuntimeError):
+        write_clip(tmp_path / "new.mkv", _frames_then_fail(smooth_clip(n=2), RuntimeError("x")), fps=24.0)
+    with pytest.raises(VideoIOError, match="no frames"):
+        write_clip(tmp_path / "empty.mkv", [], fps=24.0)
+    assert not list(tmp_path.iterdir())
+
+
+def _never():
+    raise AssertionError("frames were made before the output was checked")
+    yield
+
+
+def test_unwritable_and_input_outputs_are_refused_before_work(tmp_path):
+    source = write_clip(tmp_path / "in.mkv", smooth_clip(n=2), fps=24.0, bit_depth=8)
+    size = source.stat().st_size
+    with pytest.raises(VideoIOError, match="not a folder"):
+        write_clip(tmp_path / "in.mkv" / "sub" / "o.mkv", _never(), fps=24.0)
+    with pytest.raises(VideoIOError, match="over the input"):
+        write_clip(tmp_path / "." / "in.mkv", _never(), fps=24.0, forbid=[source])
+    with pytest.raises(VideoIOError, match="holds the input"):
+        check_output_path(tmp_path, [source])
+    with pytest.raises(VideoIOError, match="over the input"):
+        check_output_path(tmp_path / "s.####.png", [tmp_path / "s.%04d.png"])
+    with pytest.raises(VideoIOError, match="into the input folder"):
+        check_output_path(tmp_path / "o.%04d.png", [tmp_path])
+    assert check_output_path(tmp_path / "o.mkv", [tmp_path]) == tmp_path / "o.mkv"
+    assert source.stat().st_size == size
+
+
+def test_writer_validates_kind_codec_and_frames(tmp_path):
+    with pytest.raises(InvalidSettingsError, match="unknown codec"):
+        ClipWriter(tmp_path / "a.mkv", fps=24, width=8, height=8, channels=3, bit_depth=8, codec="divx")
+    with pytest.raises(InvalidSettingsError, match="pattern"):
+        ClipWriter(tmp_path / "a.png", fps=24, width=8, height=8, channels=3, bit_depth=8)
+    with pytest.raises(InvalidSettingsError, match="applies to video"):
+        ClipWriter(tmp_path / "a.%02d.png", fps=24, width=8, height=8, channels=3, bit_depth=8, codec="ffv1")
+    with pytest.raises(VideoIOError, match="shape"):
+        with ClipWriter(tmp_path / "a.mkv", fps=24, width=8, height=8, channels=3, bit_depth=8) as writer:
+            writer.write(np.zeros((8, 9, 3), np.float32))
+    assert not list(tmp_path.iterdir())
+
+
+def test_output_like_keeps_rate_and_depth(tmp_path):
+    source = write_clip(tmp_path / "in.mov", smooth_clip(n=2, alpha=True), fps=30000 / 1001, bit_depth=16)
+    with open_clip(source) as clip:
+        info = clip.info
+    assert output_like(info, tmp_path / "o.mkv") == {"fps": info.fps, "bit_depth": 16}
+    assert output_like(info, tmp_path / "o.mp4")["bit_depth"] == 8
+    assert output_like(info, tmp_path / "o.%04d.jpg")["bit_depth"] == 8
+    out = write_clip(tmp_path / "o.mkv", read_all(source), **output_like(info, tmp_path / "o.mkv"))
+    with open_clip(out) as clip:
+        assert (clip.info.fps, clip.info.bit_depth, clip.info.channels) == (info.fps, 16, 4)
