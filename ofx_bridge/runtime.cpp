@@ -1,0 +1,239 @@
+// runtime.cpp: log file, python.cfg, and starting (or attaching to) the embedded interpreter.
+//
+// One interpreter per process, started lazily with an ISOLATED PyConfig (the host's PYTHONHOME /
+// PYTHONPATH are ignored, sys.path comes from the bundle's Contents/Resources/python.cfg, no
+// signal handlers) and never finalized. If the host already runs Python (Nuke, Resolve's
+// scripting) we attach to it and only add our paths to sys.path. libpython is promoted to
+// RTLD_GLOBAL first: hosts dlopen plugins RTLD_LOCAL, and numpy/torch extension modules resolve
+// Py* symbols from the global scope.
+#include <pybind11/embed.h>
+
+#include "runtime.h"
+
+#include <dlfcn.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <ctime>
+#include <filesystem>
+#include <fstream>
+#include <mutex>
+#include <sstream>
+#include <vector>
+
+namespace py = pybind11;
+namespace fs = std::filesystem;
+
+namespace dfk {
+namespace {
+
+/** Directory holding this binary (the plugin's Contents/<arch>/), empty if unknown. */
+fs::path binary_dir() {
+  Dl_info info{};
+  if (dladdr(reinterpret_cast<void *>(&log_line), &info) == 0 || info.dli_fname == nullptr) return {};
+  return fs::absolute(fs::path(info.dli_fname)).parent_path();
+}
+
+std::string choose_log_file() {
+  if (const char *env = std::getenv("DEFLICKER_OFX_LOG"); env != nullptr && *env != '\0') return env;
+  const fs::path beside = binary_dir() / "deflicker-ofx.log";
+  if (!beside.parent_path().empty()) {
+    std::ofstream probe(beside, std::ios::app);
+    if (probe) return beside.string();
+  }
+  std::error_code ec;
+  const fs::path tmp = fs::temp_directory_path(ec);
+  return ((ec ? fs::path("/tmp") : tmp) / "deflicker-ofx.log").string();
+}
+
+/** python.cfg ($DEFLICKER_OFX_PYTHON_CFG or Contents/Resources/python.cfg): `home = DIR`,
+ * `stdlib = DIR`, `path = DIR` (repeatable); relative paths are from the file's directory. */
+struct PythonConfig {
+  std::string home;
+  std::vector<std::string> stdlib;
+  std::vector<std::string> paths;
+};
+
+std::string trim(const std::string &s) {
+  const auto b = s.find_first_not_of(" \t\r");
+  if (b == std::string::npos) return {};
+  return s.substr(b, s.find_last_not_of(" \t\r") - b + 1);
+}
+
+PythonConfig read_python_config() {
+  PythonConfig cfg;
+  const char *env = std::getenv("DEFLICKER_OFX_PYTHON_CFG");
+  const fs::path file = (env != nullptr && *env != '\0') ? fs::path(env) : binary_dir().parent_path() / "Resources" / "python.cfg";
+  const fs::path resources = file.parent_path();
+  std::ifstream in(file);
+  if (!in) {
+    log_line(2, "no " + file.string() + ": using the host's or the default Python paths");
+    return cfg;
+  }
+  std::string line;
+  while (std::getline(in, line)) {
+    line = trim(line);
+    const auto eq = line.find('=');
+    if (line.empty() || line[0] == '#' || eq == std::string::npos) continue;
+    const std::string key = trim(line.substr(0, eq));
+    fs::path value = trim(line.substr(eq + 1));
+    if (value.is_relative()) value = resources / value;
+    if (key == "home") cfg.home = value.string();
+    else if (key == "stdlib") cfg.stdlib.push_back(value.string());
+    else if (key == "path") cfg.paths.push_back(value.string());
+  }
+  return cfg;
+}
+
+/** Test/dev override: $DEFLICKER_OFX_EXTRA_PATH (':'-separated), searched before everything. */
+std::vector<std::string> extra_paths() {
+  std::vector<std::string> out;
+  const char *env = std::getenv("DEFLICKER_OFX_EXTRA_PATH");
+  if (env == nullptr) return out;
+  std::stringstream ss(env);
+  std::string item;
+  while (std::getline(ss, item, ':'))
+    if (!item.empty()) out.push_back(item);
+  return out;
+}
+
+/** Make the libpython this plugin links visible to extension modules (RTLD_GLOBAL). */
+void promote_libpython() {
+  Dl_info info{};
+  if (dladdr(reinterpret_cast<void *>(&Py_IsInitialized), &info) == 0 || info.dli_fname == nullptr) {
+    log_line(2, "could not locate libpython with dladdr");
+    return;
+  }
+  // Leaked on purpose: libpython must stay loaded for the life of the process.
+  void *handle = dlopen(info.dli_fname, RTLD_NOW | RTLD_GLOBAL | RTLD_NOLOAD);
+  if (handle == nullptr) handle = dlopen(info.dli_fname, RTLD_NOW | RTLD_GLOBAL);
+  log_line(handle ? 1 : 2, std::string(handle ? "libpython made global: " : "dlopen failed: ") + info.dli_fname);
+}
+
+void check(PyStatus status, const char *what) {
+  if (PyStatus_Exception(status)) {
+    throw std::runtime_error(std::string(what) + ": " + (status.err_msg ? status.err_msg : "failed"));
+  }
+}
+
+void append_wide(PyWideStringList &list, const std::string &path) {
+  wchar_t *w = Py_DecodeLocale(path.c_str(), nullptr);
+  if (w == nullptr) throw std::runtime_error("cannot decode path " + path);
+  const PyStatus status = PyWideStringList_Append(&list, w);
+  PyMem_RawFree(w);
+  check(status, "PyWideStringList_Append");
+}
+
+/** Start our own interpreter from an isolated config, then release the GIL for render threads. */
+void start_interpreter(const PythonConfig &cfg, const std::vector<std::string> &extra) {
+  PyConfig config;
+  PyConfig_InitIsolatedConfig(&config);
+  struct Clear {
+    PyConfig *c;
+    ~Clear() { PyConfig_Clear(c); }
+  } clear{&config};
+  config.install_signal_handlers = 0;
+  config.site_import = 0;  // sys.path is exactly what python.cfg says
+  config.write_bytecode = 0;
+  if (!cfg.home.empty()) {
+    wchar_t *w = Py_DecodeLocale(cfg.home.c_str(), nullptr);
+    if (w == nullptr) throw std::runtime_error("cannot decode home " + cfg.home);
+    const PyStatus status = PyConfig_SetString(&config, &config.home, w);
+    PyMem_RawFree(w);
+    check(status, "PyConfig_SetString(home)");
+  }
+  if (!cfg.stdlib.empty() || !cfg.paths.empty() || !extra.empty()) {
+    config.module_search_paths_set = 1;
+    for (const auto &p : extra) append_wide(config.module_search_paths, p);
+    for (const auto &p : cfg.stdlib) append_wide(config.module_search_paths, p);
+    for (const auto &p : cfg.paths) append_wide(config.module_search_paths, p);
+  }
+  check(Py_InitializeFromConfig(&config), "Py_InitializeFromConfig");
+  PyEval_SaveThread();  // never restored: the interpreter lives until the process exits
+}
+
+/** Host already runs Python: put our paths first on its sys.path. */
+void attach_paths(const PythonConfig &cfg, const std::vector<std::string> &extra) {
+  py::list sys_path = py::module_::import("sys").attr("path");
+  std::vector<std::string> ours = extra;
+  ours.insert(ours.end(), cfg.paths.begin(), cfg.paths.end());
+  for (auto it = ours.rbegin(); it != ours.rend(); ++it) {
+    if (!sys_path.contains(py::str(*it))) sys_path.insert(0, py::str(*it));
+  }
+}
+
+std::once_flag g_once;
+std::string g_init_error;  // written once under call_once, read-only afterwards
+
+void init_once() noexcept {
+  try {
+    const PythonConfig cfg = read_python_config();
+    const std::vector<std::string> extra = extra_paths();
+    promote_libpython();
+    const bool attached = Py_IsInitialized() != 0;
+    if (!attached) start_interpreter(cfg, extra);
+    py::gil_scoped_acquire gil;
+    try {
+      if (attached) attach_paths(cfg, extra);
+      py::module_ sys = py::module_::import("sys");
+      log_line(1, std::string(attached ? "attached to the host's Python " : "started embedded Python ") +
+                      py::str(sys.attr("version")).cast<std::string>() +
+                      "; sys.path = " + py::str(sys.attr("path")).cast<std::string>());
+      const py::module_ server = py::module_::import(server_module_name().c_str());
+      if (py::hasattr(server, "configure_logging")) server.attr("configure_logging")(log_file());
+      log_line(1, "imported " + server_module_name());
+    } catch (py::error_already_set &e) {
+      g_init_error = std::string("cannot load the deflicker server: ") + e.what();
+    }
+  } catch (const std::exception &e) {
+    g_init_error = std::string("cannot start Python: ") + e.what();
+  } catch (...) {
+    g_init_error = "cannot start Python: unknown error";
+  }
+  if (!g_init_error.empty()) log_line(3, g_init_error);
+}
+
+}  // namespace
+
+const std::string &log_file() noexcept {
+  static const std::string path = [] {
+    try {
+      return choose_log_file();
+    } catch (...) {
+      return std::string("/tmp/deflicker-ofx.log");
+    }
+  }();
+  return path;
+}
+
+void log_line(int level, const std::string &message) noexcept {
+  static std::mutex mutex;
+  static const char *const names[] = {"DEBUG", "INFO", "WARNING", "ERROR"};
+  try {
+    const std::time_t now = std::chrono::system_clock::to_time_t(std::chrono::system_clock::now());
+    std::tm tm{};
+    gmtime_r(&now, &tm);
+    char stamp[32];
+    std::strftime(stamp, sizeof stamp, "%Y-%m-%d %H:%M:%S", &tm);
+    const std::lock_guard<std::mutex> lock(mutex);
+    std::ofstream out(log_file(), std::ios::app);
+    out << stamp << " [" << names[level < 0 ? 0 : (level > 3 ? 3 : level)] << "] pid " << getpid()
+        << " ofx: " << message << '\n';
+  } catch (...) {
+    // Logging must never take the host down.
+  }
+}
+
+bool ensure_python(std::string &why) noexcept {
+  std::call_once(g_once, init_once);
+  why = g_init_error;
+  return g_init_error.empty();
+}
+
+std::string server_module_name() {
+  const char *env = std::getenv("DEFLICKER_OFX_SERVER");
+  return (env != nullptr && *env != '\0') ? env : "deflicker.server";
+}
+
+}  // namespace dfk

@@ -1,0 +1,23 @@
+// runtime.h: the bridge's process-wide state: the log file and the one Python interpreter.
+#ifndef DEFLICKER_OFX_BRIDGE_RUNTIME_H
+#define DEFLICKER_OFX_BRIDGE_RUNTIME_H
+
+#include <string>
+
+namespace dfk {
+
+/** Append one line to deflicker-ofx.log; level 0 debug, 1 info, 2 warning, 3 error. Thread-safe. */
+void log_line(int level, const std::string &message) noexcept;
+
+/** The log file in use: $DEFLICKER_OFX_LOG, else next to the plugin binary, else the temp dir. */
+const std::string &log_file() noexcept;
+
+/** Start or attach to Python once per process (std::call_once); false + why when it failed. */
+bool ensure_python(std::string &why) noexcept;
+
+/** Name of the server module: $DEFLICKER_OFX_SERVER or "deflicker.server". */
+std::string server_module_name();
+
+}  // namespace dfk
+
+#endif  // DEFLICKER_OFX_BRIDGE_RUNTIME_H

@@ -1,0 +1,170 @@
+// instance.h: per-instance state and what one action needs from it: settings, source clip
+// facts, the bridge callbacks over the host, the clip key, and error reporting.
+#ifndef DEFLICKER_PLUGIN_INSTANCE_H
+#define DEFLICKER_PLUGIN_INSTANCE_H
+
+#include "host.h"
+#include "params.h"
+
+#include <atomic>
+#include <cmath>
+#include <mutex>
+#include <string>
+#include <vector>
+
+namespace deflicker_ofx {
+
+inline constexpr size_t kMessageSize = 1024;
+
+inline std::atomic<bool> g_python_used{false};  // Python is started lazily; purge/destroy skip it if never used
+
+/** Per-instance state, stored in kOfxPropInstanceData. */
+struct Instance {
+  OfxImageEffectHandle effect = nullptr;
+  OfxImageClipHandle source = nullptr;
+  OfxImageClipHandle output = nullptr;
+  OfxParamSetHandle params = nullptr;
+  std::mutex mutex;      // guards key/signature and serializes open_clip per instance
+  std::string key;       // server clip key for `signature`
+  std::string signature; // clip facts + analysis settings the key was opened with
+  std::atomic<bool> error_shown{false};
+};
+
+inline Instance *instance_of(OfxImageEffectHandle effect) {
+  OfxPropertySetHandle props = nullptr;
+  suites().effect->getPropertySet(effect, &props);
+  void *data = nullptr;
+  suites().prop->propGetPointer(props, kOfxPropInstanceData, 0, &data);
+  return static_cast<Instance *>(data);
+}
+
+inline OfxParamHandle param_handle(const Instance &inst, const char *name) {
+  OfxParamHandle handle = nullptr;
+  suites().param->paramGetHandle(inst.params, name, &handle, nullptr);
+  return handle;
+}
+
+inline std::string param_string(const Instance &inst, const char *name) {
+  char *value = nullptr;
+  suites().param->paramGetValue(param_handle(inst, name), &value);
+  return value != nullptr ? value : "";
+}
+
+inline void set_param_string(const Instance &inst, const char *name, const std::string &value) {
+  if (param_string(inst, name) != value) suites().param->paramSetValue(param_handle(inst, name), value.c_str());
+}
+
+/** The user-facing settings at time t, owning the strings DfkSettings points to. */
+struct SettingsAt {
+  std::string method;
+  DfkSettings dfk{};
+
+  SettingsAt(const Instance &inst, OfxTime t) {
+    const OfxParameterSuiteV1 *p = suites().param;
+    int method_index = 0, refine = 1, size = 256;
+    p->paramGetValueAtTime(param_handle(inst, kStrength), t, &dfk.strength);
+    p->paramGetValueAtTime(param_handle(inst, kMethod), t, &method_index);
+    p->paramGetValueAtTime(param_handle(inst, kLocalRefinement), t, &refine);
+    p->paramGetValueAtTime(param_handle(inst, kAnalysisSize), t, &size);
+    method = option(spec(kMethod).options, method_index);
+    dfk.method = method.c_str();
+    dfk.local_refinement = refine;
+    dfk.analysis_size = size;
+  }
+};
+
+/** Facts of the source clip at time t: size, layout, frame range. */
+struct SourceFacts {
+  DfkClipInfo info{};
+  double first = 0.0;  // time of source index 0
+  std::string components, depth;
+
+  SourceFacts(const Instance &inst, OfxTime t) {
+    OfxPropertySetHandle props = nullptr;
+    suites().effect->clipGetPropertySet(inst.source, &props);
+    OfxRectD rod{0, 0, 0, 0};
+    suites().effect->clipGetRegionOfDefinition(inst.source, t, &rod);
+    const std::vector<double> range = get_doubles(props, kOfxImageEffectPropFrameRange);
+    components = get_string(props, kOfxImageEffectPropComponents);
+    depth = get_string(props, kOfxImageEffectPropPixelDepth);
+    first = range.size() == 2 ? std::ceil(range[0]) : 0.0;
+    info.width = static_cast<int>(std::lround(rod.x2 - rod.x1));
+    info.height = static_cast<int>(std::lround(rod.y2 - rod.y1));
+    info.channels = components == kOfxImageComponentRGB ? 3 : 4;
+    info.frame_count = range.size() == 2 ? static_cast<int>(std::floor(range[1]) - first) + 1 : 0;
+    info.fps = get_double(props, kOfxImageEffectPropFrameRate, 0, 24.0);
+    info.bit_depth = depth == kOfxBitDepthByte ? 8 : depth == kOfxBitDepthShort ? 16 : 32;
+  }
+
+  std::string signature(const SettingsAt &s) const {
+    return std::to_string(info.width) + "x" + std::to_string(info.height) + "x" + std::to_string(info.channels) + "/" +
+           std::to_string(info.frame_count) + "@" + std::to_string(info.fps) + "/" + std::to_string(info.bit_depth) +
+           "/" + std::to_string(first) + "/" + s.method + "/" + std::to_string(s.dfk.analysis_size);
+  }
+};
+
+/** Bridge callbacks of one action: source frames by index, host progress, abort. */
+struct HostContext {
+  const Instance *inst;
+  double first;
+  ProgressScope progress;
+  bool user_cancelled = false;
+
+  HostContext(const Instance &i, double first_time, const char *label)
+      : inst(&i), first(first_time), progress(i.effect, label) {}
+
+  DfkCallbacks callbacks() {
+    DfkCallbacks cb{};
+    cb.ctx = this;
+    cb.fetch = [](void *ctx, int index, DfkImage *image, void **token) -> int {
+      auto *self = static_cast<HostContext *>(ctx);
+      ClipImage frame(self->inst->source, self->first + index);
+      if (!frame.ok()) return 1;
+      *image = frame.view();
+      *token = frame.release();  // the bridge hands it back to `release`
+      return 0;
+    };
+    cb.release = [](void *, void *token) { suites().effect->clipReleaseImage(static_cast<OfxPropertySetHandle>(token)); };
+    cb.progress = [](void *ctx, double fraction, const char *) {
+      auto *self = static_cast<HostContext *>(ctx);
+      if (!self->progress.update(fraction)) self->user_cancelled = true;
+    };
+    cb.cancel = [](void *ctx) -> int {
+      auto *self = static_cast<HostContext *>(ctx);
+      return self->user_cancelled || suites().effect->abort(self->inst->effect) != 0;
+    };
+    return cb;
+  }
+};
+
+/** OFX status for a bridge failure; reports it to the user unless the host cancelled. */
+inline OfxStatus fail(Instance &inst, DfkStatus status, const char *message) {
+  if (status == DFK_CANCELLED) return kOfxStatFailed;  // the bridge logged it; the host asked for it
+  post_error(inst.effect, std::string("Deflicker: ") + message);
+  inst.error_shown = true;
+  return status == DFK_BAD_FRAME ? kOfxStatErrFormat : kOfxStatFailed;
+}
+
+/** The server key of the source clip under the current settings (opened once per signature). */
+inline DfkStatus clip_key(Instance &inst, const SourceFacts &src, const SettingsAt &settings, HostContext &ctx,
+                   bool reopen, std::string &key, char *err) {
+  const std::string signature = src.signature(settings);
+  const std::lock_guard<std::mutex> lock(inst.mutex);
+  if (!reopen && signature == inst.signature && !inst.key.empty()) {
+    key = inst.key;
+    return DFK_OK;
+  }
+  char buf[512] = {0};
+  const DfkCallbacks cb = ctx.callbacks();
+  g_python_used = true;
+  const DfkStatus status = dfk_open_clip(param_string(inst, kInstanceId).c_str(), &src.info, &settings.dfk, &cb,
+                                         param_string(inst, kClipKey).c_str(), buf, sizeof buf, err, kMessageSize);
+  if (status != DFK_OK) return status;
+  inst.key = key = buf;
+  inst.signature = signature;
+  return DFK_OK;
+}
+
+}  // namespace deflicker_ofx
+
+#endif  // DEFLICKER_PLUGIN_INSTANCE_H

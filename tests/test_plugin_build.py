@@ -1,0 +1,228 @@
+"""The OFX bundle's build, its exports, the parameter table, the OFX header, and the bridge.
+
+The bridge is driven by `deflicker_bridge_check` (ofx_bridge/bridge_check.cpp, built with the
+bundle) against tests/_plugin_fake_server.py, which records what crosses the C ABI.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from deflicker import settings as dsettings
+from deflicker.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[1]
+BUILD = Path(os.environ.get("DEFLICKER_BUILD_DIR", ROOT / "build"))
+BUNDLE = BUILD / "Deflicker.ofx.bundle"
+BINARY = BUNDLE / "Contents" / "Linux-x86-64" / "Deflicker.ofx"
+CHECK = BUILD / "deflicker_bridge_check"
+ENTRY_POINTS = {"OfxGetNumberOfPlugins", "OfxGetPlugin", "OfxSetHost"}
+
+needs_toolchain = pytest.mark.skipif(
+    not sys.platform.startswith("linux") or shutil.which("cmake") is None or shutil.which("g++") is None,
+    reason="needs Linux with cmake and g++",
+)
+
+
+@pytest.fixture(scope="module")
+def built() -> Path:
+    """Configure (once) and build the bundle and the bridge checker; reuse the build dir."""
+    if not (BUILD / "CMakeCache.txt").exists():
+        subprocess.run(["cmake", "-S", str(ROOT), "-B", str(BUILD), "-DCMAKE_BUILD_TYPE=Release",
+                        f"-DPython_EXECUTABLE={sys.executable}"], check=True, capture_output=True)
+    subprocess.run(["cmake", "--build", str(BUILD), "-j2", "--target", "Deflicker", "deflicker_bridge_check"],
+                   check=True, capture_output=True)
+    return BUNDLE
+
+
+def _check(tmp_path: Path, *args: str, env: dict[str, str] | None = None) -> dict[str, dict[str, str]]:
+    """Run the bridge checker; {line name: {key: value}} of its `name k=v ...` lines."""
+    run_env = dict(os.environ)
+    run_env.update({
+        "DEFLICKER_OFX_PYTHON_CFG": str(BUNDLE / "Contents" / "Resources" / "python.cfg"),
+        "DEFLICKER_OFX_SERVER": "_plugin_fake_server",
+        "DEFLICKER_OFX_EXTRA_PATH": str(ROOT / "tests"),
+        "DEFLICKER_OFX_LOG": str(tmp_path / "deflicker-ofx.log"),
+        "OMP_NUM_THREADS": "1",
+    })
+    run_env.update(env or {})
+    out = subprocess.run([str(CHECK), *args], env=run_env, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stdout + out.stderr
+    lines: dict[str, dict[str, str]] = {}
+    for line in out.stdout.splitlines():
+        name, _, rest = line.partition(" ")
+        fields = dict(re.findall(r"(\w+)=(\{.*\}|\S*)", rest))
+        if "err=" in rest:
+            fields["err"] = rest.split("err=", 1)[1]
+        lines[name] = fields
+    return lines
+
+
+# ---------------------------------------------------------------- build products
+
+@needs_toolchain
+def test_exports_only_ofx_entry_points(built: Path) -> None:
+    out = subprocess.run(["nm", "-D", "--defined-only", str(BINARY)], check=True, capture_output=True, text=True)
+    names = {line.split()[-1] for line in out.stdout.splitlines() if line.strip()}
+    assert names == ENTRY_POINTS
+
+
+@needs_toolchain
+def test_bundle_layout_and_python_cfg(built: Path) -> None:
+    plist = (BUNDLE / "Contents" / "Info.plist").read_text()
+    assert "<string>Deflicker.ofx</string>" in plist and "com.atlasdeflicker.Deflicker" in plist
+    cfg = (BUNDLE / "Contents" / "Resources" / "python.cfg").read_text().splitlines()
+    entries = [tuple(part.strip() for part in line.split("=", 1)) for line in cfg if "=" in line and not line.startswith("#")]
+    keys = {k for k, _ in entries}
+    assert {"home", "stdlib", "path"} <= keys
+    assert all(Path(v).is_dir() for k, v in entries if k in ("home", "path"))
+    assert ("path", str(ROOT / "model")) in entries
+    needed = subprocess.run(["readelf", "-d", str(BINARY)], check=True, capture_output=True, text=True).stdout
+    assert "libstdc++" not in needed  # linked statically (Resolve ships its own)
+    assert "libpython3" in needed
+
+
+def _param_table() -> str:
+    """The body of the kParams table in plugin/params.h."""
+    text = (ROOT / "plugin" / "params.h").read_text()
+    return text[text.index("kParams[] = {"):text.index("};", text.index("kParams[] = {"))]
+
+
+def _param_rows() -> list[dict[str, str]]:
+    """The rows of the kParams table, parsed."""
+    body = _param_table()
+    row = re.compile(r'\{"(\w+)",\s*"([^"]*)",\s*"([^"]*)",\s*ParamKind::(\w+),\s*([-\d.]+),\s*([-\d.]+),\s*([-\d.]+),'
+                     r'\s*([-\d.]+),\s*([-\d.]+),\s*"([^"]*)"\}')
+    keys = ("name", "label", "hint", "kind", "def", "min", "max", "dmin", "dmax", "options")
+    return [dict(zip(keys, m.groups())) for m in row.finditer(body)]
+
+
+def test_params_table_matches_settings() -> None:
+    from deflicker import server
+
+    rows = _param_rows()
+    assert len(rows) == _param_table().count('{"')  # every row parsed
+    settings_rows = [r for r in rows if r["kind"] in ("Double", "Int", "Bool", "Choice")]
+    names = tuple(r["name"] for r in settings_rows)
+    fields = {f.name: f for f in dataclasses.fields(Settings)}
+    assert names == tuple(server.PLUGIN_FIELDS)
+    assert names == tuple(f for f in dsettings.USER_FIELDS if f in names)
+    defaults = Settings()
+    for r in settings_rows:
+        assert r["name"] in fields and r["label"] and r["hint"]
+        value = getattr(defaults, r["name"])
+        if r["kind"] == "Choice":
+            options = r["options"].split("|")
+            assert r["name"] == "method" and tuple(options) == dsettings.METHODS
+            assert options[int(float(r["def"]))] == value and float(r["max"]) == len(options) - 1
+        else:
+            assert float(r["def"]) == float(value)
+            assert (r["min"], r["max"]) == (r["dmin"], r["dmax"])  # Resolve: both ranges set
+    with pytest.raises(Exception):
+        Settings(**{r["name"]: float(r["max"]) + 1 for r in settings_rows if r["kind"] in ("Double", "Int")})
+    Settings(**{r["name"]: (int if r["kind"] == "Int" else float)(r["max"]) for r in settings_rows if r["kind"] in ("Double", "Int")})
+    others = {r["name"]: r["kind"] for r in rows if r not in settings_rows}
+    assert others == {"reanalyze": "PushButton", "status": "Label", "clip_key": "Hidden", "instance_id": "Hidden"}
+
+
+@needs_toolchain
+@pytest.mark.parametrize("lang,compiler,std", [("c", "gcc", "-std=c99"), ("c++", "g++", "-std=c++17")])
+def test_ofx_header_compiles_with_abi_layout(tmp_path: Path, lang: str, compiler: str, std: str) -> None:
+    src = tmp_path / ("t.c" if lang == "c" else "t.cpp")
+    src.write_text("""
+#include "ofx_api.h"
+#include <stddef.h>
+#define CHECK(c) typedef char check_##__LINE__[(c) ? 1 : -1];
+CHECK(sizeof(void *) != 8 || offsetof(OfxPlugin, mainEntry) == 40)
+CHECK(sizeof(void *) != 8 || offsetof(OfxHost, fetchSuite) == 8)
+CHECK(sizeof(OfxPropertySuiteV1) == 18 * sizeof(void *))
+CHECK(sizeof(OfxImageEffectSuiteV1) == 13 * sizeof(void *))
+CHECK(sizeof(OfxParameterSuiteV1) == 18 * sizeof(void *))
+CHECK(sizeof(OfxMultiThreadSuiteV1) == 9 * sizeof(void *))
+CHECK(sizeof(OfxMessageSuiteV2) == 3 * sizeof(void *))
+CHECK(offsetof(OfxImageEffectSuiteV1, clipGetImage) == 5 * sizeof(void *))
+CHECK(offsetof(OfxParameterSuiteV1, paramEditEnd) == 17 * sizeof(void *))
+CHECK(sizeof(OfxRectD) == 4 * sizeof(double))
+static OfxStatus get(OfxParamHandle h, const OfxParameterSuiteV1 *s) { double d; return s->paramGetValueAtTime(h, 1.0, &d); }
+int main(void) { return get(0, 0) == kOfxStatOK && kOfxStatErrFormat == 7 ? 0 : 1; }
+""".replace("check_##__LINE__", "CHECKNAME(__LINE__)").replace(
+        "#define CHECK", "#define CAT(a, b) a##b\n#define CHECKNAME(l) CAT(check_, l)\n#define CHECK"))
+    subprocess.run([compiler, std, "-Wall", "-Wextra", "-pedantic", "-Werror", "-Wno-unused-local-typedefs",
+                    "-Wno-unused-function", "-I", str(ROOT / "plugin" / "ofx"), "-c", str(src), "-o", str(tmp_path / "t.o")],
+                   check=True, capture_output=True)
+
+
+# ---------------------------------------------------------------- the bridge
+
+def _value(frame: int, y: int, x: int, c: int) -> int:
+    """The checker's test pattern (ofx_bridge/bridge_check.cpp `value`), times 255."""
+    return (x * 7 + y * 13 + c * 29 + frame * 3) % 256
+
+
+@needs_toolchain
+def test_frames_enter_python_as_top_down_readonly_views(built: Path, tmp_path: Path) -> None:
+    lines = _check(tmp_path, "views", env={"PYTHONHOME": "/nonexistent-home", "PYTHONPATH": "/leaked-path"})
+    scale = {1: 1.0, 2: 65535 / 255, 4: 1 / 255}
+    for bpc, dtype in ((1, "uint8"), (2, "uint16"), (4, "float32")):
+        line = lines[f"views{bpc}"]
+        assert line["status"] == "0" and line["fetched"] == line["released"] == "1"
+        facts = json.loads(line["facts"])
+        assert facts["dtype"] == dtype and facts["shape"] == [16, 24, 4]
+        assert facts["strides"] == [-24 * 4 * bpc, 4 * bpc, bpc]  # bottom-up host buffer, top-down view
+        assert not facts["writeable"] and not facts["owndata"]  # a view of the host's memory, no copy
+        assert facts["top_left"] == pytest.approx([_value(0, 0, 0, c) * scale[bpc] for c in range(4)], abs=0.5 if bpc == 2 else 1e-6)
+        assert facts["bottom_left"] == pytest.approx([_value(0, 15, 0, c) * scale[bpc] for c in range(4)], abs=0.5 if bpc == 2 else 1e-6)
+        assert facts["settings"] == {"strength": 1.0, "method": "fast", "local_refinement": True, "analysis_size": 256}
+        assert "/leaked-path" not in facts["sys_path"]  # isolated: the host's PYTHONPATH/PYTHONHOME ignored
+    assert "started embedded Python" in (tmp_path / "deflicker-ofx.log").read_text()
+
+
+@needs_toolchain
+@pytest.mark.parametrize("bpc,channels,strength", [(1, 4, 1.7), (2, 3, 1.7), (4, 4, 1.7), (1, 3, -0.5), (2, 4, 0.5)])
+def test_render_copies_out_with_depth_conversion(built: Path, tmp_path: Path, bpc: int, channels: int, strength: float) -> None:
+    line = _check(tmp_path, "render", str(bpc), str(channels), str(strength))["render"]
+    assert line["status"] == "0", line
+    assert line["mismatches"] == "0"  # rint(clamp(x, 0, 1) * max) for byte/short, float as is
+    assert int(line["fetched"]) > 0 and line["fetched"] == line["released"]
+    assert int(line["progress"]) == 5  # the first render analysed the 5-frame clip
+
+
+@needs_toolchain
+def test_errors_become_statuses_with_messages(built: Path, tmp_path: Path) -> None:
+    lines = _check(tmp_path, "errors")
+    for name, needle in (("missing", "not available"), ("narrow", "23x16"), ("nan", "NaN")):
+        assert lines[name]["status"] == "3" and lines[name]["err"].startswith("VideoIOError: ") and needle in lines[name]["err"]
+        assert lines[name]["fetched"] == lines[name]["released"]
+    assert lines["python"]["status"] == "1" and lines["python"]["err"] == "RuntimeError: boom requested"
+    assert lines["ok_after"]["status"] == "0"  # the process is unharmed
+
+
+@needs_toolchain
+def test_cancel_is_reported_and_frames_released(built: Path, tmp_path: Path) -> None:
+    line = _check(tmp_path, "cancel")["cancel"]
+    assert line["status"] == "2" and line["err"].startswith("Cancelled")
+    assert line["fetched"] == line["released"]
+
+
+@needs_toolchain
+def test_gil_is_released_while_the_host_fetches(built: Path, tmp_path: Path) -> None:
+    line = _check(tmp_path, "threads", "4")["threads"]
+    assert line["ok"] == line["of"] == "4"
+    assert float(line["seconds"]) < 2.5 * float(line["sleep"])  # serialized fetches would take 4x
+
+
+@needs_toolchain
+def test_attaches_to_a_host_that_already_runs_python(built: Path, tmp_path: Path) -> None:
+    lines = _check(tmp_path, "--attach", "views")
+    facts = json.loads(lines["views1"]["facts"])
+    assert lines["views1"]["status"] == "0" and facts["host_marker"] == "preinitialized"
+    assert facts["sys_path"][0] == str(ROOT / "tests") and str(ROOT / "model") in facts["sys_path"]
+    assert "attached to the host's Python" in (tmp_path / "deflicker-ofx.log").read_text()
