@@ -69,10 +69,12 @@ class RefineSettings:
 
     window: int = 2  # frames on each side of t
     sigma: float = 4.0  # spatial smoothness of the local correction, proxy pixels
+    outlier: float = 0.1  # warped pixels differing from frame t by more (high-pass, proxy units) are ignored
 
     def __post_init__(self) -> None:
         _require(0 <= self.window <= 8, "refine window must be in [0, 8]")
         _require(self.sigma > 0, "refine sigma must be positive")
+        _require(self.outlier > 0, "refine outlier must be positive")
 
 
 @dataclass(frozen=True)

