@@ -1,7 +1,6 @@
 """apply_affine / apply_to_proxy: identity, strength, no clipping, resolution independence."""
 from __future__ import annotations
 
-import time
 
 import cv2
 import numpy as np
@@ -61,7 +60,7 @@ def test_values_above_one_are_not_clipped():
     assert out.dtype == np.float32
 
 
-def test_4k_agrees_with_1080p_and_costs_about_pixels():
+def test_4k_agrees_with_1080p():
     rng = np.random.default_rng(4)
     base = cv2.resize(rng.random((68, 120, 3), dtype=np.float32), (1920, 1080), interpolation=cv2.INTER_CUBIC)
     big = cv2.resize(base, (3840, 2160), interpolation=cv2.INTER_LINEAR)
@@ -69,15 +68,7 @@ def test_4k_agrees_with_1080p_and_costs_about_pixels():
     small_out = apply_affine(base, c, scale=1.0)
     big_out = apply_affine(big, c, scale=1.0)
     down = cv2.resize(big_out, (1920, 1080), interpolation=cv2.INTER_AREA)
-    assert np.abs(down - small_out).mean() < 2e-3
-    start = time.perf_counter()
-    apply_affine(base, c)
-    t_hd = time.perf_counter() - start
-    start = time.perf_counter()
-    apply_affine(big, c)
-    t_4k = time.perf_counter() - start
-    assert t_hd < 0.5  # ~0.05 s on an idle 2-core machine; loose for a shared one
-    assert t_4k < 8 * t_hd + 0.2
+    assert np.abs(down - small_out).mean() < 2e-3  # speed: `deflicker bench speed`
 
 
 def test_bad_shapes_raise_clear_error():

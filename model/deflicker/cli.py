@@ -19,7 +19,7 @@ from deflicker.errors import DeflickerError
 #: subcommand -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "run": ("deflicker.run", "deflicker a clip: analysis (cached), filter, refinement, write"),
-    "analyze": ("deflicker.analysis", "analyse a clip (flow + atlas) and store it in the cache"),
+    "analyze": ("deflicker.analyze", "analyse a clip (flow + atlas) and store it in the cache"),
     "synth": ("deflicker.synth", "render the synthetic benchmark clips with exact flow and masks"),
     "bench": ("deflicker.bench", "score every method on the synthetic set; speed benchmarks"),
     "train-filter": ("deflicker.train", "train the neural filter on still images"),

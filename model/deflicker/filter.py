@@ -208,9 +208,33 @@ def load_filter(settings: FilterSettings = FilterSettings(), device: str = "cpu"
     return model.to(resolve_device(device)).eval()
 
 
+def anchor_to_guide(coeffs: np.ndarray, inp: np.ndarray, guide: np.ndarray, confidence: np.ndarray) -> np.ndarray:
+    """Coefficients rescaled per channel so the output's confidence-weighted mean equals the guide's.
+
+    F was trained against guides whose appearance is itself slightly distorted, so it keeps a
+    small global bias of its own; the atlas is the appearance reference, so its mean wins.
+    (h,w,12) coefficients, (h,w,3) input and guide, (h,w) confidence -> (h,w,12) float32.
+    """
+    from deflicker.correction import apply_to_proxy
+
+    out = apply_to_proxy(inp, coeffs).astype(np.float64)
+    w = np.asarray(confidence, np.float64)[..., None]
+    num, den = (w * guide).sum((0, 1)), (w * out).sum((0, 1))
+    ok = (np.abs(den) > 1e-6) & (num * den > 0)
+    gain = np.where(ok, num / np.where(ok, den, 1.0), 1.0).astype(np.float32)
+    scaled = coeffs.copy()
+    for c in range(3):
+        scaled[..., 3 * c:3 * c + 3] *= gain[c]
+        scaled[..., 9 + c] *= gain[c]
+    return scaled
+
+
 def predict_coefficients(model: NeuralFilter, inp: np.ndarray, guide: np.ndarray,
-                         confidence: Optional[np.ndarray] = None) -> np.ndarray:
-    """Coefficients for one frame: (h,w,3) input and guide, (h,w) confidence -> (h,w,12) float32."""
+                         confidence: Optional[np.ndarray] = None, *, anchor: bool = True) -> np.ndarray:
+    """Coefficients for one frame: (h,w,3) input and guide, (h,w) confidence -> (h,w,12) float32.
+
+    With ``anchor`` the result goes through :func:`anchor_to_guide`.
+    """
     device = next(model.parameters()).device
     if confidence is None:
         confidence = np.ones(inp.shape[:2], dtype=np.float32)
@@ -222,4 +246,5 @@ def predict_coefficients(model: NeuralFilter, inp: np.ndarray, guide: np.ndarray
 
     with torch.inference_mode():
         out = model(tensor(inp), tensor(guide), tensor(confidence))
-    return np.ascontiguousarray(out[0].permute(1, 2, 0).cpu().numpy(), dtype=np.float32)
+    coeffs = np.ascontiguousarray(out[0].permute(1, 2, 0).cpu().numpy(), dtype=np.float32)
+    return anchor_to_guide(coeffs, inp, guide, confidence) if anchor else coeffs

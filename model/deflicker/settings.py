@@ -40,14 +40,18 @@ class FlowSettings:
 class AtlasSettings:
     """Per-clip atlas fit."""
 
-    iterations: int = 300  # optimizer steps of the fast fit (per shot)
+    irls_passes: int = 3  # reweighted least-squares passes of the fast mapping fit (0: global motion only)
+    key_gap: int = 8  # frames between keyframe pairs with a direct flow (bounds long-term drift)
+    rigidity: float = 4.0  # weight of each mesh edge's rigidity term, relative to one flow point
     neural_iterations: int = 2000  # optimizer steps of the neural atlas (per shot)
-    residual_grid: int = 8  # cells on the long side of each frame's smooth residual mapping
+    residual_grid: int = 8  # mesh cells on the long side of each frame's smooth mapping
     cut_threshold: float = 0.5  # shot-cut score above which frames are split into shots
     seed: int = 0
 
     def __post_init__(self) -> None:
-        _require(self.iterations >= 0, "atlas iterations must be >= 0")
+        _require(0 <= self.irls_passes <= 10, "atlas irls_passes must be in [0, 10]")
+        _require(self.key_gap >= 2, "atlas key_gap must be >= 2")
+        _require(self.rigidity > 0, "atlas rigidity must be positive")
         _require(self.neural_iterations >= 0, "atlas neural_iterations must be >= 0")
         _require(2 <= self.residual_grid <= 64, "atlas residual_grid must be in [2, 64]")
         _require(self.cut_threshold > 0, "atlas cut_threshold must be positive")

@@ -1,0 +1,241 @@
+"""The per-clip analysis: proxies, exact repeats, shot cuts, flows and one atlas per shot.
+
+``analyze_clip(source, settings)`` streams the clip once (one frame in memory at full
+resolution), keeps brightness-normalizable proxies of ``analysis_size`` on the long side,
+and returns a :class:`ClipAnalysis`: everything a render of any frame needs besides the
+source frames themselves. Memory grows with proxy size x frame count, never with the clip's
+resolution. The result is plain arrays (``to_arrays``/``from_arrays``) for the disk cache.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass
+from typing import Any, Optional, Union
+
+import cv2
+import numpy as np
+
+from deflicker.atlas import FastAtlas, ShotFlows, fit_fast
+from deflicker.errors import ModelLoadError
+from deflicker.flow import flow_input, flow_pair
+from deflicker.image import luminance, proxy_shape, resize, rgb
+from deflicker.progress import CancelCheck, Progress, check_cancel, report, scaled
+from deflicker.settings import Settings
+from deflicker.source import FrameSource
+from deflicker.warp import inside_mask, warp
+
+log = logging.getLogger(__name__)
+
+#: Bumped whenever the analysis or its stored layout changes (old cache entries recompute).
+FORMAT_VERSION = 1
+#: Window (proxy pixels, 2r+1) of the local structure agreement behind the atlas confidence.
+CONFIDENCE_RADIUS = 3
+
+Atlas = Union[FastAtlas, Any]  # FastAtlas or deflicker.atlas_neural.NeuralAtlas
+
+
+def clip_scale(proxies: np.ndarray) -> float:
+    """Full-resolution units per proxy unit: 1 for display-referred clips, the clip's bright
+    end (99.9th percentile) for HDR/float clips above 1.0, so proxies sit near [0, 1]."""
+    high = float(np.percentile(proxies[:, ::2, ::2], 99.9)) if proxies.size else 1.0
+    return max(1.0, high)
+
+
+def cut_score(a: np.ndarray, b: np.ndarray, flow_ab: np.ndarray, valid_ab: np.ndarray) -> float:
+    """1 - (correlation of frame a with frame b warped into it, brightness normalized) x
+    (share of consistent flow, saturating at half the frame): near 0 within a shot, near 1 at a cut."""
+    ya = flow_input(a).astype(np.float32)
+    yb = warp(flow_input(b).astype(np.float32), flow_ab)
+    inside = inside_mask(flow_ab)
+    if inside.mean() < 0.2:
+        return 1.0
+    ya, yb = ya[inside], yb[inside]
+    ya, yb = ya - ya.mean(), yb - yb.mean()
+    den = float(np.sqrt((ya * ya).sum() * (yb * yb).sum()))
+    ncc = max(0.0, float((ya * yb).sum()) / den) if den > 1e-9 else 0.0
+    return 1.0 - ncc * min(1.0, float(valid_ab.mean()) / 0.5)
+
+
+def local_agreement(a: np.ndarray, b: np.ndarray, radius: int = CONFIDENCE_RADIUS) -> np.ndarray:
+    """Local normalized cross-correlation of two images' luma, (h, w) in [0, 1] (gain-invariant)."""
+    ya, yb = luminance(a), luminance(b)
+    k = (2 * radius + 1, 2 * radius + 1)
+
+    def box(x: np.ndarray) -> np.ndarray:
+        return cv2.boxFilter(x, -1, k, borderType=cv2.BORDER_REFLECT)
+
+    ma, mb = box(ya), box(yb)
+    va = np.maximum(box(ya * ya) - ma * ma, 0.0)
+    vb = np.maximum(box(yb * yb) - mb * mb, 0.0)
+    cov = box(ya * yb) - ma * mb
+    eps = 1e-4
+    ncc = (cov + eps) / np.sqrt((va + eps) * (vb + eps))
+    return np.clip(ncc, 0.0, 1.0).astype(np.float32)
+
+
+@dataclass
+class ClipAnalysis:
+    """One clip's analysis. Shot s covers frames ``shots[s]:shots[s+1]``; repeated frames map
+    to their first occurrence through ``canonical``. Proxies are ``rgb / scale`` at ``shape``."""
+
+    shape: tuple[int, int]
+    scale: float
+    canonical: np.ndarray
+    shots: np.ndarray
+    atlases: list
+    method: str = "fast"
+
+    @property
+    def frame_count(self) -> int:
+        """Frames in the clip."""
+        return len(self.canonical)
+
+    def shot_index(self, t: int) -> int:
+        """The shot holding frame t."""
+        return int(np.searchsorted(self.shots, t, side="right") - 1)
+
+    def shot_range(self, t: int) -> tuple[int, int]:
+        """[start, end) of frame t's shot."""
+        s = self.shot_index(t)
+        return int(self.shots[s]), int(self.shots[s + 1])
+
+    def proxy(self, frame: np.ndarray) -> np.ndarray:
+        """The analysis proxy of a full-resolution frame, (h, w, 3) float32 proxy units."""
+        p = resize(rgb(frame), self.shape)
+        return p if self.scale == 1.0 else p / np.float32(self.scale)
+
+    def atlas_frame(self, t: int, size: Optional[tuple[int, int]] = None) -> np.ndarray:
+        """A_t in proxy units, (h, w, 3) float32, resized to ``size`` = (H, W) if given."""
+        start, _ = self.shot_range(t)
+        frame = self.atlases[self.shot_index(t)].frame(t - start)
+        return frame if size is None else resize(frame, size)
+
+    frame = atlas_frame  # the Atlas interface of issue 3: frame(t, size)
+
+    def atlas_confidence(self, t: int, proxy: np.ndarray) -> np.ndarray:
+        """Where A_t's structure can be trusted for frame t's proxy, (h, w) float32 in [0, 1]."""
+        conf = local_agreement(proxy, self.atlas_frame(t))
+        atlas = self.atlases[self.shot_index(t)]
+        if hasattr(atlas, "coverage"):
+            start, _ = self.shot_range(t)
+            conf *= np.clip(atlas.coverage(t - start) / 2.0, 0.0, 1.0) * atlas.static(t - start)
+        return cv2.GaussianBlur(conf, (0, 0), 1.5)
+
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        """Plain arrays for the cache (``shotN.name`` per shot atlas)."""
+        out = {"version": np.array(FORMAT_VERSION), "shape": np.array(self.shape), "scale": np.array(self.scale),
+               "canonical": self.canonical, "shots": self.shots, "method": np.array(self.method)}
+        for i, atlas in enumerate(self.atlases):
+            out.update({f"shot{i}.{k}": v for k, v in atlas.to_arrays().items()})
+        return out
+
+    @classmethod
+    def from_arrays(cls, arrays: dict[str, np.ndarray]) -> "ClipAnalysis":
+        """Rebuild from :meth:`to_arrays`; ModelLoadError on another version or missing parts."""
+        try:
+            if int(arrays["version"]) != FORMAT_VERSION:
+                raise ModelLoadError(f"analysis format {int(arrays['version'])}, expected {FORMAT_VERSION}")
+            method = str(arrays["method"])
+            shots = np.asarray(arrays["shots"], np.int64)
+            kind = _atlas_class(method)
+            atlases = []
+            for i in range(len(shots) - 1):
+                prefix = f"shot{i}."
+                atlases.append(kind.from_arrays({k[len(prefix):]: v for k, v in arrays.items() if k.startswith(prefix)}))
+            shape = tuple(int(v) for v in arrays["shape"])
+            return cls(shape=(shape[0], shape[1]), scale=float(arrays["scale"]),
+                       canonical=np.asarray(arrays["canonical"], np.int64), shots=shots, atlases=atlases, method=method)
+        except (KeyError, ValueError, TypeError) as exc:
+            raise ModelLoadError(f"incomplete analysis: {exc}") from None
+
+
+def _atlas_class(method: str) -> Any:
+    if method == "neural":
+        from deflicker.atlas_neural import NeuralAtlas
+
+        return NeuralAtlas
+    return FastAtlas
+
+
+def read_proxies(source: FrameSource, settings: Settings, progress: Optional[Progress],
+                 cancel: Optional[CancelCheck]) -> tuple[np.ndarray, np.ndarray]:
+    """(proxies (n, h, w, 3) float32 in clip units, canonical (n,)) in one pass over the clip."""
+    n = len(source)
+    first = source[0]
+    shape = proxy_shape(first.shape[0], first.shape[1], settings.analysis_size)
+    proxies = np.empty((n, *shape, 3), np.float32)
+    canonical = np.arange(n, dtype=np.int64)
+    seen: dict[bytes, int] = {}
+    for t in range(n):
+        check_cancel(cancel)
+        proxies[t] = resize(rgb(first if t == 0 else source[t]), shape)
+        digest = hashlib.blake2b(proxies[t].tobytes(), digest_size=16).digest()
+        canonical[t] = seen.setdefault(digest, t)
+        report(progress, (t + 1) / n, f"reading frame {t + 1}/{n}")
+    return proxies, canonical
+
+
+def neighbour_flows(proxies: np.ndarray, settings: Settings, progress: Optional[Progress],
+                    cancel: Optional[CancelCheck]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """fw, valid_fw, bw, valid_bw (float16 flows) between neighbours, and each pair's cut score."""
+    n, h, w, _ = proxies.shape
+    fw = np.zeros((max(0, n - 1), h, w, 2), np.float16)
+    bw = np.zeros_like(fw)
+    vfw = np.zeros((max(0, n - 1), h, w), bool)
+    vbw = np.zeros_like(vfw)
+    scores = np.zeros(max(0, n - 1))
+    for t in range(n - 1):
+        check_cancel(cancel)
+        f, vf = flow_pair(proxies[t], proxies[t + 1], settings.flow)
+        b, vb = flow_pair(proxies[t + 1], proxies[t], settings.flow)
+        fw[t], vfw[t], bw[t], vbw[t] = f, vf, b, vb
+        scores[t] = cut_score(proxies[t], proxies[t + 1], f, vf)
+        report(progress, (t + 1) / max(1, n - 1), f"flow {t + 1}/{n - 1}")
+    return fw, vfw, bw, vbw, scores
+
+
+def shot_flows(proxies: np.ndarray, flows: tuple[np.ndarray, ...], start: int, end: int, settings: Settings) -> ShotFlows:
+    """The flows of frames [start, end) as float32, plus direct keyframe flows."""
+    fw, vfw, bw, vbw = (f[start:end - 1] for f in flows[:4])
+    gap = settings.atlas.key_gap
+    keys = []
+    for t in range(start, end - gap, gap):
+        f, v = flow_pair(proxies[t], proxies[t + gap], settings.flow)
+        keys.append((t - start, t - start + gap, f, v))
+    return ShotFlows(fw.astype(np.float32), vfw, bw.astype(np.float32), vbw, tuple(keys))
+
+
+def analyze_clip(source: FrameSource, settings: Settings, progress: Optional[Progress] = None,
+                 cancel: Optional[CancelCheck] = None) -> ClipAnalysis:
+    """Analyse a clip (module doc). Raises Cancelled when ``cancel`` says so."""
+    proxies, canonical = read_proxies(source, settings, scaled(progress, 0.0, 0.4), cancel)
+    scale = clip_scale(proxies)
+    if scale != 1.0:
+        proxies /= np.float32(scale)
+    flows = neighbour_flows(proxies, settings, scaled(progress, 0.4, 0.75), cancel)
+    cuts = [t + 1 for t, s in enumerate(flows[4]) if s > settings.atlas.cut_threshold]
+    shots = np.array([0, *cuts, len(proxies)], np.int64)
+    log.info("analysis: %d frames, %d shot(s), %d repeated frame(s), scale %.3g", len(proxies), len(shots) - 1,
+             int((canonical != np.arange(len(canonical))).sum()), scale)
+    atlases = []
+    for i in range(len(shots) - 1):
+        start, end = int(shots[i]), int(shots[i + 1])
+        part = scaled(progress, 0.75 + 0.25 * start / len(proxies), 0.75 + 0.25 * end / len(proxies))
+        sflows = shot_flows(proxies, flows, start, end, settings)
+        atlases.append(fit_shot(proxies[start:end], sflows, settings, part, cancel))
+    report(progress, 1.0, "analysis done")
+    return ClipAnalysis(shape=(proxies.shape[1], proxies.shape[2]), scale=scale, canonical=canonical, shots=shots,
+                        atlases=atlases, method=settings.method)
+
+
+def fit_shot(proxies: np.ndarray, flows: ShotFlows, settings: Settings, progress: Optional[Progress],
+             cancel: Optional[CancelCheck]) -> Atlas:
+    """The atlas of one shot with the settings' method."""
+    if settings.method == "neural":
+        from deflicker.atlas_neural import fit_neural
+        from deflicker.engine import resolve_device
+
+        return fit_neural(proxies, flows, settings.atlas, device=resolve_device(settings.device),
+                          progress=progress, cancel=cancel)
+    return fit_fast(proxies, flows, settings.atlas, progress=progress, cancel=cancel)

@@ -1,0 +1,31 @@
+"""``deflicker analyze CLIP``: analyse a clip ahead of time and store it in the cache."""
+from __future__ import annotations
+
+import argparse
+
+from deflicker.run import add_settings_arguments, parse_range, settings_from_args
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``deflicker analyze``."""
+    parser.add_argument("clip", help="video file or image sequence (folder or printf pattern)")
+    parser.add_argument("--frames", type=parse_range, default=None, metavar="START:END", help="frame range (END exclusive)")
+    parser.add_argument("--force", action="store_true", help="recompute even when the cache holds this clip")
+    add_settings_arguments(parser)
+
+
+def run_command(args: argparse.Namespace) -> int:
+    """Analyse (or find in the cache) and print where the analysis is stored."""
+    from deflicker.cli import tqdm_progress
+    from deflicker.engine import Engine
+
+    engine = Engine(settings_from_args(args), cache_dir=args.cache_dir)
+    progress, close = tqdm_progress("analyse")
+    try:
+        with engine.open(args.clip, frame_range=args.frames) as session:
+            analysis = session.analyze(progress, force=args.force)
+    finally:
+        close()
+    shots = len(analysis.shots) - 1
+    print(f"analysed {analysis.frame_count} frames ({shots} shot{'s' if shots != 1 else ''}): {session.cache_path}")
+    return 0

@@ -1,0 +1,401 @@
+"""The fast flawed atlas of one shot: an explicit texture plus a smooth mapping per frame.
+
+Every frame t of a shot maps into one shared 2D atlas through ``M_t``: a bilinear mesh of
+``residual_grid`` cells on the frame's long side whose node positions are fitted jointly for
+all frames. The losses are the paper's, restricted so that they are quadratic in the node
+positions and solved exactly (sparse least squares, a few iteratively reweighted passes):
+
+* **flow consistency**: a pixel x of frame t and its flow partner x + f_{t->s} in frame s map
+  to the same atlas point, for neighbouring frames and for keyframe pairs further apart
+  (these bound long-term drift);
+* **rigidity**: each mesh edge keeps the length and orientation given by the frame's global
+  similarity motion (chained from the flows), so the mesh can bend smoothly but not collapse;
+* **anchor**: the shot's middle frame defines atlas coordinates.
+
+The texture is then the minimizer of the RGB reconstruction loss given the mapping, with a
+per-frame colour gain in the reconstruction (``P_t ~ g_t * T(M_t(x))``): alternately the mean
+of every frame's gain-normalized pixels splatted into the atlas, and each frame's gains fitted
+against the texture. Without the gains, content seen by only a few frames (the edges of a pan)
+would keep those frames' flicker and the atlas would drift in brightness. ``A_t`` samples it back through
+``M_t``: temporally consistent (one texture for the shot) but structurally flawed (moving
+objects and mapping errors blur or ghost), which is what the neural filter expects.
+
+Memory: the fit holds the shot's proxies and flows (proxy size x frame count); the result
+is the texture plus ``(n, gh, gw, 2)`` node positions.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Optional
+
+import cv2
+import numpy as np
+import scipy.sparse as sp
+import scipy.sparse.linalg as spla
+
+from deflicker.progress import CancelCheck, Progress, check_cancel, report
+from deflicker.settings import AtlasSettings
+
+log = logging.getLogger(__name__)
+
+#: Flow points sampled per frame pair (every STRIDE-th proxy pixel in each direction).
+STRIDE = 4
+#: Largest atlas canvas, in multiples of the proxy area (long pans get a coarser atlas).
+MAX_CANVAS = 12.0
+#: Huber scale of the flow residuals (atlas pixels) for the reweighted passes.
+HUBER = 1.0
+#: Mesh residual (atlas pixels) up to which a pixel counts as following the mapping.
+MOTION_OK = 1.5
+#: Alternations between the texture and the per-frame gains.
+GAIN_PASSES = 3
+
+
+@dataclass(frozen=True)
+class ShotFlows:
+    """Flows between neighbouring frames of one shot, at proxy resolution.
+
+    ``fw[t]`` = f_{t->t+1}, ``bw[t]`` = f_{t+1->t}: (n-1, h, w, 2) float32; ``valid_*`` (n-1, h, w)
+    bool from the forward-backward check. ``keys`` holds direct keyframe flows
+    ``(t, s, f_{t->s}, valid)`` between frames further apart (``AtlasSettings.key_gap``).
+    """
+
+    fw: np.ndarray
+    valid_fw: np.ndarray
+    bw: np.ndarray
+    valid_bw: np.ndarray
+    keys: tuple[tuple[int, int, np.ndarray, np.ndarray], ...] = ()
+
+
+def mesh_weights(length: int, cells: int) -> np.ndarray:
+    """Bilinear hat weights (length, cells + 1) of pixels 0..length-1 on a mesh spanning them."""
+    pos = np.arange(length, dtype=np.float64) * (cells / max(1, length - 1))
+    lo = np.minimum(np.floor(pos).astype(int), cells - 1)
+    frac = pos - lo
+    out = np.zeros((length, cells + 1), np.float64)
+    out[np.arange(length), lo] = 1.0 - frac
+    out[np.arange(length), lo + 1] = frac
+    return out
+
+
+def grid_shape(h: int, w: int, cells: int) -> tuple[int, int]:
+    """Mesh cells (gh, gw) for an (h, w) frame: ``cells`` on the long side, at least 1."""
+    if w >= h:
+        return max(1, int(round(cells * h / w))), cells
+    return cells, max(1, int(round(cells * w / h)))
+
+
+def fit_similarity(src: np.ndarray, dst: np.ndarray, weight: np.ndarray) -> np.ndarray:
+    """Weighted least-squares similarity (2, 3) with dst ~ s R src + t; (k, 2) points each."""
+    wsum = float(weight.sum())
+    if wsum < 1e-6 or len(src) < 3:
+        return np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+    zs, zd = src[:, 0] + 1j * src[:, 1], dst[:, 0] + 1j * dst[:, 1]
+    ms, md = (weight * zs).sum() / wsum, (weight * zd).sum() / wsum
+    cs, cd = zs - ms, zd - md
+    den = float((weight * np.abs(cs) ** 2).sum())
+    a = (weight * np.conj(cs) * cd).sum() / den if den > 1e-9 else 1.0 + 0j
+    b = md - a * ms
+    return np.array([[a.real, -a.imag, b.real], [a.imag, a.real, b.imag]])
+
+
+def _robust_similarity(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """Similarity fit with a few Huber reweighting passes (outliers: moving objects)."""
+    weight = np.ones(len(src))
+    s = fit_similarity(src, dst, weight)
+    for _ in range(3):
+        res = np.linalg.norm(src @ s[:, :2].T + s[:, 2] - dst, axis=1)
+        weight = np.minimum(1.0, HUBER / np.maximum(res, 1e-9))
+        s = fit_similarity(src, dst, weight)
+    return s
+
+
+def _compose(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """(2, 3) affine of x -> a(b(x))."""
+    return np.hstack([a[:, :2] @ b[:, :2], (a[:, :2] @ b[:, 2] + a[:, 2])[:, None]])
+
+
+@dataclass(frozen=True)
+class _Pairs:
+    """Flow correspondences: frame indices and pixel positions of both ends, with weights."""
+
+    t: np.ndarray
+    s: np.ndarray
+    xt: np.ndarray  # (k, 2)
+    xs: np.ndarray  # (k, 2)
+
+
+def _sample_pairs(flows: ShotFlows, h: int, w: int) -> _Pairs:
+    """Valid correspondences on a STRIDE grid for every neighbour and keyframe pair."""
+    ys, xs = np.mgrid[STRIDE // 2:h:STRIDE, STRIDE // 2:w:STRIDE]
+    grid = np.stack([xs.ravel(), ys.ravel()], 1).astype(np.float64)
+    ts, ss, pt, ps = [], [], [], []
+
+    def add(t: int, s: int, flow: np.ndarray, valid: np.ndarray) -> None:
+        ok = valid[ys, xs].ravel()
+        f = flow[ys, xs].reshape(-1, 2).astype(np.float64)
+        ts.append(np.full(int(ok.sum()), t))
+        ss.append(np.full(int(ok.sum()), s))
+        pt.append(grid[ok])
+        ps.append(grid[ok] + f[ok])
+
+    for t in range(len(flows.fw)):
+        add(t, t + 1, flows.fw[t], flows.valid_fw[t])
+        add(t + 1, t, flows.bw[t], flows.valid_bw[t])
+    for t, s, flow, valid in flows.keys:
+        add(t, s, flow, valid)
+    if not ts:
+        empty = np.zeros((0, 2))
+        return _Pairs(np.zeros(0, int), np.zeros(0, int), empty, empty)
+    return _Pairs(np.concatenate(ts), np.concatenate(ss), np.concatenate(pt), np.concatenate(ps))
+
+
+def chain_similarities(flows: ShotFlows, n: int, ref: int, h: int, w: int) -> np.ndarray:
+    """Global similarity (n, 2, 3) of every frame into the reference frame's coordinates."""
+    ys, xs = np.mgrid[STRIDE // 2:h:STRIDE, STRIDE // 2:w:STRIDE]
+    grid = np.stack([xs.ravel(), ys.ravel()], 1).astype(np.float64)
+    out = np.zeros((n, 2, 3))
+    out[ref] = [[1, 0, 0], [0, 1, 0]]
+
+    def step(flow: np.ndarray, valid: np.ndarray) -> np.ndarray:  # similarity src-frame -> dst-frame
+        ok = valid[ys, xs].ravel()
+        f = flow[ys, xs].reshape(-1, 2).astype(np.float64)
+        if ok.sum() < 8:
+            return np.array([[1.0, 0, 0], [0, 1.0, 0]])
+        return _robust_similarity(grid[ok], grid[ok] + f[ok])
+
+    for t in range(ref + 1, n):  # frame t -> t-1 uses bw[t-1] = f_{t->t-1}
+        out[t] = _compose(out[t - 1], step(flows.bw[t - 1], flows.valid_bw[t - 1]))
+    for t in range(ref - 1, -1, -1):  # frame t -> t+1 uses fw[t]
+        out[t] = _compose(out[t + 1], step(flows.fw[t], flows.valid_fw[t]))
+    return out
+
+
+def _basis(points: np.ndarray, h: int, w: int, gh: int, gw: int) -> tuple[np.ndarray, np.ndarray]:
+    """Mesh node indices (k, 4) and bilinear weights (k, 4) of pixel positions (k, 2)."""
+    u = np.clip(points[:, 0] * (gw / max(1, w - 1)), 0, gw - 1e-9)
+    v = np.clip(points[:, 1] * (gh / max(1, h - 1)), 0, gh - 1e-9)
+    x0, y0 = np.floor(u).astype(int), np.floor(v).astype(int)
+    fx, fy = u - x0, v - y0
+    stride = gw + 1
+    idx = np.stack([y0 * stride + x0, y0 * stride + x0 + 1, (y0 + 1) * stride + x0, (y0 + 1) * stride + x0 + 1], 1)
+    wts = np.stack([(1 - fx) * (1 - fy), fx * (1 - fy), (1 - fx) * fy, fx * fy], 1)
+    return idx, wts
+
+
+def _edges(gh: int, gw: int) -> np.ndarray:
+    """Mesh edges (e, 2) as node index pairs (horizontal and vertical)."""
+    ids = np.arange((gh + 1) * (gw + 1)).reshape(gh + 1, gw + 1)
+    return np.concatenate([np.stack([ids[:, :-1].ravel(), ids[:, 1:].ravel()], 1),
+                           np.stack([ids[:-1, :].ravel(), ids[1:, :].ravel()], 1)])
+
+
+def solve_mesh(pairs: _Pairs, sims: np.ndarray, ref: int, h: int, w: int, gh: int, gw: int, *,
+               passes: int = 3, rigidity: float = 4.0) -> tuple[np.ndarray, np.ndarray]:
+    """Node positions (n, gh+1, gw+1, 2) minimizing flow consistency + rigidity + anchor, and
+    each correspondence's final residual (atlas pixels): large where the scene moves unlike
+    the mesh (independently moving objects, flow errors)."""
+    n = len(sims)
+    k = (gh + 1) * (gw + 1)
+    nodes = np.stack(np.meshgrid(np.linspace(0, w - 1, gw + 1), np.linspace(0, h - 1, gh + 1)), -1).reshape(k, 2)
+    edges = _edges(gh, gw)
+    rest = nodes[edges[:, 1]] - nodes[edges[:, 0]]  # (e, 2)
+    it, wt = _basis(pairs.xt, h, w, gh, gw)
+    is_, ws = _basis(pairs.xs, h, w, gh, gw)
+    cols_flow = np.hstack([pairs.t[:, None] * k + it, pairs.s[:, None] * k + is_])
+    vals_flow = np.hstack([wt, -ws])
+    m = len(pairs.t)
+    # Rigidity rows: g[b] - g[a] = S_t^lin rest, per frame and edge.
+    ne = len(edges)
+    fr = np.repeat(np.arange(n), ne)
+    cols_rig = np.stack([fr * k + np.tile(edges[:, 1], n), fr * k + np.tile(edges[:, 0], n)], 1)
+    vals_rig = np.tile([1.0, -1.0], (n * ne, 1))
+    rhs_rig = np.einsum("nij,ej->nei", sims[:, :, :2], rest).reshape(-1, 2)
+    # Anchor rows: the reference frame's nodes stay where its similarity (identity) puts them.
+    cols_anchor = (ref * k + np.arange(k))[:, None]
+    init = np.einsum("nij,kj->nki", sims[:, :, :2], nodes) + sims[:, None, :, 2]
+    weight = np.ones(m)
+    solution = init.reshape(-1, 2)
+    res = np.zeros(m)
+    for _ in range(passes):
+        rows = [np.repeat(np.arange(m), 8), np.repeat(m + np.arange(n * ne), 2), m + n * ne + np.arange(k)]
+        sw = np.sqrt(weight)
+        data = np.concatenate([(vals_flow * sw[:, None]).ravel(), (vals_rig * np.sqrt(rigidity)).ravel(), np.full(k, 10.0)])
+        cols = np.concatenate([cols_flow.ravel(), cols_rig.ravel(), cols_anchor.ravel()])
+        a = sp.csr_matrix((data, (np.concatenate(rows), cols)), shape=(m + n * ne + k, n * k))
+        rhs = np.concatenate([np.zeros((m, 2)), rhs_rig * np.sqrt(rigidity), init[ref] * 10.0])
+        normal = (a.T @ a).tocsc() + sp.identity(n * k, format="csc") * 1e-6
+        solution = spla.splu(normal).solve(np.asarray(a.T @ rhs) + 1e-6 * init.reshape(-1, 2))
+        mapped = solution[cols_flow] * vals_flow[..., None]
+        res = np.linalg.norm(mapped.sum(1), axis=1)
+        weight = np.minimum(1.0, HUBER / np.maximum(res, 1e-9))
+    return solution.reshape(n, gh + 1, gw + 1, 2), res
+
+
+def motion_maps(pairs: _Pairs, residuals: np.ndarray, n: int, h: int, w: int) -> np.ndarray:
+    """Per-frame maps (n, ceil(h/STRIDE), ceil(w/STRIDE)) of the largest mesh residual of the
+    correspondences starting at each grid pixel: where a frame moves unlike its atlas mapping."""
+    sh, sw = len(range(STRIDE // 2, h, STRIDE)), len(range(STRIDE // 2, w, STRIDE))
+    out = np.zeros(n * sh * sw)
+    gx = np.clip(((pairs.xt[:, 0] - STRIDE // 2) / STRIDE).round().astype(int), 0, sw - 1)
+    gy = np.clip(((pairs.xt[:, 1] - STRIDE // 2) / STRIDE).round().astype(int), 0, sh - 1)
+    np.maximum.at(out, (pairs.t * sh + gy) * sw + gx, residuals)
+    return out.reshape(n, sh, sw)
+
+
+class FastAtlas:
+    """A fitted shot atlas: texture (Ha, Wa, 3) + per-frame mesh nodes in atlas pixels."""
+
+    method = "fast"
+
+    def __init__(self, texture: np.ndarray, weight: np.ndarray, nodes: np.ndarray, frame_shape: tuple[int, int],
+                 motion: Optional[np.ndarray] = None):
+        self.texture = np.ascontiguousarray(texture, dtype=np.float32)
+        self.motion = None if motion is None else np.ascontiguousarray(motion, dtype=np.float16)
+        self.weight = np.ascontiguousarray(weight, dtype=np.float32)
+        self.nodes = np.ascontiguousarray(nodes, dtype=np.float64)
+        self.frame_shape = (int(frame_shape[0]), int(frame_shape[1]))
+        h, w = self.frame_shape
+        self._wy = mesh_weights(h, nodes.shape[1] - 1)
+        self._wx = mesh_weights(w, nodes.shape[2] - 1)
+
+    def __len__(self) -> int:
+        return len(self.nodes)
+
+    def mapping(self, t: int) -> tuple[np.ndarray, np.ndarray]:
+        """Atlas coordinates (map_x, map_y), (h, w) float32 each, of frame t's pixels."""
+        g = self.nodes[t]
+        mx = self._wy @ g[..., 0] @ self._wx.T
+        my = self._wy @ g[..., 1] @ self._wx.T
+        return mx.astype(np.float32), my.astype(np.float32)
+
+    def frame(self, t: int) -> np.ndarray:
+        """A_t: the texture sampled through M_t, (h, w, 3) float32 proxy units."""
+        mx, my = self.mapping(t)
+        return cv2.remap(self.texture, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+
+    def coverage(self, t: int) -> np.ndarray:
+        """How many frames back each pixel of A_t (splat weight), (h, w) float32."""
+        mx, my = self.mapping(t)
+        return cv2.remap(self.weight, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0.0)
+
+    def static(self, t: int) -> np.ndarray:
+        """How well frame t's pixels follow the atlas mapping, (h, w) float32 in [0, 1]: 0 on
+        independently moving objects (and a margin around them), 1 on the mapped scene."""
+        if self.motion is None:
+            return np.ones(self.frame_shape, np.float32)
+        h, w = self.frame_shape
+        res = cv2.dilate(self.motion[t].astype(np.float32), np.ones((3, 3), np.uint8))
+        res = cv2.resize(res, (w, h), interpolation=cv2.INTER_LINEAR)
+        return np.clip(1.0 - (res - MOTION_OK) / MOTION_OK, 0.0, 1.0).astype(np.float32)
+
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        """Plain arrays for the cache."""
+        out = {"texture": self.texture, "weight": self.weight, "nodes": self.nodes,
+               "frame_shape": np.array(self.frame_shape, np.int64)}
+        if self.motion is not None:
+            out["motion"] = self.motion
+        return out
+
+    @classmethod
+    def from_arrays(cls, arrays: dict[str, np.ndarray]) -> "FastAtlas":
+        """Rebuild from :meth:`to_arrays` output."""
+        shape = tuple(int(v) for v in arrays["frame_shape"])
+        return cls(arrays["texture"], arrays["weight"], arrays["nodes"], (shape[0], shape[1]), arrays.get("motion"))
+
+
+def frame_gains(proxies: np.ndarray, atlas: "FastAtlas") -> np.ndarray:
+    """Per-frame, per-channel gains g_t (n, 3) with P_t ~ g_t * A_t (least squares, outliers
+    trimmed), normalized to a geometric mean of 1 over the shot."""
+    gains = np.ones((len(proxies), 3))
+    for t in range(len(proxies)):
+        a = atlas.frame(t).reshape(-1, 3).astype(np.float64)
+        p = proxies[t].reshape(-1, 3).astype(np.float64)
+        keep = np.ones(len(a), bool)
+        for _ in range(2):
+            g = (a[keep] * p[keep]).sum(0) / np.maximum((a[keep] ** 2).sum(0), 1e-9)
+            res = np.abs(p - a * g).sum(1)
+            keep = res <= np.percentile(res, 80)
+        gains[t] = np.where(g > 1e-3, g, 1.0)
+    log_g = np.log(gains)
+    return np.exp(log_g - log_g.mean(0))
+
+
+def splat_texture(proxies: np.ndarray, nodes: np.ndarray, canvas: tuple[int, int],
+                  gains: Optional[np.ndarray] = None, motion: Optional[np.ndarray] = None) -> tuple[np.ndarray, np.ndarray]:
+    """Mean of every frame's pixels (divided by its gains) splatted bilinearly at their atlas
+    positions, independently moving pixels left out: (texture (Ha, Wa, 3), weight (Ha, Wa))."""
+    n, h, w, _ = proxies.shape
+    ha, wa = canvas
+    atlas = FastAtlas(np.zeros((1, 1, 3), np.float32), np.zeros((1, 1), np.float32), nodes, (h, w), motion)
+    acc = np.zeros((4, ha * wa))
+    for t in range(n):
+        mx, my = atlas.mapping(t)
+        x0 = np.clip(np.floor(mx).astype(int), 0, wa - 2)
+        y0 = np.clip(np.floor(my).astype(int), 0, ha - 2)
+        fx = np.clip(mx - x0, 0, 1).ravel()
+        fy = np.clip(my - y0, 0, 1).ravel()
+        base = (y0 * wa + x0).ravel()
+        colour = proxies[t].reshape(-1, 3).astype(np.float64)
+        if gains is not None:
+            colour = colour / gains[t]
+        keep = atlas.static(t).ravel().astype(np.float64) + 1e-3
+        for off, wgt in ((0, (1 - fx) * (1 - fy)), (1, fx * (1 - fy)), (wa, (1 - fx) * fy), (wa + 1, fx * fy)):
+            idx, wgt = base + off, wgt * keep
+            acc[3] += np.bincount(idx, wgt, ha * wa)
+            for c in range(3):
+                acc[c] += np.bincount(idx, wgt * colour[:, c], ha * wa)
+    weight = acc[3].reshape(ha, wa)
+    texture = (acc[:3] / np.maximum(acc[3], 1e-9)).T.reshape(ha, wa, 3)
+    texture = _fill_holes(texture, weight)
+    return texture.astype(np.float32), weight.astype(np.float32)
+
+
+def _fill_holes(texture: np.ndarray, weight: np.ndarray) -> np.ndarray:
+    """Texels no frame reached take the normalized-blur of their neighbours (no black seams)."""
+    known = (weight > 1e-6).astype(np.float32)
+    if known.all():
+        return texture
+    filled = texture.copy()
+    for sigma in (1.0, 3.0, 9.0):
+        num = cv2.GaussianBlur((texture * known[..., None]).astype(np.float32), (0, 0), sigma)
+        den = cv2.GaussianBlur(known, (0, 0), sigma)[..., None]
+        hole = (known < 0.5)[..., None] & (den > 1e-3)
+        filled = np.where(hole & (filled == 0), num / np.maximum(den, 1e-6), filled)
+    return filled
+
+
+def fit_fast(proxies: np.ndarray, flows: ShotFlows, settings: AtlasSettings, *,
+             progress: Optional[Progress] = None, cancel: Optional[CancelCheck] = None) -> FastAtlas:
+    """Fit the fast atlas of one shot from its (n, h, w, 3) proxies and flows (module doc)."""
+    n, h, w, _ = proxies.shape
+    ref = n // 2
+    gh, gw = grid_shape(h, w, settings.residual_grid)
+    report(progress, 0.0, "atlas: motion")
+    sims = chain_similarities(flows, n, ref, h, w)
+    check_cancel(cancel)
+    motion = None
+    if n > 1 and settings.irls_passes > 0:
+        pairs = _sample_pairs(flows, h, w)
+        report(progress, 0.3, "atlas: mapping")
+        nodes, residuals = solve_mesh(pairs, sims, ref, h, w, gh, gw, passes=settings.irls_passes,
+                                      rigidity=settings.rigidity)
+        motion = motion_maps(pairs, residuals, n, h, w)
+    else:
+        k_nodes = np.stack(np.meshgrid(np.linspace(0, w - 1, gw + 1), np.linspace(0, h - 1, gh + 1)), -1)
+        nodes = np.einsum("nij,abj->nabi", sims[:, :, :2], k_nodes) + sims[:, None, None, :, 2]
+    check_cancel(cancel)
+    lo = nodes.reshape(-1, 2).min(0) - 2.0
+    hi = nodes.reshape(-1, 2).max(0) + 2.0
+    scale = min(1.0, float(np.sqrt(MAX_CANVAS * h * w / np.prod(hi - lo + 1))))
+    nodes = (nodes - lo) * scale
+    canvas = (int(np.ceil((hi[1] - lo[1]) * scale)) + 2, int(np.ceil((hi[0] - lo[0]) * scale)) + 2)
+    report(progress, 0.7, "atlas: texture")
+    gains = None
+    for i in range(GAIN_PASSES):
+        check_cancel(cancel)
+        texture, weight = splat_texture(proxies, nodes, canvas, gains, motion)
+        if i < GAIN_PASSES - 1:
+            gains = frame_gains(proxies, FastAtlas(texture, weight, nodes, (h, w), motion))
+        report(progress, 0.7 + 0.3 * (i + 1) / GAIN_PASSES, "atlas: texture")
+    return FastAtlas(texture, weight, nodes, (h, w), motion)

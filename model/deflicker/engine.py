@@ -1,0 +1,306 @@
+"""The one orchestrator: ``Engine(settings).open(clip) -> Session``; ``session.analyze()``;
+``session.render(t)``.
+
+The CLI, the model server behind the OFX plugin, the benchmark and the host scripts all go
+through this API. Rendering frame t is a pure function of (clip content, settings, t): it
+reads only the analysis (computed once per clip and cached) and the source frames of a fixed
+window around t, so frames come out the same in any order and from any thread.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Optional, Union
+
+import numpy as np
+
+from deflicker.errors import DeviceError, InvalidSettingsError
+from deflicker.image import rgb
+from deflicker.progress import CancelCheck, Progress
+from deflicker.settings import Settings
+from deflicker.source import FrameSource
+
+if TYPE_CHECKING:  # torch-heavy modules load lazily
+    from deflicker.analysis import ClipAnalysis
+    from deflicker.cache import AnalysisCache, ClipKey
+    from deflicker.filter import NeuralFilter
+
+log = logging.getLogger(__name__)
+
+#: Pipeline variants a Session can render: the product and the benchmark's ablations.
+STAGES = ("full", "filter", "atlas", "refine-only")
+
+#: Render-only settings: changing them never invalidates an analysis.
+RENDER_FIELDS = ("strength", "local_refinement", "device", "filter", "refine")
+
+ClipLike = Union[FrameSource, str, Path]
+
+
+def resolve_device(name: str) -> str:
+    """'auto' -> 'cuda' when torch sees a GPU, else 'cpu'; 'cuda' without one -> DeviceError."""
+    import torch
+
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        raise DeviceError("device 'cuda' requested but torch sees no CUDA GPU")
+    return name
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    """A frame's proxy and its filter coefficients (both at proxy resolution)."""
+
+    proxy: np.ndarray
+    coeffs: np.ndarray
+
+
+class Engine:
+    """Holds the settings, the on-disk analysis cache and the (lazily loaded) neural filter."""
+
+    def __init__(self, settings: Optional[Settings] = None, *, cache_dir: Union[str, Path, None] = None):
+        from deflicker.cache import AnalysisCache
+
+        self.settings = settings or Settings()
+        self.cache: AnalysisCache = AnalysisCache(Path(cache_dir) if cache_dir else None)
+        self._filters: dict[tuple[str, str], NeuralFilter] = {}
+        self._lock = threading.Lock()
+
+    def open(self, clip: ClipLike, *, frame_range: Optional[tuple[int, int]] = None,
+             settings: Optional[Settings] = None) -> "Session":
+        """A :class:`Session` on a clip (a path or any FrameSource); nothing is analysed yet.
+
+        ``settings`` overrides the engine's for this session (the server shares one engine).
+        """
+        if isinstance(clip, (str, Path)):
+            from deflicker.io import open_clip
+
+            start, end = frame_range or (0, None)
+            return Session(self, open_clip(clip, start=start, end=end), settings=settings, owns_source=True)
+        if frame_range is not None:
+            raise InvalidSettingsError("frame_range applies to clip paths; slice the FrameSource instead")
+        return Session(self, clip, settings=settings)
+
+    def filter_model(self, settings: Settings) -> "NeuralFilter":
+        """The neural filter for these settings' weights and device, loaded once per engine."""
+        from deflicker.filter import load_filter
+
+        device = resolve_device(settings.device)
+        key = (settings.filter.weights, device)
+        with self._lock:
+            model = self._filters.get(key)
+            if model is None:
+                model = load_filter(settings.filter, device)
+                self._filters[key] = model
+        return model
+
+
+class Session:
+    """One clip: its cache key, its analysis and frame rendering. Thread-safe."""
+
+    #: Prepared frames and window flows kept per session (a few hundred KB each).
+    MEMO_SIZE = 64
+
+    def __init__(self, engine: Engine, source: FrameSource, *, settings: Optional[Settings] = None,
+                 owns_source: bool = False):
+        from deflicker.cache import ClipKey
+
+        if len(source) == 0:
+            from deflicker.errors import VideoIOError
+
+            raise VideoIOError("the clip has no frames")
+        self.engine = engine
+        self.source = source
+        self.settings = settings or engine.settings
+        self.key: ClipKey = ClipKey.for_source(source, self.settings)
+        self.analysis: Optional[ClipAnalysis] = None
+        self.cache_path: Optional[Path] = None
+        self._owns_source = owns_source
+        self._analysis_lock = threading.Lock()
+        self._memo: OrderedDict[tuple, Any] = OrderedDict()
+        self._memo_lock = threading.Lock()
+
+    def __enter__(self) -> "Session":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the source if this session opened it."""
+        if self._owns_source and hasattr(self.source, "close"):
+            self.source.close()  # type: ignore[union-attr]
+
+    def __len__(self) -> int:
+        return len(self.source)
+
+    @property
+    def analyzed(self) -> bool:
+        """True once the analysis is in memory."""
+        return self.analysis is not None
+
+    def analyze(self, progress: Optional[Progress] = None, cancel: Optional[CancelCheck] = None,
+                *, force: bool = False) -> "ClipAnalysis":
+        """Load the clip's analysis from the cache or compute it (once; concurrent callers wait)."""
+        from deflicker.cache import load_or_analyze
+
+        with self._analysis_lock:
+            if self.analysis is None or force:
+                self.analysis = None
+                with self._memo_lock:
+                    self._memo.clear()
+                analysis, path = load_or_analyze(self.source, self.settings, cache=self.engine.cache, key=self.key,
+                                                 force=force, progress=progress, cancel=cancel)
+                self.analysis, self.cache_path = analysis, path
+            return self.analysis
+
+    def window(self, t: int, settings: Optional[Settings] = None, *, stage: str = "full") -> list[int]:
+        """Source frames whose analysis-time proxies render(t) uses, in order (t's canonical frame included)."""
+        s = settings or self.settings
+        analysis = self.analyze()
+        c = int(analysis.canonical[t])
+        use_window = stage == "refine-only" or (stage == "full" and s.local_refinement)
+        k = s.refine.window if use_window else 0
+        start, end = analysis.shot_range(c)
+        return list(range(max(start, c - k), min(end, c + k + 1)))
+
+    def frames_needed(self, t: int, settings: Optional[Settings] = None) -> list[int]:
+        """Every source frame render(t) may read: the window and t itself."""
+        return sorted(set(self.window(t, settings)) | {t})
+
+    def render(self, t: int, settings: Optional[Settings] = None, *, stage: str = "full") -> np.ndarray:
+        """Deflickered frame t, (H, W, C) float32, alpha untouched; analyses first if needed.
+
+        ``settings`` may change render-only fields (strength, local_refinement, device, filter,
+        refine); ``stage`` picks a benchmark ablation (see :data:`STAGES`).
+        """
+        s = self._render_settings(settings)
+        if stage not in STAGES:
+            raise InvalidSettingsError(f"stage must be one of {', '.join(STAGES)}, not {stage!r}")
+        if not 0 <= t < len(self.source):
+            raise InvalidSettingsError(f"frame {t} is outside the clip (0..{len(self.source) - 1})")
+        analysis = self.analyze()
+        frame = self.source[t]
+        if s.strength == 0.0:
+            return np.array(frame, dtype=np.float32, copy=True)
+        out = np.array(frame, dtype=np.float32, copy=True)
+        if stage == "atlas":
+            atlas = analysis.atlas_frame(int(analysis.canonical[t]), size=frame.shape[:2]) * analysis.scale
+            out[..., :3] = rgb(frame) + s.strength * (atlas - rgb(frame))
+            return out
+        coeffs = self._coefficients(t, s, stage)
+        from deflicker.correction import apply_affine
+
+        out[..., :3] = apply_affine(rgb(frame), coeffs, scale=analysis.scale, strength=s.strength)
+        return out
+
+    def _render_settings(self, settings: Optional[Settings]) -> Settings:
+        if settings is None:
+            return self.settings
+        changed = [f for f in ("method", "analysis_size", "flow", "atlas") if getattr(settings, f) != getattr(self.settings, f)]
+        if changed:
+            raise InvalidSettingsError(f"{', '.join(changed)} change the analysis: open a new session")
+        return settings
+
+    def _coefficients(self, t: int, s: Settings, stage: str) -> np.ndarray:
+        """Final proxy-resolution coefficients of frame t (filter, then stateless refinement)."""
+        from deflicker.refine import refine_coefficients
+
+        analysis = self.analysis
+        assert analysis is not None
+        c = int(analysis.canonical[t])
+        window = self.window(t, s, stage=stage)
+        prepared = {i: self._prepared(i, s, identity=(stage == "refine-only")) for i in window}
+        if len(window) == 1:
+            return prepared[c].coeffs
+        flows = {i: self._flow(c, i, prepared[c].proxy, prepared[i].proxy, s) for i in window if i != c}
+        return refine_coefficients(c, {i: p.coeffs for i, p in prepared.items()},
+                                   {i: p.proxy for i, p in prepared.items()}, flows, s.refine)
+
+    def _flow(self, c: int, i: int, proxy_c: np.ndarray, proxy_i: np.ndarray,
+              s: Settings) -> tuple[np.ndarray, np.ndarray]:
+        """(f_{c->i}, valid) between two proxies of the window, memoized (pure)."""
+        from deflicker.flow import flow_pair
+
+        key = ("flow", c, i)
+        with self._memo_lock:
+            hit = self._memo.get(key)
+        if hit is None:
+            hit = flow_pair(proxy_c, proxy_i, s.flow)
+            with self._memo_lock:
+                self._memo[key] = hit
+                self._trim_locked()
+        return hit  # type: ignore[return-value]
+
+    def _trim_locked(self) -> None:
+        while len(self._memo) > self.MEMO_SIZE:
+            self._memo.popitem(last=False)
+
+    def _prepared(self, i: int, s: Settings, *, identity: bool) -> _Prepared:
+        """Proxy and filter coefficients of source frame i, memoized (pure: same inputs, same bytes)."""
+        from deflicker.correction import identity_coefficients
+        from deflicker.filter import predict_coefficients
+
+        key = (i, identity, s.filter, s.device)
+        with self._memo_lock:
+            hit = self._memo.get(key)
+            if hit is not None:
+                self._memo.move_to_end(key)
+                return hit
+        analysis = self.analysis
+        assert analysis is not None
+        proxy = analysis.proxy(self.source[i])
+        if identity:
+            coeffs = identity_coefficients(*proxy.shape[:2])
+        else:
+            model = self.engine.filter_model(s)
+            coeffs = predict_coefficients(model, proxy, analysis.atlas_frame(i), analysis.atlas_confidence(i, proxy))
+        prepared = _Prepared(proxy, coeffs)
+        with self._memo_lock:
+            self._memo[key] = prepared
+            self._trim_locked()
+        return prepared
+
+
+def process(engine: Engine, src: Union[str, Path], dst: Union[str, Path], *,
+            frame_range: Optional[tuple[int, int]] = None, codec: Optional[str] = None,
+            progress: Optional[Progress] = None, cancel: Optional[CancelCheck] = None,
+            report: Union[str, Path, None] = None) -> dict[str, float]:
+    """Deflicker the file ``src`` into ``dst`` (written atomically); returns timings.
+
+    Analysis comes from the cache when it holds this clip. ``report`` names a before/after PNG.
+    """
+    import time
+
+    from deflicker.io import check_output_path, output_like, write_clip
+    from deflicker.progress import check_cancel, report as tell, scaled
+    from deflicker.report import ReportCollector
+
+    check_output_path(dst, [src])
+    with engine.open(src, frame_range=frame_range) as session:
+        t0 = time.perf_counter()
+        session.analyze(scaled(progress, 0.0, 0.5), cancel)
+        t1 = time.perf_counter()
+        n = len(session)
+        collector = ReportCollector(n) if report else None
+
+        def frames():
+            for t in range(n):
+                check_cancel(cancel)
+                out = session.render(t)
+                if collector is not None:
+                    collector.add(t, session.source[t], out)
+                tell(progress, 0.5 + 0.5 * (t + 1) / n, f"frame {t + 1}/{n}")
+                yield out
+
+        kwargs = output_like(session.source.info, dst)
+        if codec:
+            kwargs["codec"] = codec
+        write_clip(dst, frames(), **kwargs)
+        t2 = time.perf_counter()
+        if collector is not None and report:
+            collector.save(report, title=Path(str(src)).name)
+    return {"frames": float(n), "analysis_seconds": t1 - t0, "render_seconds_per_frame": (t2 - t1) / n}

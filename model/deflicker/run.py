@@ -1,0 +1,68 @@
+"""``deflicker run INPUT -o OUTPUT``: analysis (cached), filter, refinement, write."""
+from __future__ import annotations
+
+import argparse
+import logging
+
+from deflicker.settings import METHODS, DEVICES, Settings
+
+log = logging.getLogger(__name__)
+
+
+def parse_range(text: str) -> tuple[int, int]:
+    """'A:B' (B exclusive) -> (A, B); argparse reports a bad one as a usage error (exit 2)."""
+    try:
+        a, b = text.split(":")
+        start, end = int(a), int(b)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"frame range must be START:END, not {text!r}") from None
+    if not 0 <= start < end:
+        raise argparse.ArgumentTypeError(f"frame range {text!r} is empty or negative")
+    return start, end
+
+
+def add_settings_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options that build :class:`Settings` (shared by run and analyze)."""
+    d = Settings()
+    parser.add_argument("--method", choices=METHODS, default=d.method, help="atlas method (default: %(default)s)")
+    parser.add_argument("--analysis-size", type=int, default=d.analysis_size,
+                        help="long side of the analysis proxy in pixels (default: %(default)s)")
+    parser.add_argument("--device", choices=DEVICES, default=d.device, help="compute device (default: %(default)s)")
+    parser.add_argument("--cache-dir", default=None, help="analysis cache (default: $DEFLICKER_CACHE_DIR or ~/.cache/deflicker)")
+
+
+def settings_from_args(args: argparse.Namespace) -> Settings:
+    """Settings from parsed CLI options (validated)."""
+    values = {"method": args.method, "analysis_size": args.analysis_size, "device": args.device}
+    if hasattr(args, "strength"):
+        values.update(strength=args.strength, local_refinement=not args.no_refine)
+    return Settings.from_dict(values)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``deflicker run``."""
+    parser.add_argument("input", help="video file or image sequence (folder or printf pattern)")
+    parser.add_argument("-o", "--output", required=True, help="output file or sequence pattern")
+    parser.add_argument("--strength", type=float, default=Settings().strength, help="0 = input, 1 = full (default: %(default)s)")
+    parser.add_argument("--no-refine", action="store_true", help="skip the local refinement")
+    parser.add_argument("--frames", type=parse_range, default=None, metavar="START:END", help="frame range (END exclusive)")
+    parser.add_argument("--codec", default=None, help="output codec: ffv1 (lossless), h264, prores")
+    parser.add_argument("--report", default=None, metavar="PNG", help="write a before/after plot")
+    add_settings_arguments(parser)
+
+
+def run_command(args: argparse.Namespace) -> int:
+    """Deflicker one clip with a progress bar."""
+    from deflicker.cli import tqdm_progress
+    from deflicker.engine import Engine, process
+
+    engine = Engine(settings_from_args(args), cache_dir=args.cache_dir)
+    progress, close = tqdm_progress("deflicker")
+    try:
+        stats = process(engine, args.input, args.output, frame_range=args.frames, codec=args.codec,
+                        progress=progress, report=args.report)
+    finally:
+        close()
+    log.info("analysis %.1f s, render %.3f s/frame", stats["analysis_seconds"], stats["render_seconds_per_frame"])
+    print(f"wrote {args.output} ({int(stats['frames'])} frames)")
+    return 0

@@ -1,0 +1,244 @@
+"""The synthetic benchmark: flickering clips with their clean originals and exact truth.
+
+Each clip is a scikit-image photo seen by a moving camera with a textured object moving in
+front of it (:mod:`deflicker.synth_motion`), so the flow between any two frames and the
+occlusion mask are exact; one flicker kind is applied to it (:mod:`deflicker.synth_flicker`).
+A clip is named ``<kind>_<photo>``, e.g. ``global_w1_astronaut``, ``processed_clahe_chelsea``,
+``long_global_coffee``, and is reproducible from its name, size, length and seed.
+
+``deflicker synth OUT_DIR`` writes the standard set: ``OUT_DIR/<name>/`` holds
+``flickering.mkv`` and ``clean.mkv`` (16-bit FFV1), ``truth.npz`` (flows float16, masks) and
+``meta.json``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import shutil
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Optional, Sequence
+
+import numpy as np
+
+from deflicker.errors import InvalidSettingsError, VideoIOError
+from deflicker.synth_flicker import KINDS
+from deflicker.synth_motion import PHOTOS, exact_flow, make_scene, render
+
+log = logging.getLogger(__name__)
+
+FAMILIES = ("global", "local", "mains", "timelapse", "processed", "long")
+FORMAT_VERSION = 1
+#: the standard set (without the long clip), photos varied between clips
+STANDARD = ("global_w1_astronaut", "global_w3_chelsea", "global_w10_coffee", "local_rocket", "mains_motorcycle",
+            "timelapse_astronaut", "processed_autolevels_chelsea", "processed_greyworld_coffee",
+            "processed_clahe_rocket", "processed_detail_motorcycle")
+LONG = "long_global_coffee"
+MIN_SIDE = 16
+
+
+@dataclass
+class SynthClip:
+    """A synthetic clip with its clean original and exact truth (flows f_{t->s}, masks)."""
+
+    name: str  # e.g. "global_w1_astronaut"
+    family: str  # one of FAMILIES
+    clean: np.ndarray  # (N, H, W, 3) float32 in [0, 1]
+    flickering: np.ndarray  # (N, H, W, 3) float32 in [0, 1]: what a deflicker method receives
+    flow_prev: np.ndarray  # (N, H, W, 2) float32 exact f_{t->t-1} (frame 0: zeros)
+    valid_prev: np.ndarray  # (N, H, W) bool mask of (t, t-1) (frame 0: False)
+    flow_first: np.ndarray  # (N, H, W, 2) float32 exact f_{t->0}
+    valid_first: np.ndarray  # (N, H, W) bool mask of (t, 0)
+    target_is_clean: bool  # False for "processed": the processed look is the target there
+    fps: float = 24.0
+    seed: int = 0
+
+
+def parse_name(name: str) -> tuple[str, str]:
+    """(kind, photo) of a clip name ``<kind>_<photo>``; InvalidSettingsError when unknown."""
+    kind, _, photo = name.rpartition("_")
+    if kind not in KINDS or photo not in PHOTOS:
+        raise InvalidSettingsError(f"unknown synthetic clip {name!r}: names are <kind>_<photo> with kind in "
+                                   f"{', '.join(KINDS)} and photo in {', '.join(PHOTOS)}")
+    return kind, photo
+
+
+def family_of(kind: str) -> str:
+    """The family (one of FAMILIES) of a flicker kind."""
+    family = kind.split("_")[0]
+    assert family in FAMILIES, kind
+    return family
+
+
+def clip_names(*, long_frames: int = 600) -> list[str]:
+    """The standard set's names, in order; the long clip is last, left out when long_frames is 0."""
+    return list(STANDARD) + ([LONG] if long_frames > 0 else [])
+
+
+def _check_shape(size: Sequence[int], frames: int) -> tuple[int, int]:
+    if len(size) != 2 or min(size) < MIN_SIDE:
+        raise InvalidSettingsError(f"clip size must be (H, W) with both at least {MIN_SIDE}, not {tuple(size)}")
+    if frames < 2:
+        raise InvalidSettingsError(f"a synthetic clip needs at least 2 frames, not {frames}")
+    return int(size[0]), int(size[1])
+
+
+def make_clip(name: str, *, size: Sequence[int] = (96, 128), frames: int = 24, seed: int = 0) -> SynthClip:
+    """Render clip ``name`` at ``size`` = (H, W) with ``frames`` frames; same arguments, same clip."""
+    kind, photo = parse_name(name)
+    h, w = _check_shape(size, frames)
+    if seed < 0:
+        raise InvalidSettingsError(f"the seed must be >= 0, not {seed}")
+    key = zlib.crc32(name.encode())
+    object_photo = PHOTOS[(PHOTOS.index(photo) + 2) % len(PHOTOS)]
+    scene = make_scene(photo, object_photo, (h, w), frames, np.random.default_rng([seed, key, 0]))
+    layers = [render(scene, t) for t in range(frames)]
+    clean = np.stack([layer.image for layer in layers])
+    flow_prev = np.zeros((frames, h, w, 2), np.float32)
+    valid_prev = np.zeros((frames, h, w), bool)
+    flow_first = np.zeros((frames, h, w, 2), np.float32)
+    valid_first = np.zeros((frames, h, w), bool)
+    for t in range(frames):
+        flow_first[t], valid_first[t] = exact_flow(scene, layers, t, 0)
+        if t > 0:
+            flow_prev[t], valid_prev[t] = exact_flow(scene, layers, t, t - 1)
+    flickering = KINDS[kind](clean, np.random.default_rng([seed, key, 1]))
+    family = family_of(kind)
+    return SynthClip(name=name, family=family, clean=clean, flickering=flickering.astype(np.float32),
+                     flow_prev=flow_prev, valid_prev=valid_prev, flow_first=flow_first, valid_first=valid_first,
+                     target_is_clean=family != "processed", seed=seed)
+
+
+def make_set(*, size: Sequence[int] = (96, 128), frames: int = 24, seed: int = 0, long_frames: int = 600,
+             names: Optional[Sequence[str]] = None) -> Iterator[SynthClip]:
+    """Render the clips one by one (the standard set unless ``names``); long clips get ``long_frames``."""
+    chosen = list(names) if names is not None else clip_names(long_frames=long_frames)
+    for name in chosen:
+        parse_name(name)
+    for name in chosen:
+        n = long_frames if family_of(parse_name(name)[0]) == "long" else frames
+        yield make_clip(name, size=size, frames=n, seed=seed)
+
+
+def save_clip(clip: SynthClip, out_dir: Path) -> Path:
+    """Write ``out_dir/<name>/`` (flickering.mkv, clean.mkv, truth.npz, meta.json) atomically."""
+    from deflicker.io import write_clip
+    from deflicker.io_atomic import check_output_path, temp_dir_for
+    from deflicker.metrics import ewarp, floor
+
+    final = check_output_path(Path(out_dir) / clip.name)
+    tmp = temp_dir_for(final)
+    try:
+        for part in ("flickering", "clean"):
+            write_clip(tmp / f"{part}.mkv", getattr(clip, part), fps=clip.fps, bit_depth=16, codec="ffv1")
+        np.savez_compressed(tmp / "truth.npz", flow_prev=clip.flow_prev.astype(np.float16), valid_prev=clip.valid_prev,
+                            flow_first=clip.flow_first.astype(np.float16), valid_first=clip.valid_first)
+        n, h, w = clip.clean.shape[:3]
+        meta = {"format_version": FORMAT_VERSION, "name": clip.name, "family": clip.family, "frames": n,
+                "height": h, "width": w, "fps": clip.fps, "seed": clip.seed, "target_is_clean": clip.target_is_clean,
+                "input_ewarp": ewarp(clip.flickering, clip.flow_prev, clip.valid_prev, clip.flow_first,
+                                     clip.valid_first),
+                "floor_ewarp": floor(clip)}
+        (tmp / "meta.json").write_text(json.dumps(meta, indent=1) + "\n")
+        _replace_dir(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return final
+
+
+def _replace_dir(new: Path, final: Path) -> None:
+    """Move folder ``new`` to ``final``, replacing an existing one (the old one removed after)."""
+    old = None
+    try:
+        if final.exists():
+            old = final.with_name(f".{final.name}.old.{os.getpid()}")
+            os.replace(final, old)
+        os.replace(new, final)
+    except OSError as exc:
+        raise VideoIOError(f"cannot write {final}: {exc.strerror or exc}") from None
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _read_frames(path: Path) -> np.ndarray:
+    from deflicker.io import open_clip
+
+    with open_clip(path) as clip:
+        return np.stack([frame[..., :3] for frame in clip]).astype(np.float32)
+
+
+def load_clip(path: Path) -> SynthClip:
+    """Read a clip written by :func:`save_clip` (frames 16-bit quantized, flows float16-rounded)."""
+    path = Path(path)
+    try:
+        meta = json.loads((path / "meta.json").read_text())
+        truth = np.load(path / "truth.npz")
+    except (OSError, ValueError) as exc:
+        raise VideoIOError(f"{path} is not a synthetic clip: {exc}") from None
+    if meta.get("format_version") != FORMAT_VERSION:
+        raise VideoIOError(f"{path}: synthetic clip format {meta.get('format_version')} is not {FORMAT_VERSION}")
+    with truth:
+        arrays = {key: truth[key] for key in ("flow_prev", "valid_prev", "flow_first", "valid_first")}
+    return SynthClip(name=meta["name"], family=meta["family"], clean=_read_frames(path / "clean.mkv"),
+                     flickering=_read_frames(path / "flickering.mkv"),
+                     flow_prev=arrays["flow_prev"].astype(np.float32), valid_prev=arrays["valid_prev"].astype(bool),
+                     flow_first=arrays["flow_first"].astype(np.float32),
+                     valid_first=arrays["valid_first"].astype(bool), target_is_clean=bool(meta["target_is_clean"]),
+                     fps=float(meta["fps"]), seed=int(meta["seed"]))
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """'WxH' (e.g. '128x96') -> (H, W)."""
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise InvalidSettingsError(f"--size must be WIDTHxHEIGHT such as 128x96, not {text!r}") from None
+    if min(w, h) < MIN_SIDE:
+        raise InvalidSettingsError(f"--size {text} is too small: at least {MIN_SIDE}x{MIN_SIDE}")
+    return h, w
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``deflicker synth``."""
+    parser.add_argument("out_dir", metavar="OUT_DIR", help="folder to write the clips into (one sub-folder each)")
+    parser.add_argument("--size", default="128x96", metavar="WxH", help="frame size (default: %(default)s)")
+    parser.add_argument("--frames", type=int, default=24, help="frames per clip (default: %(default)s)")
+    parser.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
+    parser.add_argument("--long-frames", type=int, default=600,
+                        help="frames of the long clip, 0 to skip it (default: %(default)s)")
+    parser.add_argument("--only", nargs="+", default=None, metavar="NAME",
+                        help=f"render only these clips (<kind>_<photo>; standard: {', '.join(clip_names())})")
+
+
+def run_command(args: argparse.Namespace) -> int:
+    """Render and write the clips with a progress bar; print one line per clip."""
+    from tqdm import tqdm
+
+    from deflicker.io_atomic import check_output_path
+
+    size = parse_size(args.size)
+    if args.seed < 0:
+        raise InvalidSettingsError(f"--seed must be >= 0, not {args.seed}")
+    if args.frames < 2:
+        raise InvalidSettingsError(f"--frames must be at least 2, not {args.frames}")
+    if args.long_frames != 0 and args.long_frames < 2:
+        raise InvalidSettingsError(f"--long-frames must be 0 or at least 2, not {args.long_frames}")
+    names = args.only if args.only else clip_names(long_frames=args.long_frames)
+    for name in names:
+        if family_of(parse_name(name)[0]) == "long" and args.long_frames == 0:
+            raise InvalidSettingsError(f"{name} is a long clip; --long-frames 0 skips it")
+    out = check_output_path(args.out_dir)
+    if out.exists() and not out.is_dir():
+        raise VideoIOError(f"cannot write {out}: it is not a folder")
+    clips = make_set(size=size, frames=args.frames, seed=args.seed, long_frames=args.long_frames, names=names)
+    for clip in tqdm(clips, total=len(names), desc="synth", unit="clip", leave=False):
+        path = save_clip(clip, out)
+        meta = json.loads((path / "meta.json").read_text())
+        print(f"{clip.name:32s} {len(clip.clean):4d} frames  input Ewarp {meta['input_ewarp']:.4f}  "
+              f"floor {meta['floor_ewarp']:.4f}")
+    print(f"wrote {len(names)} clips to {out}")
+    return 0

@@ -1,0 +1,88 @@
+"""The per-clip analysis: atlas consistency, shots, repeated frames, HDR scale, arrays."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from deflicker.analysis import ClipAnalysis, analyze_clip
+from deflicker.errors import Cancelled, ModelLoadError
+from deflicker.metrics import ewarp
+from deflicker.settings import Settings
+from deflicker.source import ArraySource
+from deflicker.synth import make_clip
+
+SMALL = Settings(analysis_size=64)
+
+
+@pytest.fixture(scope="module")
+def clip():
+    return make_clip("global_w3_chelsea", size=(48, 64), frames=12, seed=2)
+
+
+@pytest.fixture(scope="module")
+def analysis(clip):
+    return analyze_clip(ArraySource(clip.flickering), SMALL)
+
+
+def _atlas_clip(analysis: ClipAnalysis, n: int) -> np.ndarray:
+    return np.stack([analysis.atlas_frame(t) for t in range(n)])
+
+
+def test_atlas_frames_are_consistent(clip, analysis):
+    atlas = _atlas_clip(analysis, len(clip.flickering))
+    args = (clip.flow_prev, clip.valid_prev, clip.flow_first, clip.valid_first)
+    assert ewarp(atlas, *args) < 0.4 * ewarp(clip.flickering, *args)
+    # one shot, and the atlas looks like the scene (not a flat colour)
+    assert list(analysis.shots) == [0, len(clip.flickering)]
+    corr = np.corrcoef(atlas[5].ravel(), clip.clean[5].ravel())[0, 1]
+    assert corr > 0.8
+
+
+def test_atlas_confidence_is_low_on_the_moving_object(clip, analysis):
+    conf = [analysis.atlas_confidence(t, analysis.proxy(clip.flickering[t])) for t in range(len(clip.flickering))]
+    conf = np.stack(conf)
+    assert conf.min() >= 0.0 and conf.max() <= 1.0
+    valid = clip.valid_prev[1:]
+    assert conf[1:][valid].mean() > conf[1:][~valid].mean()
+
+
+def test_arrays_round_trip_render_the_same(analysis):
+    again = ClipAnalysis.from_arrays(analysis.to_arrays())
+    for t in (0, 5, 11):
+        assert np.array_equal(again.atlas_frame(t), analysis.atlas_frame(t))
+    old = dict(analysis.to_arrays(), version=np.array(0))
+    with pytest.raises(ModelLoadError):
+        ClipAnalysis.from_arrays(old)
+    with pytest.raises(ModelLoadError):
+        ClipAnalysis.from_arrays({k: v for k, v in analysis.to_arrays().items() if k != "shots"})
+
+
+def test_scene_cut_splits_shots_and_repeats_map_to_the_first():
+    a = make_clip("global_w1_astronaut", size=(48, 64), frames=6, seed=1).flickering
+    b = make_clip("global_w1_coffee", size=(48, 64), frames=6, seed=1).flickering
+    frames = np.concatenate([a, b[:3], b[2:3], b[3:]])  # a cut after 6, frame 9 repeats 8
+    result = analyze_clip(ArraySource(frames), SMALL)
+    assert list(result.shots) == [0, 6, len(frames)]
+    assert result.canonical[9] == 8 and result.canonical[8] == 8 and result.canonical[3] == 3
+    assert result.shot_range(7) == (6, len(frames))
+
+
+def test_hdr_clip_proxies_sit_near_unit_range(clip):
+    bright = clip.flickering * np.float32(8.0)
+    result = analyze_clip(ArraySource(bright[:6]), SMALL)
+    assert result.scale > 4.0
+    assert result.proxy(bright[0]).max() < 2.0
+
+
+def test_progress_and_cancel(clip):
+    seen: list[float] = []
+    analyze_clip(ArraySource(clip.flickering[:4]), SMALL, progress=lambda f, _: seen.append(f))
+    assert seen[-1] == 1.0 and seen == sorted(seen)
+    calls = {"n": 0}
+
+    def cancel() -> bool:
+        calls["n"] += 1
+        return calls["n"] > 3
+
+    with pytest.raises(Cancelled):
+        analyze_clip(ArraySource(clip.flickering), SMALL, cancel=cancel)

@@ -1,0 +1,120 @@
+"""deflicker.Engine: purity of render, strength, alpha, range, repeated frames, quality."""
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+
+from deflicker import Engine, InvalidSettingsError, Settings
+from deflicker.source import ArraySource
+from tests._clips import flicker_clip
+
+SMALL = Settings(analysis_size=64)
+
+
+@pytest.fixture(scope="module")
+def clip():
+    return flicker_clip(n=12)
+
+
+def _session(frames, settings=SMALL, cache_dir=None):
+    return Engine(settings, cache_dir=cache_dir).open(ArraySource(frames))
+
+
+def test_render_is_order_and_thread_independent(clip, tmp_path):
+    _, noisy = clip
+    n = len(noisy)
+    session = _session(noisy, cache_dir=tmp_path)
+    in_order = [session.render(t) for t in range(n)]
+    backwards_session = _session(noisy, cache_dir=tmp_path)
+    backwards = {t: backwards_session.render(t) for t in reversed(range(n))}
+    alone = _session(noisy, cache_dir=tmp_path).render(7)
+    threaded: dict[int, np.ndarray] = {}
+    shared = _session(noisy, cache_dir=tmp_path)
+
+    def work(ts):
+        for t in ts:
+            threaded[t] = shared.render(t)
+
+    threads = [threading.Thread(target=work, args=(list(range(i, n, 2)),)) for i in range(2)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    for t in range(n):
+        assert np.array_equal(in_order[t], backwards[t]), t
+        assert np.array_equal(in_order[t], threaded[t]), t
+    assert np.array_equal(in_order[7], alone)
+
+
+def test_strength_zero_is_identity_and_alpha_untouched(tmp_path):
+    _, noisy = flicker_clip(n=8, alpha=True)
+    session = _session(noisy, cache_dir=tmp_path)
+    zero = session.render(3, SMALL.replace(strength=0.0))
+    assert np.array_equal(zero, noisy[3])
+    full = session.render(3)
+    assert full.shape == noisy[3].shape
+    assert np.array_equal(full[..., 3], noisy[3][..., 3])
+    assert not np.array_equal(full[..., :3], noisy[3][..., :3])
+
+
+def test_values_above_one_are_kept(tmp_path):
+    _, noisy = flicker_clip(n=8, hdr=4.0)
+    out = _session(noisy, cache_dir=tmp_path).render(4)
+    assert out.max() > 1.5
+    assert np.isfinite(out).all()
+
+
+def test_repeated_frames_give_repeated_output(clip, tmp_path):
+    _, noisy = clip
+    frames = list(noisy[:6]) + [noisy[5]] + list(noisy[6:10])
+    session = _session(np.stack(frames), cache_dir=tmp_path)
+    assert np.array_equal(session.render(5), session.render(6))
+
+
+def test_analysis_settings_cannot_change_at_render(clip, tmp_path):
+    _, noisy = clip
+    session = _session(noisy, cache_dir=tmp_path)
+    with pytest.raises(InvalidSettingsError):
+        session.render(0, SMALL.replace(analysis_size=128))
+    with pytest.raises(InvalidSettingsError):
+        session.render(len(noisy))
+
+
+def _psnr(a: np.ndarray, b: np.ndarray) -> float:
+    return float(10 * np.log10(1.0 / np.mean((a - b) ** 2)))
+
+
+def _flicker(frames: np.ndarray, clean: np.ndarray) -> float:
+    """Mean frame-to-frame change of the brightness error against the clean clip."""
+    error = frames[..., :3].mean(axis=(1, 2, 3)) - clean[..., :3].mean(axis=(1, 2, 3))
+    return float(np.abs(np.diff(error)).mean())
+
+
+def test_deflicker_removes_global_flicker(clip, tmp_path):
+    clean, noisy = clip
+    session = _session(noisy, cache_dir=tmp_path)
+    full = np.stack([session.render(t) for t in range(len(noisy))])
+    assert _flicker(full, clean) < 0.15 * _flicker(noisy, clean)
+    assert _psnr(full, clean) > _psnr(noisy, clean) + 6
+
+
+def test_filter_beats_atlas_only_at_full_resolution(tmp_path):
+    """A detailed clip above the proxy size: A_t alone is blurred, the filter keeps the input's detail."""
+    clean, noisy = flicker_clip(n=10, h=96, w=128, zoom=1.0, seed=3)
+    session = _session(noisy, cache_dir=tmp_path)
+    full = np.stack([session.render(t) for t in range(len(noisy))])
+    atlas = np.stack([session.render(t, stage="atlas") for t in range(len(noisy))])
+    assert _psnr(full, clean) > _psnr(atlas, clean) + 1
+    assert _flicker(full, clean) < 0.15 * _flicker(noisy, clean)
+
+
+def test_cache_is_reused_across_sessions(clip, tmp_path):
+    _, noisy = clip
+    first = _session(noisy, cache_dir=tmp_path)
+    first.analyze()
+    second = _session(noisy, cache_dir=tmp_path)
+    second.analyze()
+    assert first.cache_path == second.cache_path
+    assert np.array_equal(first.render(2), second.render(2))
