@@ -291,8 +291,8 @@ class FastAtlas:
 
     def to_arrays(self) -> dict[str, np.ndarray]:
         """Plain arrays for the cache."""
-        out = {"texture": self.texture, "weight": self.weight, "nodes": self.nodes,
-               "frame_shape": np.array(self.frame_shape, np.int64)}
+        out: dict[str, np.ndarray] = {"texture": self.texture, "weight": self.weight, "nodes": self.nodes,
+                                      "frame_shape": np.array(self.frame_shape, np.int64)}
         if self.motion is not None:
             out["motion"] = self.motion
         return out

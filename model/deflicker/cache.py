@@ -13,11 +13,12 @@ import contextlib
 import hashlib
 import logging
 import os
+import sys
 import tempfile
 import zipfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import BinaryIO, Iterator, Optional
 
 import numpy as np
 
@@ -115,7 +116,7 @@ class AnalysisCache:
             fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp", dir=self.root)
             try:
                 with os.fdopen(fd, "wb") as fh:
-                    np.savez(fh, **analysis.to_arrays())
+                    np.savez(fh, **analysis.to_arrays())  # type: ignore[arg-type]
                     fh.flush()
                     os.fsync(fh.fileno())
                 os.replace(tmp, path)
@@ -141,33 +142,23 @@ class AnalysisCache:
         except OSError as exc:
             raise VideoIOError(f"cannot use the analysis cache {self.root}: {exc.strerror or exc}") from None
         with fh:
-            _lock_file(fh)
+            _flock(fh, True)
             try:
                 yield
             finally:
-                _unlock_file(fh)
+                _flock(fh, False)
 
 
-def _lock_file(fh) -> None:  # type: ignore[no-untyped-def]
-    if os.name == "nt":  # pragma: no cover - Windows
+def _flock(fh: BinaryIO, lock: bool) -> None:
+    """Take (``lock``) or release an exclusive lock on an open file, blocking."""
+    if sys.platform == "win32":  # pragma: no cover - Windows
         import msvcrt
 
-        msvcrt.locking(fh.fileno(), msvcrt.LK_LOCK, 1)
+        msvcrt.locking(fh.fileno(), msvcrt.LK_LOCK if lock else msvcrt.LK_UNLCK, 1)
     else:
         import fcntl
 
-        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
-
-
-def _unlock_file(fh) -> None:  # type: ignore[no-untyped-def]
-    if os.name == "nt":  # pragma: no cover - Windows
-        import msvcrt
-
-        msvcrt.locking(fh.fileno(), msvcrt.LK_UNLCK, 1)
-    else:
-        import fcntl
-
-        fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX if lock else fcntl.LOCK_UN)
 
 
 def load_or_analyze(source: FrameSource, settings: Settings, *, cache: AnalysisCache, key: Optional[ClipKey] = None,

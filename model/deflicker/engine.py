@@ -9,11 +9,12 @@ window around t, so frames come out the same in any order and from any thread.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Optional, Union
+from typing import TYPE_CHECKING, Any, Iterator, Optional, Union
 
 import numpy as np
 
@@ -48,6 +49,25 @@ def resolve_device(name: str) -> str:
     if name == "cuda" and not torch.cuda.is_available():
         raise DeviceError("device 'cuda' requested but torch sees no CUDA GPU")
     return name
+
+
+def limit_torch_threads() -> None:
+    """One intra-op torch thread per render call ($DEFLICKER_TORCH_THREADS to change).
+
+    Renders run in parallel (host render threads, the CLI's worker pool); torch's own thread
+    pool on top of that oversubscribes the cores and, on a busy machine, makes a frame tens of
+    times slower. Same count everywhere also keeps the pixels identical across processes.
+    """
+    import torch
+
+    wanted = max(1, int(os.environ.get("DEFLICKER_TORCH_THREADS", "1") or 1))
+    if torch.get_num_threads() != wanted:
+        torch.set_num_threads(wanted)
+
+
+def render_workers() -> int:
+    """Frames the CLI renders at once: the machine's cores, at most 8."""
+    return max(1, min(8, os.cpu_count() or 1))
 
 
 @dataclass(frozen=True)
@@ -88,6 +108,7 @@ class Engine:
         """The neural filter for these settings' weights and device, loaded once per engine."""
         from deflicker.filter import load_filter
 
+        limit_torch_threads()
         device = resolve_device(settings.device)
         key = (settings.filter.weights, device)
         with self._lock:
@@ -265,6 +286,32 @@ class Session:
         return prepared
 
 
+def render_in_order(session: Session, n: int, cancel: Optional[CancelCheck] = None,
+                    workers: Optional[int] = None) -> Iterator[tuple[int, np.ndarray]]:
+    """(t, frame) for t = 0..n-1, rendered by a small thread pool a few frames ahead.
+
+    Render is pure, so the pool changes only the speed, never the pixels.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    from deflicker.progress import check_cancel
+
+    workers = workers or render_workers()
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="deflicker-render") as pool:
+        pending = {t: pool.submit(session.render, t) for t in range(min(n, 2 * workers))}
+        try:
+            for t in range(n):
+                check_cancel(cancel)
+                out = pending.pop(t).result()
+                ahead = t + 2 * workers
+                if ahead < n:
+                    pending[ahead] = pool.submit(session.render, ahead)
+                yield t, out
+        finally:
+            for future in pending.values():
+                future.cancel()
+
+
 def process(engine: Engine, src: Union[str, Path], dst: Union[str, Path], *,
             frame_range: Optional[tuple[int, int]] = None, codec: Optional[str] = None,
             progress: Optional[Progress] = None, cancel: Optional[CancelCheck] = None,
@@ -288,9 +335,7 @@ def process(engine: Engine, src: Union[str, Path], dst: Union[str, Path], *,
         collector = ReportCollector(n) if report else None
 
         def frames():
-            for t in range(n):
-                check_cancel(cancel)
-                out = session.render(t)
+            for t, out in render_in_order(session, n, cancel):
                 if collector is not None:
                     collector.add(t, session.source[t], out)
                 tell(progress, 0.5 + 0.5 * (t + 1) / n, f"frame {t + 1}/{n}")

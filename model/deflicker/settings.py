@@ -71,7 +71,7 @@ class FilterSettings:
 class RefineSettings:
     """Stateless local refinement L."""
 
-    window: int = 2  # frames on each side of t
+    window: int = 3  # frames on each side of t
     sigma: float = 4.0  # spatial smoothness of the local correction, proxy pixels
     outlier: float = 0.1  # warped pixels differing from frame t by more (high-pass, proxy units) are ignored
 

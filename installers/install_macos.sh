@@ -1,0 +1,7 @@
+#!/bin/sh
+# Install or uninstall Deflicker on macOS (a thin wrapper around install.py).
+#   sudo ./install_macos.sh install --resolve   # /Library/OFX/Plugins and Resolve's Scripts menu
+#   ./install_macos.sh install --user --nuke    # ~/Library/OFX/Plugins (prints the OFX_PLUGIN_PATH to set)
+#   sudo ./install_macos.sh uninstall
+# Any install.py option passes through (--resolve, --nuke, --prefix ROOT, --bundle PATH).
+DEFLICKER_PYTHON_HINT="xcode-select --install provides one" exec sh "$(dirname "$0")/install_unix.sh" "$@"
