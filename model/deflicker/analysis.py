@@ -28,7 +28,7 @@ from deflicker.warp import inside_mask, warp
 log = logging.getLogger(__name__)
 
 #: Bumped whenever the analysis or its stored layout changes (old cache entries recompute).
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 #: Window (proxy pixels, 2r+1) of the local structure agreement behind the atlas confidence.
 CONFIDENCE_RADIUS = 3
 
@@ -105,21 +105,31 @@ class ClipAnalysis:
         p = resize(rgb(frame), self.shape)
         return p if self.scale == 1.0 else p / np.float32(self.scale)
 
-    def atlas_frame(self, t: int, size: Optional[tuple[int, int]] = None) -> np.ndarray:
-        """A_t in proxy units, (h, w, 3) float32, resized to ``size`` = (H, W) if given."""
+    def atlas_frame(self, t: int, size: Optional[tuple[int, int]] = None,
+                    proxy: Optional[np.ndarray] = None) -> np.ndarray:
+        """A_t in proxy units, (h, w, 3) float32, resized to ``size`` = (H, W) if given.
+
+        With frame t's ``proxy``, the guide the filter uses: A_t where the frame follows the
+        atlas mapping, the gain-normalized frame itself on independently moving objects.
+        """
         start, _ = self.shot_range(t)
-        frame = self.atlases[self.shot_index(t)].frame(t - start)
+        atlas = self.atlases[self.shot_index(t)]
+        if proxy is not None and hasattr(atlas, "guide"):
+            frame = atlas.guide(t - start, proxy)
+        else:
+            frame = atlas.frame(t - start)
         return frame if size is None else resize(frame, size)
 
     frame = atlas_frame  # the Atlas interface of issue 3: frame(t, size)
 
     def atlas_confidence(self, t: int, proxy: np.ndarray) -> np.ndarray:
-        """Where A_t's structure can be trusted for frame t's proxy, (h, w) float32 in [0, 1]."""
-        conf = local_agreement(proxy, self.atlas_frame(t))
+        """Where the guide's structure can be trusted for frame t's proxy, (h, w) float32 in [0, 1]."""
+        conf = local_agreement(proxy, self.atlas_frame(t, proxy=proxy))
         atlas = self.atlases[self.shot_index(t)]
         if hasattr(atlas, "coverage"):
             start, _ = self.shot_range(t)
-            conf *= np.clip(atlas.coverage(t - start) / 2.0, 0.0, 1.0) * atlas.static(t - start)
+            keep = atlas.static(t - start)
+            conf *= keep * np.clip(atlas.coverage(t - start) / 2.0, 0.0, 1.0) + (1.0 - keep)
         return cv2.GaussianBlur(conf, (0, 0), 1.5)
 
     def to_arrays(self) -> dict[str, np.ndarray]:

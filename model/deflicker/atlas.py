@@ -249,8 +249,9 @@ class FastAtlas:
     method = "fast"
 
     def __init__(self, texture: np.ndarray, weight: np.ndarray, nodes: np.ndarray, frame_shape: tuple[int, int],
-                 motion: Optional[np.ndarray] = None):
+                 motion: Optional[np.ndarray] = None, gains: Optional[np.ndarray] = None):
         self.texture = np.ascontiguousarray(texture, dtype=np.float32)
+        self.gains = np.ones((len(nodes), 3), np.float32) if gains is None else np.asarray(gains, np.float32)
         self.motion = None if motion is None else np.ascontiguousarray(motion, dtype=np.float16)
         self.weight = np.ascontiguousarray(weight, dtype=np.float32)
         self.nodes = np.ascontiguousarray(nodes, dtype=np.float64)
@@ -289,10 +290,18 @@ class FastAtlas:
         res = cv2.resize(res, (w, h), interpolation=cv2.INTER_LINEAR)
         return np.clip(1.0 - (res - MOTION_OK) / MOTION_OK, 0.0, 1.0).astype(np.float32)
 
+    def guide(self, t: int, proxy: np.ndarray) -> np.ndarray:
+        """A_t where frame t follows the mapping; elsewhere (independently moving objects) the
+        frame's own proxy divided by its fitted gains, which the atlas cannot represent but
+        whose appearance the gains already make consistent. (h, w, 3) float32."""
+        keep = self.static(t)[..., None]
+        own = proxy / self.gains[t]
+        return (keep * self.frame(t) + (1.0 - keep) * own).astype(np.float32)
+
     def to_arrays(self) -> dict[str, np.ndarray]:
         """Plain arrays for the cache."""
         out: dict[str, np.ndarray] = {"texture": self.texture, "weight": self.weight, "nodes": self.nodes,
-                                      "frame_shape": np.array(self.frame_shape, np.int64)}
+                                      "frame_shape": np.array(self.frame_shape, np.int64), "gains": self.gains}
         if self.motion is not None:
             out["motion"] = self.motion
         return out
@@ -301,7 +310,8 @@ class FastAtlas:
     def from_arrays(cls, arrays: dict[str, np.ndarray]) -> "FastAtlas":
         """Rebuild from :meth:`to_arrays` output."""
         shape = tuple(int(v) for v in arrays["frame_shape"])
-        return cls(arrays["texture"], arrays["weight"], arrays["nodes"], (shape[0], shape[1]), arrays.get("motion"))
+        return cls(arrays["texture"], arrays["weight"], arrays["nodes"], (shape[0], shape[1]), arrays.get("motion"),
+                   arrays["gains"])
 
 
 def frame_gains(proxies: np.ndarray, atlas: "FastAtlas") -> np.ndarray:
@@ -391,11 +401,10 @@ def fit_fast(proxies: np.ndarray, flows: ShotFlows, settings: AtlasSettings, *,
     nodes = (nodes - lo) * scale
     canvas = (int(np.ceil((hi[1] - lo[1]) * scale)) + 2, int(np.ceil((hi[0] - lo[0]) * scale)) + 2)
     report(progress, 0.7, "atlas: texture")
-    gains = None
+    gains = np.ones((n, 3))
     for i in range(GAIN_PASSES):
         check_cancel(cancel)
         texture, weight = splat_texture(proxies, nodes, canvas, gains, motion)
-        if i < GAIN_PASSES - 1:
-            gains = frame_gains(proxies, FastAtlas(texture, weight, nodes, (h, w), motion))
+        gains = frame_gains(proxies, FastAtlas(texture, weight, nodes, (h, w), motion))
         report(progress, 0.7 + 0.3 * (i + 1) / GAIN_PASSES, "atlas: texture")
-    return FastAtlas(texture, weight, nodes, (h, w), motion)
+    return FastAtlas(texture, weight, nodes, (h, w), motion, gains)

@@ -209,7 +209,8 @@ class Session:
             return np.array(frame, dtype=np.float32, copy=True)
         out = np.array(frame, dtype=np.float32, copy=True)
         if stage == "atlas":
-            atlas = analysis.atlas_frame(int(analysis.canonical[t]), size=frame.shape[:2]) * analysis.scale
+            c = int(analysis.canonical[t])
+            atlas = analysis.atlas_frame(c, size=frame.shape[:2], proxy=analysis.proxy(frame)) * analysis.scale
             out[..., :3] = rgb(frame) + s.strength * (atlas - rgb(frame))
             return out
         coeffs = self._coefficients(t, s, stage)
@@ -278,7 +279,8 @@ class Session:
             coeffs = identity_coefficients(*proxy.shape[:2])
         else:
             model = self.engine.filter_model(s)
-            coeffs = predict_coefficients(model, proxy, analysis.atlas_frame(i), analysis.atlas_confidence(i, proxy))
+            coeffs = predict_coefficients(model, proxy, analysis.atlas_frame(i, proxy=proxy),
+                                          analysis.atlas_confidence(i, proxy))
         prepared = _Prepared(proxy, coeffs)
         with self._memo_lock:
             self._memo[key] = prepared

@@ -1,7 +1,11 @@
 """Optical flow between proxy frames (OpenCV DIS) and occlusion masks.
 
-Flicker changes brightness, so flow is estimated on brightness-normalized frames (each frame's
-luma standardized to zero mean, unit variance) unless the settings say otherwise.
+Flicker changes brightness, globally and locally, so flow is estimated on brightness-normalized
+frames unless the settings say otherwise: each pixel's luma minus its local mean, divided by
+its local contrast (Gaussian windows of a fixed fraction of the frame's long side). That is
+invariant to smooth gain fields (local flicker, mains bands) as well as global ones; on the
+synthetic local-flicker clips it cuts the endpoint error about tenfold against a per-frame
+standardization (``deflicker bench flow`` measures it).
 Conventions for flows and warping are in :mod:`deflicker.warp`.
 """
 from __future__ import annotations
@@ -17,12 +21,18 @@ _PRESETS = {"ultrafast": cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST, "fast": cv2.DISOP
             "medium": cv2.DISOPTICAL_FLOW_PRESET_MEDIUM}
 
 
+#: Window (Gaussian sigma) of the local brightness normalization, as a fraction of the long side.
+LOCAL_SCALE = 1.0 / 21.0
+
+
 def flow_input(image: np.ndarray, normalize: bool = True) -> np.ndarray:
-    """8-bit grey image DIS works on; with ``normalize`` its luma is standardized first."""
+    """8-bit grey image DIS works on; with ``normalize`` its luma is locally normalized first."""
     y = luminance(image) if image.ndim == 3 else image.astype(np.float32)
     if normalize:
-        y = (y - float(y.mean())) / (float(y.std()) + 1e-6)
-        y = y * 40.0 + 128.0
+        sigma = max(1.0, LOCAL_SCALE * max(y.shape))
+        detail = y - cv2.GaussianBlur(y, (0, 0), sigma)
+        contrast = np.sqrt(cv2.GaussianBlur(detail * detail, (0, 0), sigma) + 1e-4)
+        y = detail / contrast * 40.0 + 128.0
     else:
         y = y * 255.0
     return np.clip(y, 0, 255).astype(np.uint8)
