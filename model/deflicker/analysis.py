@@ -19,7 +19,7 @@ import numpy as np
 from deflicker.atlas import FastAtlas, ShotFlows, fit_fast
 from deflicker.errors import ModelLoadError
 from deflicker.flow import flow_input, flow_pair
-from deflicker.image import luminance, proxy_shape, resize, rgb
+from deflicker.image import local_correlation, proxy_shape, resize, rgb
 from deflicker.progress import CancelCheck, Progress, check_cancel, report, scaled
 from deflicker.settings import Settings
 from deflicker.source import FrameSource
@@ -29,8 +29,6 @@ log = logging.getLogger(__name__)
 
 #: Bumped whenever the analysis or its stored layout changes (old cache entries recompute).
 FORMAT_VERSION = 2
-#: Window (proxy pixels, 2r+1) of the local structure agreement behind the atlas confidence.
-CONFIDENCE_RADIUS = 3
 
 Atlas = Union[FastAtlas, Any]  # FastAtlas or deflicker.atlas_neural.NeuralAtlas
 
@@ -55,23 +53,6 @@ def cut_score(a: np.ndarray, b: np.ndarray, flow_ab: np.ndarray, valid_ab: np.nd
     den = float(np.sqrt((ya * ya).sum() * (yb * yb).sum()))
     ncc = max(0.0, float((ya * yb).sum()) / den) if den > 1e-9 else 0.0
     return 1.0 - ncc * min(1.0, float(valid_ab.mean()) / 0.5)
-
-
-def local_agreement(a: np.ndarray, b: np.ndarray, radius: int = CONFIDENCE_RADIUS) -> np.ndarray:
-    """Local normalized cross-correlation of two images' luma, (h, w) in [0, 1] (gain-invariant)."""
-    ya, yb = luminance(a), luminance(b)
-    k = (2 * radius + 1, 2 * radius + 1)
-
-    def box(x: np.ndarray) -> np.ndarray:
-        return cv2.boxFilter(x, -1, k, borderType=cv2.BORDER_REFLECT)
-
-    ma, mb = box(ya), box(yb)
-    va = np.maximum(box(ya * ya) - ma * ma, 0.0)
-    vb = np.maximum(box(yb * yb) - mb * mb, 0.0)
-    cov = box(ya * yb) - ma * mb
-    eps = 1e-4
-    ncc = (cov + eps) / np.sqrt((va + eps) * (vb + eps))
-    return np.clip(ncc, 0.0, 1.0).astype(np.float32)
 
 
 @dataclass
@@ -124,11 +105,11 @@ class ClipAnalysis:
 
     def atlas_confidence(self, t: int, proxy: np.ndarray) -> np.ndarray:
         """Where the guide's structure can be trusted for frame t's proxy, (h, w) float32 in [0, 1]."""
-        conf = local_agreement(proxy, self.atlas_frame(t, proxy=proxy))
+        conf = local_correlation(proxy, self.atlas_frame(t, proxy=proxy))
         atlas = self.atlases[self.shot_index(t)]
-        if hasattr(atlas, "coverage"):
+        if hasattr(atlas, "represented"):
             start, _ = self.shot_range(t)
-            keep = atlas.static(t - start)
+            keep = atlas.represented(t - start, proxy)
             conf *= keep * np.clip(atlas.coverage(t - start) / 2.0, 0.0, 1.0) + (1.0 - keep)
         return cv2.GaussianBlur(conf, (0, 0), 1.5)
 

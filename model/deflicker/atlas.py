@@ -34,6 +34,7 @@ import numpy as np
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
+from deflicker.image import local_contrast, local_correlation
 from deflicker.progress import CancelCheck, Progress, check_cancel, report
 from deflicker.settings import AtlasSettings
 
@@ -47,6 +48,10 @@ MAX_CANVAS = 12.0
 HUBER = 1.0
 #: Mesh residual (atlas pixels) up to which a pixel counts as following the mapping.
 MOTION_OK = 1.5
+#: Local structure correlation below which A_t does not represent the frame (ramps to 2x).
+AGREE_LOW = 0.25
+#: Local contrast (luma std) below which a region counts as flat: any guide represents it.
+FLAT = 0.03
 #: Alternations between the texture and the per-frame gains.
 GAIN_PASSES = 3
 
@@ -290,11 +295,19 @@ class FastAtlas:
         res = cv2.resize(res, (w, h), interpolation=cv2.INTER_LINEAR)
         return np.clip(1.0 - (res - MOTION_OK) / MOTION_OK, 0.0, 1.0).astype(np.float32)
 
+    def represented(self, t: int, proxy: np.ndarray) -> np.ndarray:
+        """Where A_t shows what frame t shows, (h, w) float32 in [0, 1]: the pixel follows the
+        atlas mapping and its local structure matches A_t's (not a moving object, ghost or
+        disocclusion the atlas got wrong)."""
+        agree = np.clip((local_correlation(proxy, self.frame(t)) - AGREE_LOW) / AGREE_LOW, 0.0, 1.0)
+        flat = np.clip(1.0 - local_contrast(proxy / self.gains[t]) / FLAT, 0.0, 1.0)  # nothing to disagree on
+        shown = cv2.erode(np.maximum(agree, flat).astype(np.float32), np.ones((5, 5), np.uint8))
+        return np.minimum(self.static(t), cv2.GaussianBlur(shown, (0, 0), 1.0))
+
     def guide(self, t: int, proxy: np.ndarray) -> np.ndarray:
-        """A_t where frame t follows the mapping; elsewhere (independently moving objects) the
-        frame's own proxy divided by its fitted gains, which the atlas cannot represent but
-        whose appearance the gains already make consistent. (h, w, 3) float32."""
-        keep = self.static(t)[..., None]
+        """A_t where it represents frame t; elsewhere the frame's own proxy divided by its fitted
+        gains, whose appearance the gains already make consistent. (h, w, 3) float32."""
+        keep = self.represented(t, proxy)[..., None]
         own = proxy / self.gains[t]
         return (keep * self.frame(t) + (1.0 - keep) * own).astype(np.float32)
 

@@ -44,6 +44,9 @@ class AtlasSettings:
     key_gap: int = 8  # frames between keyframe pairs with a direct flow (bounds long-term drift)
     rigidity: float = 4.0  # weight of each mesh edge's rigidity term, relative to one flow point
     neural_iterations: int = 2000  # optimizer steps of the neural atlas (per shot)
+    neural_width: int = 256  # hidden width of the neural atlas MLPs (paper: 256; 64 is usable on a CPU)
+    neural_batch: int = 10000  # pixels sampled per neural atlas step (paper: 10,000)
+    neural_learning_rate: float = 5e-4
     residual_grid: int = 8  # mesh cells on the long side of each frame's smooth mapping
     cut_threshold: float = 0.5  # shot-cut score above which frames are split into shots
     seed: int = 0
@@ -53,6 +56,9 @@ class AtlasSettings:
         _require(self.key_gap >= 2, "atlas key_gap must be >= 2")
         _require(self.rigidity > 0, "atlas rigidity must be positive")
         _require(self.neural_iterations >= 0, "atlas neural_iterations must be >= 0")
+        _require(8 <= self.neural_width <= 1024, "atlas neural_width must be in [8, 1024]")
+        _require(64 <= self.neural_batch <= 1_000_000, "atlas neural_batch must be in [64, 1000000]")
+        _require(0 < self.neural_learning_rate < 1, "atlas neural_learning_rate must be in (0, 1)")
         _require(2 <= self.residual_grid <= 64, "atlas residual_grid must be in [2, 64]")
         _require(self.cut_threshold > 0, "atlas cut_threshold must be positive")
 
