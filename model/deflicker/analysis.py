@@ -151,11 +151,15 @@ def _atlas_class(method: str) -> Any:
 
 def read_proxies(source: FrameSource, settings: Settings, progress: Optional[Progress],
                  cancel: Optional[CancelCheck]) -> tuple[np.ndarray, np.ndarray]:
-    """(proxies (n, h, w, 3) float32 in clip units, canonical (n,)) in one pass over the clip."""
+    """(proxies (n, h, w, 3) float16 in clip units, canonical (n,)) in one pass over the clip.
+
+    Proxies are stored at half precision (relative error 1e-3; appearance is low-frequency), so
+    a 1000-frame clip at the default 256-pixel proxy holds about 220 MB.
+    """
     n = len(source)
     first = source[0]
     shape = proxy_shape(first.shape[0], first.shape[1], settings.analysis_size)
-    proxies = np.empty((n, *shape, 3), np.float32)
+    proxies = np.empty((n, *shape, 3), np.float16)
     canonical = np.arange(n, dtype=np.int64)
     seen: dict[bytes, int] = {}
     for t in range(n):
@@ -187,14 +191,14 @@ def neighbour_flows(proxies: np.ndarray, settings: Settings, progress: Optional[
 
 
 def shot_flows(proxies: np.ndarray, flows: tuple[np.ndarray, ...], start: int, end: int, settings: Settings) -> ShotFlows:
-    """The flows of frames [start, end) as float32, plus direct keyframe flows."""
+    """The flows of frames [start, end) (float16 views, no copies), plus direct keyframe flows."""
     fw, vfw, bw, vbw = (f[start:end - 1] for f in flows[:4])
     gap = settings.atlas.key_gap
     keys = []
     for t in range(start, end - gap, gap):
         f, v = flow_pair(proxies[t], proxies[t + gap], settings.flow)
         keys.append((t - start, t - start + gap, f, v))
-    return ShotFlows(fw.astype(np.float32), vfw, bw.astype(np.float32), vbw, tuple(keys))
+    return ShotFlows(fw, vfw, bw, vbw, tuple(keys))
 
 
 def analyze_clip(source: FrameSource, settings: Settings, progress: Optional[Progress] = None,
@@ -203,7 +207,7 @@ def analyze_clip(source: FrameSource, settings: Settings, progress: Optional[Pro
     proxies, canonical = read_proxies(source, settings, scaled(progress, 0.0, 0.4), cancel)
     scale = clip_scale(proxies)
     if scale != 1.0:
-        proxies /= np.float32(scale)
+        proxies /= np.float16(scale)
     flows = neighbour_flows(proxies, settings, scaled(progress, 0.4, 0.75), cancel)
     cuts = [t + 1 for t, s in enumerate(flows[4]) if s > settings.atlas.cut_threshold]
     shots = np.array([0, *cuts, len(proxies)], np.int64)
@@ -227,6 +231,8 @@ def fit_shot(proxies: np.ndarray, flows: ShotFlows, settings: Settings, progress
         from deflicker.atlas_neural import fit_neural
         from deflicker.engine import resolve_device
 
-        return fit_neural(proxies, flows, settings.atlas, device=resolve_device(settings.device),
+        wide = ShotFlows(flows.fw.astype(np.float32), flows.valid_fw, flows.bw.astype(np.float32), flows.valid_bw,
+                         flows.keys)
+        return fit_neural(proxies.astype(np.float32), wide, settings.atlas, device=resolve_device(settings.device),
                           progress=progress, cancel=cancel)
     return fit_fast(proxies, flows, settings.atlas, progress=progress, cancel=cancel)

@@ -40,8 +40,20 @@ from deflicker.settings import AtlasSettings
 
 log = logging.getLogger(__name__)
 
-#: Flow points sampled per frame pair (every STRIDE-th proxy pixel in each direction).
-STRIDE = 4
+#: Flow points sampled per frame pair, about (on a regular grid of at least every 4th pixel).
+PAIR_POINTS = 600
+
+
+def sample_stride(h: int, w: int) -> int:
+    """Grid step of the flow samples for (h, w) proxies: about PAIR_POINTS per pair, at least 4."""
+    return max(4, int(round(float(np.sqrt(h * w / PAIR_POINTS)))))
+
+
+def sample_grid(h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
+    """(ys, xs) of the flow sample grid, each (gh, gw) int."""
+    step = sample_stride(h, w)
+    ys, xs = np.mgrid[step // 2:h:step, step // 2:w:step]
+    return ys, xs
 #: Largest atlas canvas, in multiples of the proxy area (long pans get a coarser atlas).
 MAX_CANVAS = 12.0
 #: Huber scale of the flow residuals (atlas pixels) for the reweighted passes.
@@ -60,7 +72,7 @@ GAIN_PASSES = 3
 class ShotFlows:
     """Flows between neighbouring frames of one shot, at proxy resolution.
 
-    ``fw[t]`` = f_{t->t+1}, ``bw[t]`` = f_{t+1->t}: (n-1, h, w, 2) float32; ``valid_*`` (n-1, h, w)
+    ``fw[t]`` = f_{t->t+1}, ``bw[t]`` = f_{t+1->t}: (n-1, h, w, 2) float16 or float32; ``valid_*`` (n-1, h, w)
     bool from the forward-backward check. ``keys`` holds direct keyframe flows
     ``(t, s, f_{t->s}, valid)`` between frames further apart (``AtlasSettings.key_gap``).
     """
@@ -131,8 +143,8 @@ class _Pairs:
 
 
 def _sample_pairs(flows: ShotFlows, h: int, w: int) -> _Pairs:
-    """Valid correspondences on a STRIDE grid for every neighbour and keyframe pair."""
-    ys, xs = np.mgrid[STRIDE // 2:h:STRIDE, STRIDE // 2:w:STRIDE]
+    """Valid correspondences on the sample grid for every neighbour and keyframe pair."""
+    ys, xs = sample_grid(h, w)
     grid = np.stack([xs.ravel(), ys.ravel()], 1).astype(np.float64)
     ts, ss, pt, ps = [], [], [], []
 
@@ -157,7 +169,7 @@ def _sample_pairs(flows: ShotFlows, h: int, w: int) -> _Pairs:
 
 def chain_similarities(flows: ShotFlows, n: int, ref: int, h: int, w: int) -> np.ndarray:
     """Global similarity (n, 2, 3) of every frame into the reference frame's coordinates."""
-    ys, xs = np.mgrid[STRIDE // 2:h:STRIDE, STRIDE // 2:w:STRIDE]
+    ys, xs = sample_grid(h, w)
     grid = np.stack([xs.ravel(), ys.ravel()], 1).astype(np.float64)
     out = np.zeros((n, 2, 3))
     out[ref] = [[1, 0, 0], [0, 1, 0]]
@@ -195,55 +207,99 @@ def _edges(gh: int, gw: int) -> np.ndarray:
                            np.stack([ids[:-1, :].ravel(), ids[1:, :].ravel()], 1)])
 
 
-def solve_mesh(pairs: _Pairs, sims: np.ndarray, ref: int, h: int, w: int, gh: int, gw: int, *,
-               passes: int = 3, rigidity: float = 4.0) -> tuple[np.ndarray, np.ndarray]:
-    """Node positions (n, gh+1, gw+1, 2) minimizing flow consistency + rigidity + anchor, and
-    each correspondence's final residual (atlas pixels): large where the scene moves unlike
-    the mesh (independently moving objects, flow errors)."""
-    n = len(sims)
-    k = (gh + 1) * (gw + 1)
-    nodes = np.stack(np.meshgrid(np.linspace(0, w - 1, gw + 1), np.linspace(0, h - 1, gh + 1)), -1).reshape(k, 2)
+#: Frames solved together by the mesh fit, and the overlap that chains the windows: memory
+#: and time stay linear in the shot length.
+MESH_WINDOW = 96
+MESH_OVERLAP = 12
+#: Weight of an anchored node (the reference frame, or a frame solved by the previous window).
+ANCHOR = 10.0
+
+
+def _rest_nodes(h: int, w: int, gh: int, gw: int) -> np.ndarray:
+    """Mesh node positions (k, 2) on an (h, w) frame."""
+    grid = np.meshgrid(np.linspace(0, w - 1, gw + 1), np.linspace(0, h - 1, gh + 1))
+    return np.stack(grid, -1).reshape(-1, 2)
+
+
+def _solve_window(pairs: _Pairs, sims: np.ndarray, init: np.ndarray, frames: range, anchors: dict[int, np.ndarray],
+                  h: int, w: int, gh: int, gw: int, passes: int, rigidity: float) -> np.ndarray:
+    """Node positions (len(frames), k, 2) of one window of frames, its anchored frames held."""
+    n, k = len(frames), (gh + 1) * (gw + 1)
+    a0 = frames.start
+    inside = (pairs.t >= a0) & (pairs.t < frames.stop) & (pairs.s >= a0) & (pairs.s < frames.stop)
+    nodes = _rest_nodes(h, w, gh, gw)
     edges = _edges(gh, gw)
     rest = nodes[edges[:, 1]] - nodes[edges[:, 0]]  # (e, 2)
-    it, wt = _basis(pairs.xt, h, w, gh, gw)
-    is_, ws = _basis(pairs.xs, h, w, gh, gw)
-    cols_flow = np.hstack([pairs.t[:, None] * k + it, pairs.s[:, None] * k + is_])
+    it, wt = _basis(pairs.xt[inside], h, w, gh, gw)
+    is_, ws = _basis(pairs.xs[inside], h, w, gh, gw)
+    cols_flow = np.hstack([(pairs.t[inside] - a0)[:, None] * k + it, (pairs.s[inside] - a0)[:, None] * k + is_])
     vals_flow = np.hstack([wt, -ws])
-    m = len(pairs.t)
+    m = len(cols_flow)
     # Rigidity rows: g[b] - g[a] = S_t^lin rest, per frame and edge.
     ne = len(edges)
     fr = np.repeat(np.arange(n), ne)
     cols_rig = np.stack([fr * k + np.tile(edges[:, 1], n), fr * k + np.tile(edges[:, 0], n)], 1)
     vals_rig = np.tile([1.0, -1.0], (n * ne, 1))
-    rhs_rig = np.einsum("nij,ej->nei", sims[:, :, :2], rest).reshape(-1, 2)
-    # Anchor rows: the reference frame's nodes stay where its similarity (identity) puts them.
-    cols_anchor = (ref * k + np.arange(k))[:, None]
-    init = np.einsum("nij,kj->nki", sims[:, :, :2], nodes) + sims[:, None, :, 2]
+    rhs_rig = np.einsum("nij,ej->nei", sims[a0:frames.stop, :, :2], rest).reshape(-1, 2)
+    held = sorted(anchors)
+    cols_anchor = np.concatenate([(f - a0) * k + np.arange(k) for f in held])
+    rhs_anchor = np.concatenate([anchors[f] for f in held]) * ANCHOR
+    start = init[a0:frames.stop].reshape(-1, 2)
     weight = np.ones(m)
-    solution = init.reshape(-1, 2)
-    res = np.zeros(m)
+    solution = start
+    rows = np.concatenate([np.repeat(np.arange(m), 8), np.repeat(m + np.arange(n * ne), 2),
+                           m + n * ne + np.arange(len(cols_anchor))])
+    cols = np.concatenate([cols_flow.ravel(), cols_rig.ravel(), cols_anchor])
+    rhs = np.concatenate([np.zeros((m, 2)), rhs_rig * np.sqrt(rigidity), rhs_anchor])
     for _ in range(passes):
-        rows = [np.repeat(np.arange(m), 8), np.repeat(m + np.arange(n * ne), 2), m + n * ne + np.arange(k)]
-        sw = np.sqrt(weight)
-        data = np.concatenate([(vals_flow * sw[:, None]).ravel(), (vals_rig * np.sqrt(rigidity)).ravel(), np.full(k, 10.0)])
-        cols = np.concatenate([cols_flow.ravel(), cols_rig.ravel(), cols_anchor.ravel()])
-        a = sp.csr_matrix((data, (np.concatenate(rows), cols)), shape=(m + n * ne + k, n * k))
-        rhs = np.concatenate([np.zeros((m, 2)), rhs_rig * np.sqrt(rigidity), init[ref] * 10.0])
+        data = np.concatenate([(vals_flow * np.sqrt(weight)[:, None]).ravel(), (vals_rig * np.sqrt(rigidity)).ravel(),
+                               np.full(len(cols_anchor), ANCHOR)])
+        a = sp.csr_matrix((data, (rows, cols)), shape=(len(rhs), n * k))
         normal = (a.T @ a).tocsc() + sp.identity(n * k, format="csc") * 1e-6
-        solution = spla.splu(normal).solve(np.asarray(a.T @ rhs) + 1e-6 * init.reshape(-1, 2))
-        mapped = solution[cols_flow] * vals_flow[..., None]
-        res = np.linalg.norm(mapped.sum(1), axis=1)
+        solution = spla.splu(normal).solve(np.asarray(a.T @ rhs) + 1e-6 * start)
+        res = np.linalg.norm((solution[cols_flow] * vals_flow[..., None]).sum(1), axis=1)
         weight = np.minimum(1.0, HUBER / np.maximum(res, 1e-9))
-    return solution.reshape(n, gh + 1, gw + 1, 2), res
+    return solution.reshape(n, k, 2)
+
+
+def solve_mesh(pairs: _Pairs, sims: np.ndarray, ref: int, h: int, w: int, gh: int, gw: int, *,
+               passes: int = 3, rigidity: float = 4.0) -> tuple[np.ndarray, np.ndarray]:
+    """Node positions (n, gh+1, gw+1, 2) minimizing flow consistency + rigidity + anchor, and
+    each correspondence's final residual (atlas pixels): large where the scene moves unlike
+    the mesh (independently moving objects, flow errors).
+
+    Long shots are solved in windows of MESH_WINDOW frames, outward from the reference frame,
+    each anchored on the frames it shares with the window solved before it.
+    """
+    n = len(sims)
+    k = (gh + 1) * (gw + 1)
+    init = np.einsum("nij,kj->nki", sims[:, :, :2], _rest_nodes(h, w, gh, gw)) + sims[:, None, :, 2]
+    out = init.copy()
+    first = range(max(0, min(ref - MESH_WINDOW // 2, n - MESH_WINDOW)), min(n, max(ref - MESH_WINDOW // 2, 0) + MESH_WINDOW))
+    windows = [(first, {ref: init[ref]})]
+    step = MESH_WINDOW - MESH_OVERLAP
+    for lo in range(first.stop - MESH_OVERLAP, n - MESH_OVERLAP, step):  # rightwards
+        windows.append((range(lo, min(n, lo + MESH_WINDOW)), {f: None for f in range(lo, lo + MESH_OVERLAP)}))
+    for hi in range(first.start + MESH_OVERLAP, MESH_OVERLAP, -step):  # leftwards
+        windows.append((range(max(0, hi - MESH_WINDOW), hi), {f: None for f in range(hi - MESH_OVERLAP, hi)}))
+    for frames, anchors in windows:
+        held = {f: (out[f] if v is None else v) for f, v in anchors.items()}
+        out[frames.start:frames.stop] = _solve_window(pairs, sims, out, frames, held, h, w, gh, gw, passes, rigidity)
+    it, wt = _basis(pairs.xt, h, w, gh, gw)
+    is_, ws = _basis(pairs.xs, h, w, gh, gw)
+    flat = out.reshape(n * k, 2)
+    mapped = (flat[pairs.t[:, None] * k + it] * wt[..., None]).sum(1) - (flat[pairs.s[:, None] * k + is_] * ws[..., None]).sum(1)
+    return out.reshape(n, gh + 1, gw + 1, 2), np.linalg.norm(mapped, axis=1)
 
 
 def motion_maps(pairs: _Pairs, residuals: np.ndarray, n: int, h: int, w: int) -> np.ndarray:
-    """Per-frame maps (n, ceil(h/STRIDE), ceil(w/STRIDE)) of the largest mesh residual of the
+    """Per-frame maps (n, gh, gw) on the sample grid of the largest mesh residual of the
     correspondences starting at each grid pixel: where a frame moves unlike its atlas mapping."""
-    sh, sw = len(range(STRIDE // 2, h, STRIDE)), len(range(STRIDE // 2, w, STRIDE))
+    step = sample_stride(h, w)
+    sh, sw = sample_grid(h, w)[0].shape
     out = np.zeros(n * sh * sw)
-    gx = np.clip(((pairs.xt[:, 0] - STRIDE // 2) / STRIDE).round().astype(int), 0, sw - 1)
-    gy = np.clip(((pairs.xt[:, 1] - STRIDE // 2) / STRIDE).round().astype(int), 0, sh - 1)
+    gx = np.clip(((pairs.xt[:, 0] - step // 2) / step).round().astype(int), 0, sw - 1)
+    gy = np.clip(((pairs.xt[:, 1] - step // 2) / step).round().astype(int), 0, sh - 1)
     np.maximum.at(out, (pairs.t * sh + gy) * sw + gx, residuals)
     return out.reshape(n, sh, sw)
 
@@ -405,7 +461,7 @@ def fit_fast(proxies: np.ndarray, flows: ShotFlows, settings: AtlasSettings, *,
                                       rigidity=settings.rigidity)
         motion = motion_maps(pairs, residuals, n, h, w)
     else:
-        k_nodes = np.stack(np.meshgrid(np.linspace(0, w - 1, gw + 1), np.linspace(0, h - 1, gh + 1)), -1)
+        k_nodes = _rest_nodes(h, w, gh, gw).reshape(gh + 1, gw + 1, 2)
         nodes = np.einsum("nij,abj->nabi", sims[:, :, :2], k_nodes) + sims[:, None, None, :, 2]
     check_cancel(cancel)
     lo = nodes.reshape(-1, 2).min(0) - 2.0

@@ -1,0 +1,151 @@
+"""The targets of issues 3 and 4, checked on the quality benchmark's results.
+
+Each check gives PASS, FAIL or SKIP (a method or clip it needs is missing) with the measured
+number. The benchmark reports them; it never fails because of them.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any, Callable, Optional
+
+#: The paper's protocol: global flicker shared over windows of W = 1, 3, 10 frames.
+PAPER_CLIPS = ("global_w1_", "global_w3_", "global_w10_")  # clip name prefixes
+OURS = "full"
+
+
+@dataclass(frozen=True)
+class Target:
+    """One checked target: status PASS / FAIL / SKIP, what it says, what was measured."""
+
+    status: str
+    name: str
+    measured: str
+
+    def line(self) -> str:
+        """'PASS  name: measured'."""
+        return f"{self.status:<4}  {self.name}: {self.measured}"
+
+
+def _value(entry: dict[str, Any], method: str, key: str) -> Optional[float]:
+    row = entry["rows"].get(method)
+    if row is None or "error" in row or row.get(key) is None:
+        return None
+    return float(row[key])
+
+
+def removed_fraction(entry: dict[str, Any], method: str) -> Optional[float]:
+    """(raw - method) / (raw - floor) in Ewarp: the share of the flicker above the floor removed."""
+    ewarp = _value(entry, method, "ewarp")
+    span = entry["raw_ewarp"] - entry["floor"]
+    if ewarp is None or span <= 0:
+        return None
+    return (entry["raw_ewarp"] - ewarp) / span
+
+
+def _paper_clips(clips: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    chosen = [e for e in clips if e["name"].startswith(PAPER_CLIPS)]
+    return chosen or [e for e in clips if e["family"] == "global"]
+
+
+def _mean_target(name: str, clips: list[dict[str, Any]], need: str,
+                 measure: Callable[[list[dict[str, Any]]], Optional[float]], ok: Callable[[float], bool],
+                 unit: str) -> Target:
+    if not clips:
+        return Target("SKIP", name, "no such clips in this run")
+    value = measure(clips)
+    if value is None:
+        return Target("SKIP", name, f"a method it needs did not run ({need})")
+    return Target("PASS" if ok(value) else "FAIL", name, f"{value:.3f}{unit} on {len(clips)} clips")
+
+
+def _per_clip_target(name: str, clips: list[dict[str, Any]], need: str,
+                     measure: Callable[[dict[str, Any]], Optional[float]], ok: Callable[[float], bool],
+                     worst: Callable[[list[float]], float], unit: str) -> Target:
+    if not clips:
+        return Target("SKIP", name, "no such clips in this run")
+    values = {e["name"]: measure(e) for e in clips}
+    known = {k: v for k, v in values.items() if v is not None and not math.isnan(v)}
+    if not known:
+        return Target("SKIP", name, f"a method it needs did not run ({need})")
+    w = worst(list(known.values()))
+    where = next(k for k, v in known.items() if v == w)
+    passed = sum(ok(v) for v in known.values())
+    missing = len(values) - len(known)
+    status = "PASS" if passed == len(values) else "FAIL"
+    tail = f", {missing} not measured" if missing else ""
+    return Target(status, name, f"worst {w:.3f}{unit} ({where}); {passed}/{len(values)} clips pass{tail}")
+
+
+def _ratio_of_means(clips: list[dict[str, Any]], method: str, ref: str) -> Optional[float]:
+    vals = [_value(e, method, "ewarp") for e in clips]
+    if any(v is None for v in vals):
+        return None
+    refs = [e["raw_ewarp"] if ref == "raw" else e["floor"] for e in clips]
+    return float(sum(vals)) / max(float(sum(refs)), 1e-12)  # type: ignore[arg-type]
+
+
+def _psnr_gain(clips: list[dict[str, Any]], method: str, ref: str) -> Optional[float]:
+    ours = [_value(e, method, "psnr") for e in clips]
+    base = [_value(e, ref, "psnr") for e in clips]
+    if any(v is None for v in ours + base):
+        return None
+    return (sum(ours) - sum(base)) / len(clips)  # type: ignore[arg-type]
+
+
+def _diff(entry: dict[str, Any], a: str, b: str, key: str) -> Optional[float]:
+    va, vb = _value(entry, a, key), _value(entry, b, key)
+    return None if va is None or vb is None else va - vb
+
+
+def check_targets(results: dict[str, Any], ours: str = OURS) -> list[Target]:
+    """Every target of issues 3 and 4 that the quality results can check."""
+    clips = results["clips"]
+    paper = _paper_clips(clips)
+    names = "/".join(e["name"] for e in paper) or "global clips"
+    clean_target = [e for e in clips if e["target_is_clean"]]
+    processed = [e for e in clips if e["family"] == "processed"]
+    lowest, highest = min, max
+    out = [
+        _mean_target(f"paper protocol ({names}): mean Ewarp {ours} <= 0.25x raw", paper, f"{ours}",
+                     lambda c: _ratio_of_means(c, ours, "raw"), lambda v: v <= 0.25, "x raw"),
+        _mean_target(f"paper protocol: mean Ewarp {ours} <= 1.5x floor", paper, ours,
+                     lambda c: _ratio_of_means(c, ours, "floor"), lambda v: v <= 1.5, "x floor"),
+        _mean_target(f"paper protocol: mean PSNR {ours} >= raw + 6 dB", paper, f"{ours}, raw",
+                     lambda c: _psnr_gain(c, ours, "raw"), lambda v: v >= 6.0, " dB over raw"),
+        _per_clip_target("global clips: Ewarp(atlas) <= 1.5x floor", [e for e in clips if e["family"] == "global"],
+                         "atlas", lambda e: _value(e, "atlas", "ratio_floor"), lambda v: v <= 1.5, highest, "x floor"),
+        _per_clip_target(f"every clip: Ewarp({ours}) < Ewarp(ffmpeg)", clips, f"{ours}, ffmpeg",
+                         lambda e: _ratio(e, ours, "ffmpeg"), lambda v: v < 1.0, highest, "x ffmpeg"),
+        _per_clip_target(f"every clip: (raw - {ours}) >= 0.6 (raw - floor)", clips, ours,
+                         lambda e: removed_fraction(e, ours), lambda v: v >= 0.6, lowest, " removed"),
+        _per_clip_target(f"clean-target clips: PSNR({ours}) > PSNR(raw)", clean_target, f"{ours}, raw",
+                         lambda e: _diff(e, ours, "raw", "psnr"), lambda v: v > 0, lowest, " dB margin"),
+        _per_clip_target(f"clean-target clips: PSNR({ours}) > PSNR(ffmpeg)", clean_target, f"{ours}, ffmpeg",
+                         lambda e: _diff(e, ours, "ffmpeg", "psnr"), lambda v: v > 0, lowest, " dB margin"),
+        _per_clip_target(f"processed clips: (raw - {ours}) >= 0.6 (raw - floor)", processed, ours,
+                         lambda e: removed_fraction(e, ours), lambda v: v >= 0.6, lowest, " removed"),
+        _per_clip_target(f"processed clips: PSNR({ours}) to the input >= 25 dB", processed, ours,
+                         lambda e: _value(e, ours, "psnr"), lambda v: v >= 25.0, lowest, " dB"),
+    ]
+    return out
+
+
+def _ratio(entry: dict[str, Any], a: str, b: str) -> Optional[float]:
+    va, vb = _value(entry, a, "ewarp"), _value(entry, b, "ewarp")
+    return None if va is None or vb is None or vb <= 0 else va / vb
+
+
+def targets_text(targets: list[Target]) -> str:
+    """One line per target."""
+    return "\n".join(t.line() for t in targets)
+
+
+def targets_markdown(targets: list[Target]) -> str:
+    """A Markdown list of the targets."""
+    return "\n".join(f"- **{t.status}** {t.name}: {t.measured}" for t in targets)
+
+
+def targets_json(targets: list[Target]) -> list[dict[str, str]]:
+    """The targets as JSON-ready dicts."""
+    return [asdict(t) for t in targets]

@@ -1,0 +1,227 @@
+"""`deflicker bench`: the quality table and its files, the method registry, ffmpeg, the speed,
+flow and plugin suites, and the targets logic; all at tiny sizes."""
+from __future__ import annotations
+
+import json
+import math
+import sys
+import types
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from deflicker.bench_common import PeakMemory, parse_size
+from deflicker.bench_methods import run_ffmpeg_filter
+from deflicker.bench_targets import check_targets, removed_fraction
+from deflicker.cli import main
+from deflicker.errors import InvalidSettingsError
+
+TINY = ["--size", "64x48", "--frames", "8", "--long-frames", "12"]
+CLIPS = "global_w1,processed_clahe"  # prefixes: clip names end in their photo
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def quality(tmp_path_factory) -> tuple[Path, str, dict]:
+    """One tiny quality run with raw, clean and ffmpeg: (out dir, stdout, bench.json)."""
+    import contextlib
+    import io
+
+    out = tmp_path_factory.mktemp("bench")
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        code = main(["bench", "--out", str(out), *TINY, "--only", CLIPS, "--methods", "raw,clean,ffmpeg"])
+    assert code == 0
+    return out, buf.getvalue(), json.loads((out / "bench.json").read_text())
+
+
+def _row(results: dict, clip: str, method: str) -> dict:
+    entry = next(e for e in results["clips"] if e["name"].startswith(clip + "_"))
+    return entry["rows"][method]
+
+
+def test_quality_writes_table_json_markdown_and_plots(quality):
+    out, text, results = quality
+    names = [e["name"] for e in results["clips"]]
+    assert [n.rsplit("_", 1)[0] for n in names] == CLIPS.split(",")
+    header = text.splitlines()[0].split()
+    assert header[:3] == ["clip", "method", "Ewarp"] and "TARGETS" in text
+    for clip in names:
+        assert clip in text
+        png = out / f"brightness_{clip}.png"
+        assert png.read_bytes()[:8] == PNG_MAGIC
+    assert "[global]" in text and "[processed]" in text and "[all]" in text
+    md = (out / "bench.md").read_text()
+    assert f"| {names[0]} | raw (input) |" in md and "## Targets" in md
+    assert set(results["families"]) == {"global", "processed", "all"}
+
+
+def test_raw_is_the_reference_and_clean_scores_the_floor(quality):
+    _, _, results = quality
+    for entry in results["clips"]:
+        raw, clean = entry["rows"]["raw"], entry["rows"]["clean"]
+        assert raw["ratio_raw"] == 1.0
+        assert clean["ewarp"] == entry["floor"] and clean["ratio_floor"] == 1.0
+        assert raw["ewarp"] == entry["raw_ewarp"]
+    raw = _row(results, "global_w1", "raw")
+    assert raw["ratio_floor"] > 5.0  # raw is far above the floor
+    assert _row(results, "processed_clahe", "raw")["psnr"] is None  # inf (PSNR to itself) is null in JSON
+
+
+def test_ffmpeg_runs_for_real_and_changes_the_result(quality):
+    _, _, results = quality
+    raw, ff = _row(results, "global_w1", "raw"), _row(results, "global_w1", "ffmpeg")
+    assert math.isfinite(ff["ewarp"]) and ff["ewarp"] != raw["ewarp"]
+    assert ff["ewarp"] < raw["ewarp"]  # it does remove part of a global flicker
+    assert ff["seconds_per_frame"] > 0 and ff["peak_mb"] > 0  # ffmpeg's own memory is counted
+
+
+def test_ffmpeg_filter_evens_out_global_gain():
+    rng = np.random.default_rng(1)
+    base = rng.uniform(0.2, 0.6, (24, 32, 3)).astype(np.float32)
+    gains = rng.uniform(0.7, 1.3, 12).astype(np.float32)
+    frames = np.stack([base * g for g in gains])
+    out = run_ffmpeg_filter(frames, "deflicker=size=5:mode=pm")
+    assert out.shape == frames.shape and out.dtype == np.float32
+    assert out.mean(axis=(1, 2, 3)).std() < 0.6 * frames.mean(axis=(1, 2, 3)).std()
+
+
+def test_targets_report_without_failing_the_run(quality):
+    _, text, results = quality
+    lines = [ln for ln in text.split("TARGETS", 1)[1].splitlines() if ln[:4] in ("PASS", "FAIL", "SKIP")]
+    assert len(lines) == len(results["targets"]) >= 8
+    assert all(t["status"] == "SKIP" for t in results["targets"])  # no 'full' in this run
+
+
+def test_engine_method_row(tmp_path, capsys):
+    code = main(["bench", "--out", str(tmp_path), *TINY, "--only", "global_w1", "--methods", "raw,full",
+                 "--analysis-size", "64"])
+    assert code == 0
+    results = json.loads((tmp_path / "bench.json").read_text())
+    full = _row(results, "global_w1", "full")
+    assert "error" not in full, full
+    assert full["analysis_seconds"] > 0 and full["seconds_per_frame"] > full["analysis_seconds"] / 8
+    assert full["ewarp"] < _row(results, "global_w1", "raw")["ewarp"]
+    assert "full" in results["clips"][0]["brightness"]
+
+
+def test_bench_reads_clips_written_by_synth(tmp_path, capsys):
+    from deflicker.synth import clip_names
+
+    name = next(n for n in clip_names(long_frames=0) if n.startswith("global_w3_"))
+    data = tmp_path / "clips"
+    assert main(["synth", str(data), "--size", "64x48", "--frames", "8", "--long-frames", "0", "--only", name]) == 0
+    assert main(["bench", "--data", str(data), "--out", str(tmp_path / "b"), "--methods", "raw,clean"]) == 0
+    results = json.loads((tmp_path / "b" / "bench.json").read_text())
+    entry = results["clips"][0]
+    assert entry["name"] == name and entry["frames"] == 8
+    assert entry["rows"]["clean"]["ewarp"] == entry["floor"] < entry["raw_ewarp"]
+
+
+@pytest.mark.parametrize("argv, word", [
+    (["--methods", "raw,nope"], "nope"),
+    (["--only", "no_such_clip"], "no_such_clip"),
+    (["--size", "64by48"], "64by48"),
+])
+def test_bad_options_exit_2_with_one_line(tmp_path, capsys, argv, word):
+    assert main(["bench", "--out", str(tmp_path), *TINY[2:], *argv]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and word in err and "Traceback" not in err
+
+
+def test_speed_suite_at_a_tiny_size(tmp_path, capsys):
+    assert main(["bench", "speed", "--sizes", "64x48", "--frames", "8,16", "--render-frames", "2",
+                 "--analysis-size", "64", "--out", str(tmp_path), "--flow", "--only", "global_w1", "--size", "64x48"]) == 0
+    text = capsys.readouterr().out
+    rows = json.loads((tmp_path / "speed.json").read_text())["rows"]
+    assert [r["frames"] for r in rows] == [8, 16] and all("error" not in r for r in rows), rows
+    assert rows[0]["render_seconds_per_frame"] > 0 and "render_seconds_per_frame" not in rows[1]
+    assert all(r["analysis_seconds_per_frame"] > 0 and r["rss_mb"] > r["peak_mb"] >= 0 for r in rows)
+    assert sum(ln.startswith("64x48") for ln in text.splitlines()) == 2
+    assert "linear growth at 64x48" in text and "SKIP  render at 1080p" in text
+    assert (tmp_path / "flow.json").exists() and "brightness normalization" in text  # --flow
+
+
+def test_flow_suite(tmp_path, capsys):
+    assert main(["bench", "flow", *TINY, "--only", "global_w1", "--out", str(tmp_path)]) == 0
+    text = capsys.readouterr().out
+    results = json.loads((tmp_path / "flow.json").read_text())
+    row = results["clips"][0]
+    assert all(math.isfinite(row[k]) and row[k] >= 0 for k in ("epe_clean", "epe_plain", "epe_normalized"))
+    assert "brightness normalization" in text and row["name"] in text
+
+
+def test_plugin_suite_missing_module_exits_3(tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "deflicker.bench_plugin", None)
+    assert main(["bench", "plugin", "--out", str(tmp_path)]) == 3
+    out = capsys.readouterr().out.strip()
+    assert len(out.splitlines()) == 1 and "bench_plugin" in out
+
+
+def _fake_plugin(monkeypatch, run) -> None:
+    module = types.ModuleType("deflicker.bench_plugin")
+    module.run = run  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "deflicker.bench_plugin", module)
+
+
+def test_plugin_suite_missing_bundle_exits_3(tmp_path, capsys, monkeypatch):
+    def run(out_dir, *, frames, size):
+        raise FileNotFoundError("build/Deflicker.ofx.bundle not found")
+
+    _fake_plugin(monkeypatch, run)
+    assert main(["bench", "plugin", "--out", str(tmp_path)]) == 3
+    assert "Deflicker.ofx.bundle" in capsys.readouterr().out
+
+
+def test_plugin_suite_prints_figures(tmp_path, capsys, monkeypatch):
+    seen = {}
+
+    def run(out_dir, *, frames, size):
+        seen.update(frames=frames, size=size)
+        return {"engine_seconds_per_frame": 0.2, "plugin_seconds_per_frame": 0.21, "overhead": 0.05}
+
+    _fake_plugin(monkeypatch, run)
+    assert main(["bench", "plugin", "--frames", "3", "--size", "64x48", "--out", str(tmp_path)]) == 0
+    text = capsys.readouterr().out
+    assert seen == {"frames": 3, "size": (48, 64)}
+    assert "plugin_seconds_per_frame" in text and "PASS" in text and "5.0%" in text
+
+
+def test_parse_size():
+    assert parse_size("64x48") == (48, 64)
+    assert parse_size("1080p") == (1080, 1920) and parse_size("4K") == (2160, 3840)
+    with pytest.raises(InvalidSettingsError):
+        parse_size("huge")
+
+
+def test_peak_memory_sees_numpy_allocations():
+    with PeakMemory() as mem:
+        block = np.ones(64 * 2**20 // 8)  # 64 MiB, touched
+    assert mem.peak_mb > 48
+    del block
+
+
+def _entry(name: str, family: str, raw: float, floor: float, **ewarps: float) -> dict:
+    rows = {m: {"ewarp": v, "ratio_floor": v / floor, "psnr": 30.0 if m == "full" else 20.0} for m, v in ewarps.items()}
+    rows["raw"] = {"ewarp": raw, "ratio_floor": raw / floor, "psnr": 20.0}
+    return {"name": name, "family": family, "raw_ewarp": raw, "floor": floor, "rows": rows,
+            "target_is_clean": family != "processed"}
+
+
+def test_targets_logic_on_known_numbers():
+    clips = [_entry("global_w1_a", "global", 0.2, 0.01, full=0.012, ffmpeg=0.1, atlas=0.013),
+             _entry("local_b", "local", 0.1, 0.01, full=0.05, ffmpeg=0.04)]
+    assert removed_fraction(clips[0], "full") == pytest.approx((0.2 - 0.012) / 0.19)
+    targets = check_targets({"clips": clips})
+
+    def status(prefix: str) -> set[str]:
+        return {t.status for t in targets if t.name.startswith(prefix)}
+
+    assert status("paper protocol") == {"PASS"}  # 0.06x raw, 1.2x floor, +10 dB
+    assert status("global clips") == {"PASS"}  # atlas 1.3x floor
+    assert status("every clip") == {"FAIL"}  # local_b: worse than ffmpeg, only 56% removed
+    assert status("clean-target clips") == {"PASS"}
+    assert status("processed clips") == {"SKIP"}
+    ffmpeg = next(t for t in targets if "Ewarp(full) < Ewarp(ffmpeg)" in t.name)
+    assert "local_b" in ffmpeg.measured and "1/2 clips" in ffmpeg.measured
