@@ -93,25 +93,32 @@ class ClipAnalysis:
         With frame t's ``proxy``, the guide the filter uses: A_t where the frame follows the
         atlas mapping, the gain-normalized frame itself on independently moving objects.
         """
-        start, _ = self.shot_range(t)
-        atlas = self.atlases[self.shot_index(t)]
-        if proxy is not None and hasattr(atlas, "guide"):
-            frame = atlas.guide(t - start, proxy)
+        if proxy is not None:
+            frame = self.guide(t, proxy)[0]
         else:
-            frame = atlas.frame(t - start)
+            start, _ = self.shot_range(t)
+            frame = self.atlases[self.shot_index(t)].frame(t - start)
         return frame if size is None else resize(frame, size)
 
     frame = atlas_frame  # the Atlas interface of issue 3: frame(t, size)
 
+    def guide(self, t: int, proxy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The filter's guide for frame t (see :meth:`atlas_frame`) and where its structure can
+        be trusted, (h, w, 3) and (h, w) float32, the confidence in [0, 1]."""
+        start, _ = self.shot_range(t)
+        atlas = self.atlases[self.shot_index(t)]
+        if not hasattr(atlas, "represented"):
+            guide = atlas.frame(t - start)
+            return guide, cv2.GaussianBlur(local_correlation(proxy, guide), (0, 0), 1.5)
+        keep = atlas.represented(t - start, proxy)
+        guide = atlas.guide(t - start, proxy, keep)
+        conf = local_correlation(proxy, guide)
+        conf *= keep * np.clip(atlas.coverage(t - start) / 2.0, 0.0, 1.0) + (1.0 - keep)
+        return guide, cv2.GaussianBlur(conf, (0, 0), 1.5)
+
     def atlas_confidence(self, t: int, proxy: np.ndarray) -> np.ndarray:
         """Where the guide's structure can be trusted for frame t's proxy, (h, w) float32 in [0, 1]."""
-        conf = local_correlation(proxy, self.atlas_frame(t, proxy=proxy))
-        atlas = self.atlases[self.shot_index(t)]
-        if hasattr(atlas, "represented"):
-            start, _ = self.shot_range(t)
-            keep = atlas.represented(t - start, proxy)
-            conf *= keep * np.clip(atlas.coverage(t - start) / 2.0, 0.0, 1.0) + (1.0 - keep)
-        return cv2.GaussianBlur(conf, (0, 0), 1.5)
+        return self.guide(t, proxy)[1]
 
     def to_arrays(self) -> dict[str, np.ndarray]:
         """Plain arrays for the cache (``shotN.name`` per shot atlas)."""

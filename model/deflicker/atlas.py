@@ -360,10 +360,11 @@ class FastAtlas:
         shown = cv2.erode(np.maximum(agree, flat).astype(np.float32), np.ones((5, 5), np.uint8))
         return np.minimum(self.static(t), cv2.GaussianBlur(shown, (0, 0), 1.0))
 
-    def guide(self, t: int, proxy: np.ndarray) -> np.ndarray:
+    def guide(self, t: int, proxy: np.ndarray, represented: Optional[np.ndarray] = None) -> np.ndarray:
         """A_t where it represents frame t; elsewhere the frame's own proxy divided by its fitted
-        gains, whose appearance the gains already make consistent. (h, w, 3) float32."""
-        keep = self.represented(t, proxy)[..., None]
+        gains, whose appearance the gains already make consistent. (h, w, 3) float32.
+        ``represented`` passes :meth:`represented` when the caller has it already."""
+        keep = (self.represented(t, proxy) if represented is None else represented)[..., None]
         own = proxy / self.gains[t]
         return (keep * self.frame(t) + (1.0 - keep) * own).astype(np.float32)
 

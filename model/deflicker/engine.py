@@ -123,7 +123,7 @@ class Session:
     """One clip: its cache key, its analysis and frame rendering. Thread-safe."""
 
     #: Prepared frames and window flows kept per session (a few hundred KB each).
-    MEMO_SIZE = 64
+    MEMO_SIZE = 96
 
     def __init__(self, engine: Engine, source: FrameSource, *, settings: Optional[Settings] = None,
                  owns_source: bool = False):
@@ -244,18 +244,25 @@ class Session:
 
     def _flow(self, c: int, i: int, proxy_c: np.ndarray, proxy_i: np.ndarray,
               s: Settings) -> tuple[np.ndarray, np.ndarray]:
-        """(f_{c->i}, valid) between two proxies of the window, memoized (pure)."""
-        from deflicker.flow import flow_pair
+        """(f_{c->i}, valid) between two proxies of the window (forward-backward checked)."""
+        from deflicker.warp import consistency_mask
 
-        key = ("flow", c, i)
+        fw = self._dis(c, i, proxy_c, proxy_i, s)
+        return fw, consistency_mask(fw, self._dis(i, c, proxy_i, proxy_c, s))
+
+    def _dis(self, a: int, b: int, proxy_a: np.ndarray, proxy_b: np.ndarray, s: Settings) -> np.ndarray:
+        """f_{a->b}, memoized: frame b's render needs the same flows the other way round (pure)."""
+        from deflicker.flow import estimate_flow
+
+        key = ("flow", a, b)
         with self._memo_lock:
             hit = self._memo.get(key)
         if hit is None:
-            hit = flow_pair(proxy_c, proxy_i, s.flow)
+            hit = estimate_flow(proxy_a, proxy_b, s.flow)
             with self._memo_lock:
                 self._memo[key] = hit
                 self._trim_locked()
-        return hit  # type: ignore[return-value]
+        return hit  # type: ignore[no-any-return]
 
     def _trim_locked(self) -> None:
         while len(self._memo) > self.MEMO_SIZE:
@@ -279,8 +286,7 @@ class Session:
             coeffs = identity_coefficients(*proxy.shape[:2])
         else:
             model = self.engine.filter_model(s)
-            coeffs = predict_coefficients(model, proxy, analysis.atlas_frame(i, proxy=proxy),
-                                          analysis.atlas_confidence(i, proxy))
+            coeffs = predict_coefficients(model, proxy, *analysis.guide(i, proxy))
         prepared = _Prepared(proxy, coeffs)
         with self._memo_lock:
             self._memo[key] = prepared
