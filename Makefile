@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 BUILD  := build
 OUT    := out
 
-.PHONY: setup ffmpeg bundle test run bench clean
+.PHONY: setup ffmpeg bundle test run sample bench clean
 
 setup: $(STAMP) ffmpeg
 
@@ -32,6 +32,10 @@ test: bundle
 
 run: bundle
 	$(BIN)/python -m deflicker.demo --bundle $(BUILD)/Deflicker.ofx.bundle --out $(OUT)
+
+# Rewrite the committed sample clip (deterministic: the same pixels every time).
+sample: setup
+	$(BIN)/python samples/make_sample.py
 
 bench: setup
 	$(BIN)/deflicker bench --out $(OUT)/bench

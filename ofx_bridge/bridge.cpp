@@ -211,9 +211,9 @@ DfkStatus call_server(const char *what, char *err, size_t err_size, Body &&body)
 
 extern "C" {
 
-void dfk_log(int level, const char *message) { dfk::log_line(level, message ? message : ""); }
+void dfk_log(int level, const char *message) noexcept { dfk::log_line(level, message ? message : ""); }
 
-DfkStatus dfk_init(char *err, size_t err_size) {
+DfkStatus dfk_init(char *err, size_t err_size) noexcept {
   std::string why;
   const bool ok = dfk::ensure_python(why);
   copy_text(err, err_size, why);
@@ -222,7 +222,7 @@ DfkStatus dfk_init(char *err, size_t err_size) {
 
 DfkStatus dfk_open_clip(const char *instance_id, const DfkClipInfo *info, const DfkSettings *settings,
                         const DfkCallbacks *cb, const char *persisted_key, char *key_out, size_t key_size,
-                        char *err, size_t err_size) {
+                        char *err, size_t err_size) noexcept {
   return call_server("open_clip", err, err_size, [&](py::module_ server) {
     py::dict clip;
     clip["width"] = info->width;
@@ -238,7 +238,7 @@ DfkStatus dfk_open_clip(const char *instance_id, const DfkClipInfo *info, const 
   });
 }
 
-DfkStatus dfk_analyze(const char *key, int force, const DfkCallbacks *cb, char *err, size_t err_size) {
+DfkStatus dfk_analyze(const char *key, int force, const DfkCallbacks *cb, char *err, size_t err_size) noexcept {
   return call_server(force ? "reanalyze" : "analyze", err, err_size, [&](py::module_ server) {
     Callables calls(cb);
     server.attr(force ? "reanalyze" : "analyze")(key, calls.fetch, calls.progress, calls.cancel);
@@ -246,7 +246,7 @@ DfkStatus dfk_analyze(const char *key, int force, const DfkCallbacks *cb, char *
 }
 
 DfkStatus dfk_render(const char *key, int index, const DfkSettings *settings, const DfkCallbacks *cb,
-                     const DfkImage *dst, char *err, size_t err_size) {
+                     const DfkImage *dst, char *err, size_t err_size) noexcept {
   return call_server("render", err, err_size, [&](py::module_ server) {
     py::object result;
     {
@@ -266,7 +266,7 @@ DfkStatus dfk_render(const char *key, int index, const DfkSettings *settings, co
 }
 
 DfkStatus dfk_frames_needed(const char *key, int index, const DfkSettings *settings, int *frames, int capacity,
-                            int *count, char *err, size_t err_size) {
+                            int *count, char *err, size_t err_size) noexcept {
   return call_server("frames_needed", err, err_size, [&](py::module_ server) {
     const py::list needed = server.attr("frames_needed")(key, index, settings_dict(settings));
     *count = static_cast<int>(needed.size());
@@ -274,7 +274,7 @@ DfkStatus dfk_frames_needed(const char *key, int index, const DfkSettings *setti
   });
 }
 
-DfkStatus dfk_status(const char *key, char *out, size_t out_size) {
+DfkStatus dfk_status(const char *key, char *out, size_t out_size) noexcept {
   std::string text;
   const DfkStatus status = call_server("status", out, out_size, [&](py::module_ server) {
     text = py::str(server.attr("status")(key)).cast<std::string>();
@@ -283,12 +283,12 @@ DfkStatus dfk_status(const char *key, char *out, size_t out_size) {
   return status;
 }
 
-DfkStatus dfk_close_instance(const char *instance_id, char *err, size_t err_size) {
+DfkStatus dfk_close_instance(const char *instance_id, char *err, size_t err_size) noexcept {
   return call_server("close_instance", err, err_size,
                      [&](py::module_ server) { server.attr("close_instance")(instance_id ? instance_id : ""); });
 }
 
-DfkStatus dfk_purge_caches(char *err, size_t err_size) {
+DfkStatus dfk_purge_caches(char *err, size_t err_size) noexcept {
   return call_server("purge_caches", err, err_size, [&](py::module_ server) { server.attr("purge_caches")(); });
 }
 

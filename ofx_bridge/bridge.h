@@ -16,7 +16,10 @@
 #include <stddef.h>
 
 #ifdef __cplusplus
+#define DFK_NOEXCEPT noexcept /* the implementation catches everything: nothing unwinds into the caller */
 extern "C" {
+#else
+#define DFK_NOEXCEPT
 #endif
 
 typedef enum DfkStatus {
@@ -71,35 +74,35 @@ typedef struct DfkSettings {
 
 /** Log one line to deflicker-ofx.log (next to the plugin binary, temp dir fallback; no Python
  * needed). level: 0 debug, 1 info, 2 warning, 3 error. */
-void dfk_log(int level, const char *message);
+void dfk_log(int level, const char *message) DFK_NOEXCEPT;
 
 /** Start (or attach to) Python once per process and import the server. Idempotent. */
-DfkStatus dfk_init(char *err, size_t err_size);
+DfkStatus dfk_init(char *err, size_t err_size) DFK_NOEXCEPT;
 
 /** server.open_clip: writes the clip key (NUL-terminated) into key_out. */
 DfkStatus dfk_open_clip(const char *instance_id, const DfkClipInfo *info, const DfkSettings *settings,
                         const DfkCallbacks *cb, const char *persisted_key, char *key_out, size_t key_size,
-                        char *err, size_t err_size);
+                        char *err, size_t err_size) DFK_NOEXCEPT;
 
 /** server.analyze (force = 0) or server.reanalyze (force != 0). */
-DfkStatus dfk_analyze(const char *key, int force, const DfkCallbacks *cb, char *err, size_t err_size);
+DfkStatus dfk_analyze(const char *key, int force, const DfkCallbacks *cb, char *err, size_t err_size) DFK_NOEXCEPT;
 
 /** server.render(key, index) copied into dst (converted to dst's depth; same width/height). */
 DfkStatus dfk_render(const char *key, int index, const DfkSettings *settings, const DfkCallbacks *cb,
-                     const DfkImage *dst, char *err, size_t err_size);
+                     const DfkImage *dst, char *err, size_t err_size) DFK_NOEXCEPT;
 
 /** server.frames_needed: up to `capacity` source indices into frames, the total into *count. */
 DfkStatus dfk_frames_needed(const char *key, int index, const DfkSettings *settings, int *frames, int capacity,
-                            int *count, char *err, size_t err_size);
+                            int *count, char *err, size_t err_size) DFK_NOEXCEPT;
 
 /** server.status(key) into out ("not analysed" | "analysing 42%" | "analysed" | "failed: ..."). */
-DfkStatus dfk_status(const char *key, char *out, size_t out_size);
+DfkStatus dfk_status(const char *key, char *out, size_t out_size) DFK_NOEXCEPT;
 
 /** server.close_instance(instance_id). */
-DfkStatus dfk_close_instance(const char *instance_id, char *err, size_t err_size);
+DfkStatus dfk_close_instance(const char *instance_id, char *err, size_t err_size) DFK_NOEXCEPT;
 
 /** server.purge_caches(). */
-DfkStatus dfk_purge_caches(char *err, size_t err_size);
+DfkStatus dfk_purge_caches(char *err, size_t err_size) DFK_NOEXCEPT;
 
 #ifdef __cplusplus
 }

@@ -3,6 +3,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <stdexcept>
 #include <type_traits>
 
@@ -17,6 +18,12 @@ void store_rows(const float *src, int src_channels, const DfkImage &dst) {
   for (int y = 0; y < dst.height; ++y) {
     T *row = reinterpret_cast<T *>(static_cast<char *>(dst.data) + static_cast<ptrdiff_t>(y) * dst.row_bytes);
     const float *in = src + static_cast<ptrdiff_t>(y) * dst.width * src_channels;
+    if constexpr (std::is_same_v<T, float>) {
+      if (src_channels == dst.channels) {  // same layout: one block per row
+        std::memcpy(row, in, sizeof(float) * static_cast<size_t>(dst.width) * dst.channels);
+        continue;
+      }
+    }
     for (int x = 0; x < dst.width; ++x, in += src_channels, row += dst.channels) {
       for (int c = 0; c < dst.channels; ++c) {
         const float v = c < src_channels ? in[c] : (c == 3 ? 1.0f : in[src_channels - 1]);

@@ -32,13 +32,8 @@ OfxStatus create_instance(OfxImageEffectHandle effect) {
   suites().effect->getParamSet(effect, &inst->params);
   suites().effect->clipGetHandle(effect, kOfxImageEffectSimpleSourceClipName, &inst->source, nullptr);
   suites().effect->clipGetHandle(effect, kOfxImageEffectOutputClipName, &inst->output, nullptr);
+  // A fresh id for a new instance; a reopened project (or a copy the host made) keeps its own.
   if (param_string(*inst, kInstanceId).empty()) set_param_string(*inst, kInstanceId, random_id());
-  for (const ParamSpec &p : kParams) {  // Nuke quirk: secret only sticks when set after creation too
-    if (p.kind != ParamKind::Hidden) continue;
-    OfxPropertySetHandle props = nullptr;
-    suites().param->paramGetPropertySet(param_handle(*inst, p.name), &props);
-    set_int(props, kOfxParamPropSecret, 1);
-  }
   OfxPropertySetHandle props = nullptr;
   suites().effect->getPropertySet(effect, &props);
   suites().prop->propSetPointer(props, kOfxPropInstanceData, 0, inst.release());  // owned until DestroyInstance
@@ -156,7 +151,7 @@ OfxStatus reanalyze(Instance &inst, OfxTime t) {
     set_param_string(inst, kStatus, status == DFK_CANCELLED ? "cancelled" : std::string("failed: ") + err);
     return fail(inst, status, err);
   }
-  char text[256] = {0};
+  char text[kMessageSize] = {0};
   dfk_status(key.c_str(), text, sizeof text);
   set_param_string(inst, kStatus, text);
   if (inst.error_shown.exchange(false)) clear_error(inst.effect);
@@ -186,7 +181,7 @@ OfxStatus sync_private_data(Instance &inst) {
     key = inst.key;
   }
   if (key.empty()) return kOfxStatOK;
-  char text[256] = {0};
+  char text[kMessageSize] = {0};
   const bool have_status = dfk_status(key.c_str(), text, sizeof text) == DFK_OK;
   const EditBlock edit(inst.params, "Sync");
   set_param_string(inst, kClipKey, key);

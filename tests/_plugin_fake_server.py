@@ -37,15 +37,17 @@ def open_clip(instance_id: str, info: dict, settings: dict, fetch, persisted_key
     view = fetch(0)
     key = f"fake-{info['width']}x{info['height']}x{info['channels']}-{info['frame_count']}-{settings.get('method')}"
     with _lock:
-        _clips[key] = {"info": dict(info), "means": None, "settings": dict(settings)}
+        if key not in _clips:
+            _clips[key] = {"info": dict(info), "means": None, "settings": dict(settings), "lock": threading.Lock(),
+                           "analyses": 0}
         _facts[key] = {
             "dtype": str(view.dtype),
             "shape": list(view.shape),
             "strides": list(view.strides),
             "writeable": bool(view.flags.writeable),
             "owndata": bool(view.flags.owndata),
-            "top_left": [float(v) for v in view[0, 0]],
-            "bottom_left": [float(v) for v in view[-1, 0]],
+            "top_left": [round(float(v), 6) for v in view[0, 0]],
+            "bottom_left": [round(float(v), 6) for v in view[-1, 0]],
             "instance_id": instance_id,
             "persisted_key": persisted_key,
             "settings": dict(settings),
@@ -56,24 +58,27 @@ def open_clip(instance_id: str, info: dict, settings: dict, fetch, persisted_key
 
 
 def analyze(key: str, fetch, progress=None, cancel=None) -> None:
-    """Mean brightness of every frame (the whole-clip pass)."""
+    """Mean brightness of every frame (the whole-clip pass), one at a time per clip like the real server."""
     clip = _clips[key]
-    if clip["means"] is not None:
-        return
-    n = clip["info"]["frame_count"]
-    means = []
-    for i in range(n):
-        if cancel is not None and cancel():
-            raise Cancelled("analysis cancelled")
-        means.append(float(_frame(key, fetch, i).mean()))
-        if progress is not None:
-            progress((i + 1) / n, "analysing")
-    clip["means"] = means
+    with clip["lock"]:
+        if clip["means"] is not None:
+            return
+        n = clip["info"]["frame_count"]
+        means = []
+        for i in range(n):
+            if cancel is not None and cancel():
+                raise Cancelled("analysis cancelled")
+            means.append(float(_frame(key, fetch, i).mean()))
+            if progress is not None:
+                progress((i + 1) / n, "analysing")
+        clip["means"] = means
+        clip["analyses"] += 1
 
 
 def reanalyze(key: str, fetch, progress=None, cancel=None) -> None:
     """Forget and recompute."""
-    _clips[key]["means"] = None
+    with _clips[key]["lock"]:
+        _clips[key]["means"] = None
     analyze(key, fetch, progress, cancel)
 
 
@@ -86,7 +91,9 @@ def render(key: str, t: int, fetch, settings: dict, progress=None, cancel=None) 
 
 
 def frames_needed(key: str, t: int, settings: dict) -> list[int]:
-    """t and its neighbours inside the clip."""
+    """t and its neighbours inside the clip; [] for a key this process has not opened (like the real server)."""
+    if key not in _clips:
+        return []
     n = _clips[key]["info"]["frame_count"]
     return [i for i in (t - 1, t, t + 1) if 0 <= i < n]
 
@@ -95,6 +102,7 @@ def status(key: str) -> str:
     """The recorded facts of the key as JSON (the real server returns a short state string)."""
     facts = dict(_facts.get(key, {}))
     facts["analysed"] = key in _clips and _clips[key]["means"] is not None
+    facts["analyses"] = _clips[key]["analyses"] if key in _clips else 0
     return json.dumps(facts)
 
 
@@ -103,5 +111,4 @@ def close_instance(instance_id: str) -> None:
 
 
 def purge_caches() -> None:
-    """Forget every clip."""
-    _clips.clear()
+    """Nothing to free (the real server unloads idle sessions; clips stay known)."""

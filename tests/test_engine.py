@@ -118,3 +118,26 @@ def test_cache_is_reused_across_sessions(clip, tmp_path):
     second.analyze()
     assert first.cache_path == second.cache_path
     assert np.array_equal(first.render(2), second.render(2))
+
+
+def test_reanalyze_while_rendering_keeps_renders_whole(clip, tmp_path):
+    _, noisy = clip
+    session = _session(noisy, cache_dir=tmp_path)
+    expected = session.render(6)
+    results: list[np.ndarray] = []
+    errors: list[BaseException] = []
+
+    def renders() -> None:
+        try:
+            for _ in range(6):
+                results.append(session.render(6))
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    worker = threading.Thread(target=renders)
+    worker.start()
+    session.analyze(force=True)
+    session.analyze(force=True)
+    worker.join()
+    assert not errors
+    assert all(np.array_equal(r, expected) for r in results)

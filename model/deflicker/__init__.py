@@ -7,6 +7,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
+from deflicker import errors as _errors  # noqa: E402
 from deflicker.errors import (  # noqa: E402
     Cancelled,
     DeflickerError,
@@ -26,15 +27,4 @@ def __getattr__(name: str):  # lazy: torch-heavy modules load only when used
     raise AttributeError(name)
 
 
-__all__ = [
-    "__version__",
-    "Engine",
-    "Session",
-    "Settings",
-    "DeflickerError",
-    "InvalidSettingsError",
-    "VideoIOError",
-    "ModelLoadError",
-    "DeviceError",
-    "Cancelled",
-]
+__all__ = ["__version__", "Engine", "Session", "Settings", *_errors.__all__]

@@ -170,18 +170,19 @@ class Session:
 
         with self._analysis_lock:
             if self.analysis is None or force:
-                self.analysis = None
-                with self._memo_lock:
-                    self._memo.clear()
+                # Renders in flight keep the analysis they started with (memo keys carry its id).
                 analysis, path = load_or_analyze(self.source, self.settings, cache=self.engine.cache, key=self.key,
                                                  force=force, progress=progress, cancel=cancel)
+                with self._memo_lock:
+                    self._memo.clear()
                 self.analysis, self.cache_path = analysis, path
             return self.analysis
 
-    def window(self, t: int, settings: Optional[Settings] = None, *, stage: str = "full") -> list[int]:
+    def window(self, t: int, settings: Optional[Settings] = None, *, stage: str = "full",
+               analysis: Optional["ClipAnalysis"] = None) -> list[int]:
         """Source frames whose analysis-time proxies render(t) uses, in order (t's canonical frame included)."""
         s = settings or self.settings
-        analysis = self.analyze()
+        analysis = analysis or self.analyze()
         c = int(analysis.canonical[t])
         use_window = stage == "refine-only" or (stage == "full" and s.local_refinement)
         k = s.refine.window if use_window else 0
@@ -213,7 +214,7 @@ class Session:
             atlas = analysis.atlas_frame(c, size=frame.shape[:2], proxy=analysis.proxy(frame)) * analysis.scale
             out[..., :3] = rgb(frame) + s.strength * (atlas - rgb(frame))
             return out
-        coeffs = self._coefficients(t, s, stage)
+        coeffs = self._coefficients(analysis, t, s, stage)
         from deflicker.correction import apply_affine
 
         out[..., :3] = apply_affine(rgb(frame), coeffs, scale=analysis.scale, strength=s.strength)
@@ -227,34 +228,33 @@ class Session:
             raise InvalidSettingsError(f"{', '.join(changed)} change the analysis: open a new session")
         return settings
 
-    def _coefficients(self, t: int, s: Settings, stage: str) -> np.ndarray:
+    def _coefficients(self, analysis: "ClipAnalysis", t: int, s: Settings, stage: str) -> np.ndarray:
         """Final proxy-resolution coefficients of frame t (filter, then stateless refinement)."""
         from deflicker.refine import refine_coefficients
 
-        analysis = self.analysis
-        assert analysis is not None
         c = int(analysis.canonical[t])
-        window = self.window(t, s, stage=stage)
-        prepared = {i: self._prepared(i, s, identity=(stage == "refine-only")) for i in window}
+        window = self.window(t, s, stage=stage, analysis=analysis)
+        prepared = {i: self._prepared(analysis, i, s, identity=(stage == "refine-only")) for i in window}
         if len(window) == 1:
             return prepared[c].coeffs
-        flows = {i: self._flow(c, i, prepared[c].proxy, prepared[i].proxy, s) for i in window if i != c}
+        flows = {i: self._flow(analysis, c, i, prepared[c].proxy, prepared[i].proxy, s) for i in window if i != c}
         return refine_coefficients(c, {i: p.coeffs for i, p in prepared.items()},
                                    {i: p.proxy for i, p in prepared.items()}, flows, s.refine)
 
-    def _flow(self, c: int, i: int, proxy_c: np.ndarray, proxy_i: np.ndarray,
+    def _flow(self, analysis: "ClipAnalysis", c: int, i: int, proxy_c: np.ndarray, proxy_i: np.ndarray,
               s: Settings) -> tuple[np.ndarray, np.ndarray]:
         """(f_{c->i}, valid) between two proxies of the window (forward-backward checked)."""
         from deflicker.warp import consistency_mask
 
-        fw = self._dis(c, i, proxy_c, proxy_i, s)
-        return fw, consistency_mask(fw, self._dis(i, c, proxy_i, proxy_c, s))
+        fw = self._dis(analysis, c, i, proxy_c, proxy_i, s)
+        return fw, consistency_mask(fw, self._dis(analysis, i, c, proxy_i, proxy_c, s))
 
-    def _dis(self, a: int, b: int, proxy_a: np.ndarray, proxy_b: np.ndarray, s: Settings) -> np.ndarray:
+    def _dis(self, analysis: "ClipAnalysis", a: int, b: int, proxy_a: np.ndarray, proxy_b: np.ndarray,
+             s: Settings) -> np.ndarray:
         """f_{a->b}, memoized: frame b's render needs the same flows the other way round (pure)."""
         from deflicker.flow import estimate_flow
 
-        key = ("flow", a, b)
+        key = (id(analysis), "flow", a, b, s.flow)
         with self._memo_lock:
             hit = self._memo.get(key)
         if hit is None:
@@ -268,19 +268,17 @@ class Session:
         while len(self._memo) > self.MEMO_SIZE:
             self._memo.popitem(last=False)
 
-    def _prepared(self, i: int, s: Settings, *, identity: bool) -> _Prepared:
+    def _prepared(self, analysis: "ClipAnalysis", i: int, s: Settings, *, identity: bool) -> _Prepared:
         """Proxy and filter coefficients of source frame i, memoized (pure: same inputs, same bytes)."""
         from deflicker.correction import identity_coefficients
         from deflicker.filter import predict_coefficients
 
-        key = (i, identity, s.filter, s.device)
+        key = (id(analysis), i, identity, s.filter, s.device)
         with self._memo_lock:
             hit = self._memo.get(key)
             if hit is not None:
                 self._memo.move_to_end(key)
                 return hit
-        analysis = self.analysis
-        assert analysis is not None
         proxy = analysis.proxy(self.source[i])
         if identity:
             coeffs = identity_coefficients(*proxy.shape[:2])

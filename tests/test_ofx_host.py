@@ -1,0 +1,438 @@
+"""The OFX plugin driven by the C++ test host (tests/host/ofxhost), like Resolve or Nuke would drive it.
+
+Three groups of scenarios, each on a tiny real clip (64x48, 12 frames, 16- or 8-bit FFV1) made in tmp_path:
+
+* the host itself, against tests/host/selftest_plugin.cpp (no Python): variadic params, button
+  presses, bottom-up and top-down rows, depths, scripted abort/cancel, injected bad frames;
+* the Deflicker bundle: describe, out-of-order and threaded renders byte-identical to
+  ``deflicker run``, Reanalyze while another instance renders, two processes sharing one cache,
+  abort and cancel during analysis, a host that started Python first, bad input frames, depths and
+  RGB, each byte-identical to ``deflicker run``;
+* the Deflicker bundle over tests/_plugin_fake_server.py (frame * strength): the C++ side alone.
+
+The build directory is $DEFLICKER_BUILD_DIR or build/ (``make test`` builds it first). Without
+a build the scenarios skip, except under CI, where a missing build is a failure.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import pytest
+
+from _clips import flicker_clip
+
+ROOT = Path(__file__).resolve().parents[1]
+BUILD = Path(os.environ.get("DEFLICKER_BUILD_DIR", ROOT / "build"))
+HOST = BUILD / "tests" / "host" / "ofxhost"
+HOST_PY = BUILD / "tests" / "host" / "ofxhost-py"
+SELFTEST = BUILD / "tests" / "host" / "HostSelfTest.ofx.bundle"
+BUNDLE = BUILD / "Deflicker.ofx.bundle"
+W, H, N = 64, 48, 12
+OFX_OK = 0
+
+
+def built(path: Path) -> Path:
+    """``path`` if it was built; otherwise skip (a failure under CI)."""
+    if path.exists():
+        return path
+    message = f"{path} is not built (run 'make bundle')"
+    if os.environ.get("CI"):
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+# ------------------------------------------------------------------ running the host
+
+
+@dataclass
+class HostRun:
+    """One ofxhost process: its exit code, its JSON events and its stderr."""
+
+    command: list[str]
+    returncode: int
+    events: list[dict]
+    stderr: str
+
+    def of(self, kind: str, **match) -> list[dict]:
+        """Events of one kind whose fields equal ``match``."""
+        return [e for e in self.events if e["event"] == kind and all(e.get(k) == v for k, v in match.items())]
+
+    def statuses(self) -> list[tuple[int, int]]:
+        """(frame, OFX status) of every Render call, in call order."""
+        return [(e["frame"], e["status"]) for e in self.of("render")]
+
+    def final_params(self, instance: int) -> dict:
+        """Parameter values of an instance at the end of the run."""
+        return self.of("param-values", instance=instance)[-1]["values"]
+
+    def explain(self) -> str:
+        """What to print when a scenario fails: the command, stderr and the last events."""
+        tail = "\n".join(json.dumps(e)[:300] for e in self.events[-25:])
+        return f"$ {' '.join(self.command)}\nexit {self.returncode}\n--- stderr ---\n{self.stderr[-4000:]}\n--- last events ---\n{tail}"
+
+
+def run_hosts(*arg_lists: list, host: Path = HOST, env: Optional[dict] = None, ok: bool = True) -> list[HostRun]:
+    """Run one ofxhost per argument list, all at once; with ``ok`` each must succeed and break no OFX rule."""
+    commands = [[str(built(host))] + [str(a) for a in args] for args in arg_lists]
+    procs = [subprocess.Popen(c, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              env={**os.environ, **(env or {})}) for c in commands]
+    runs = []
+    for command, proc in zip(commands, procs):
+        stdout, stderr = proc.communicate(timeout=300)
+        events = [json.loads(line) for line in stdout.splitlines() if line.startswith("{")]
+        runs.append(HostRun(command, proc.returncode, events, stderr))
+    for run in runs if ok else []:
+        assert run.returncode == 0, run.explain()
+        assert not run.of("violation"), run.explain()
+    return runs
+
+
+def run_host(*args: object, host: Path = HOST, env: Optional[dict] = None, ok: bool = True) -> HostRun:
+    """Run ofxhost with ``args``; with ``ok`` the run must succeed and break no OFX rule."""
+    return run_hosts(list(args), host=host, env=env, ok=ok)[0]
+
+
+# ------------------------------------------------------------------ clips
+
+
+def write_clip(path: Path, frames: np.ndarray, bits: int = 16) -> Path:
+    """Float frames (N, H, W, 3) in [0, 1] -> a 16-bit (or 8-bit) RGB FFV1 file."""
+    pixels = np.rint(np.clip(frames, 0, 1) * (2 ** bits - 1)).astype("<u2" if bits == 16 else "u1")
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-f", "rawvideo", "-pix_fmt", "rgb48le" if bits == 16 else "rgb24",
+                    "-s", f"{W}x{H}", "-r", "24", "-i", "-", "-c:v", "ffv1", str(path)], input=pixels.tobytes(), check=True)
+    return path
+
+
+def decode(path: Path, bits: int = 16) -> np.ndarray:
+    """A clip's frames as uint16 (or uint8) RGBA (N, H, W, 4); 8-bit files are read at 8 bits (exactly)."""
+    fmt, dtype = ("rgba64le", "<u2") if bits == 16 else ("rgba", "u1")
+    raw = subprocess.run(["ffmpeg", "-v", "error", "-i", str(path), "-f", "rawvideo", "-pix_fmt", fmt, "-"],
+                         capture_output=True, check=True).stdout
+    return np.frombuffer(raw, dtype).reshape(-1, H, W, 4)
+
+
+def assert_same(path: Path, expected: np.ndarray, run: Optional[HostRun] = None) -> None:
+    """Decoded RGB of ``path`` equals ``expected`` (uint16, or uint8 for an 8-bit file, RGB) exactly."""
+    got = decode(path, 8 if expected.dtype == np.uint8 else 16)[..., :3]
+    assert got.shape == expected.shape, run.explain() if run else got.shape
+    diff = np.abs(got.astype(np.int64) - expected.astype(np.int64))
+    assert diff.max() == 0, (f"{int((diff > 0).sum())} values differ, max {int(diff.max())} of 65535\n"
+                             + (run.explain() if run else ""))
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A flickering 64x48, 12-frame, 16-bit FFV1 clip."""
+    _, flickering = flicker_clip(N, H, W, seed=5)
+    return write_clip(tmp_path_factory.mktemp("clip") / "flicker.mkv", flickering)
+
+
+def cli_reference(clip: Path, tmp_path_factory: pytest.TempPathFactory, bits: int = 16) -> np.ndarray:
+    """``deflicker run`` on a clip (its own cache dir): uint16 (or uint8) RGB (N, H, W, 3)."""
+    built(BUNDLE)
+    out = tmp_path_factory.mktemp("cli") / "reference.mkv"
+    env = {**os.environ, "DEFLICKER_CACHE_DIR": str(tmp_path_factory.mktemp("cli-cache"))}
+    proc = subprocess.run([sys.executable, "-m", "deflicker", "run", str(clip), "-o", str(out)], capture_output=True,
+                          text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    return decode(out, bits)[..., :3]
+
+
+@pytest.fixture(scope="module")
+def reference(clip: Path, tmp_path_factory: pytest.TempPathFactory) -> np.ndarray:
+    """``deflicker run`` on the 16-bit clip."""
+    return cli_reference(clip, tmp_path_factory)
+
+
+def cache_files(cache: Path) -> dict[str, tuple[int, int]]:
+    """Every file under a cache dir (lock files aside): relative path -> (size, mtime_ns)."""
+    return {str(p.relative_to(cache)): (p.stat().st_size, p.stat().st_mtime_ns)
+            for p in sorted(cache.rglob("*")) if p.is_file() and not p.name.endswith(".lock")}
+
+
+# ------------------------------------------------------------------ the host itself (self-test plugin)
+
+
+@pytest.fixture(scope="module")
+def still(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, np.ndarray]:
+    """A 6-frame clip and its uint16 RGB pixels."""
+    _, frames = flicker_clip(6, H, W, seed=1)
+    path = write_clip(tmp_path_factory.mktemp("still") / "still.mkv", frames)
+    return path, decode(path)[..., :3]
+
+
+def test_host_answers_unknown_properties_and_bad_indices():
+    run = run_host("describe", built(SELFTEST))  # Describe/DescribeInContext fail unless the host refuses both
+    assert run.of("unknown-prop", name="OfxHostSelfTestNoSuchProp"), run.explain()
+    assert run.of("plugin")[0]["id"] == "org.deflicker.hosttest.Gain"
+    assert {e["context"] for e in run.of("context")} == {"OfxImageEffectContextFilter", "OfxImageEffectContextGeneral"}
+    options = run.of("param", name="mode")[0]["props"]["OfxParamPropChoiceOption"]
+    assert options == ["first", "second"]
+
+
+def test_host_params_press_threads_and_negative_rowbytes(still, tmp_path):
+    path, pixels = still
+    run = run_host("render", built(SELFTEST), path, "-o", tmp_path / "out.mkv", "--raw-out", tmp_path / "out.raw",
+                   "--param", "gain=0.5", "--param", "mode=second", "--param", "flag=false", "--param", "count=7",
+                   "--param", "status=hello", "--instances", "2", "--press", "press", "--threads", "3",
+                   "--order", "shuffle", "--rowbytes", "negative")
+    expected = np.rint(np.clip(pixels / np.float32(65535) * np.float32(0.5), 0, 1) * 65535).astype(np.uint16)
+    assert_same(tmp_path / "out.mkv", expected, run)
+    raw = np.fromfile(tmp_path / "out.raw", "<f4").reshape(-1, H, W, 4)
+    np.testing.assert_allclose(raw[..., :3], pixels / 65535.0 * 0.5, atol=1e-6)
+    assert sorted(f for f, _ in run.statuses()) == list(range(6))
+    assert [f for f, _ in run.statuses()] != list(range(6)), "--order shuffle rendered in order"
+    assert run.of("press", instance=0, status=OFX_OK), run.explain()
+    assert run.final_params(0) == {"gain": 0.5, "count": 7, "flag": 0, "mode": 1, "status": "pressed 1"}
+    assert run.final_params(1)["status"] == "hello"
+
+
+@pytest.mark.parametrize("depth", ["short", "byte"])
+def test_host_depths(still, tmp_path, depth):
+    path, pixels = still
+    run_host("render", built(SELFTEST), path, "-o", tmp_path / "out.mkv", "--depth", depth)
+    expected = pixels if depth == "short" else (np.rint(pixels / 257.0) * 257).astype(np.uint16)
+    assert_same(tmp_path / "out.mkv", expected)
+
+
+@pytest.mark.parametrize("args,failures", [
+    (["--inject", "missing-frame:1", "--inject", "wrong-size:2", "--inject", "nan:3"], 3),
+    (["--abort-after", "1", "--cancel-after", "2"], 2),
+], ids=["injected-frames", "abort-and-cancel"])
+def test_host_faults_fire_once_then_frames_render(still, tmp_path, args, failures):
+    path, pixels = still
+    run = run_host("render", built(SELFTEST), path, "-o", tmp_path / "out.mkv", "--frames", "0-3", "--retry-failed", *args)
+    failed = [f for f, s in run.statuses() if s != OFX_OK]
+    assert len(failed) == failures and run.statuses()[-failures:] == [(f, OFX_OK) for f in failed], run.explain()
+    assert len(run.of("persistent-message")) == failures, run.explain()
+    assert_same(tmp_path / "out.mkv", pixels[:4], run)
+
+
+def test_host_reports_bad_usage_in_one_line(still, tmp_path):
+    for args, code in [(["render", tmp_path / "missing.ofx.bundle", still[0], "-o", tmp_path / "y.mkv"], 3),
+                       (["render", SELFTEST, tmp_path / "missing.mkv", "-o", tmp_path / "y.mkv"], 3),
+                       (["render", SELFTEST, still[0], "-o", tmp_path / "y.mkv", "--press", "nothing"], 2),
+                       (["render", "--bogus"], 2), (["explode", "x"], 2)]:
+        run = run_host(*args, ok=False)
+        assert run.returncode == code, run.explain()
+        assert run.stderr.startswith("ofxhost: error: ") and run.stderr.count("\n") == 1, run.stderr
+
+
+# ------------------------------------------------------------------ the Deflicker plugin over the fake server
+# tests/_plugin_fake_server.py renders frame * strength, so the C++ side is checked exactly and fast.
+
+FAKE = {"DEFLICKER_OFX_SERVER": "_plugin_fake_server", "DEFLICKER_OFX_EXTRA_PATH": str(ROOT / "tests")}
+
+
+def test_plugin_rgb_threads_two_instances_over_fake_server(still, tmp_path):
+    path, pixels = still
+    run = run_host("render", built(BUNDLE), path, "-o", tmp_path / "out.mkv", "--components", "rgb", "--threads", "3",
+                   "--order", "shuffle", "--param", "strength=0.5", "--instances", "2", "--press", "reanalyze", env=FAKE)
+    expected = np.rint(np.clip(pixels / np.float32(65535) * np.float32(0.5), 0, 1) * 65535).astype(np.uint16)
+    assert_same(tmp_path / "out.mkv", expected, run)
+    prefs = run.of("clip-preferences")[-1]["prefs"]
+    assert prefs["OfxImageEffectFrameVarying"] == [1] and prefs["OfxImageClipPropComponents_Output"] == ["OfxImageComponentRGB"]
+    opened = [e for e in run.of("frames-needed") if e["status"] == OFX_OK]
+    assert opened and all(e["ranges"] == [r for t in range(int(e["time"]) - 1, int(e["time"]) + 2) if 0 <= t < 6
+                                          for r in (t, t)] for e in opened), run.explain()
+    ui, renderer = run.final_params(0), run.final_params(1)
+    assert ui["clip_key"] == renderer["clip_key"] != "", (ui, renderer)  # both instances name one analysis
+    assert ui["instance_id"] and renderer["instance_id"] and ui["instance_id"] != renderer["instance_id"]
+    facts = json.loads(renderer["status"])  # the fake's status line: what it saw, as JSON
+    # the press analyses again unless it came first; one analysis at a time, each with the host's progress bar
+    assert facts["analysed"] and facts["analyses"] in (1, 2), facts
+    assert len(run.of("progress", what="start")) == len(run.of("progress", what="end")) == facts["analyses"]
+    assert run.of("press", instance=0, status=OFX_OK), run.explain()
+    # a zero-copy view of the host's bottom-up buffer: top-down, negative row stride, read-only
+    assert facts["shape"] == [H, W, 3] and facts["strides"] == [-W * 3 * 4, 12, 4] and not facts["writeable"]
+
+
+def test_reopened_project_keeps_its_hidden_params(still, tmp_path):
+    path, _ = still
+    run = run_host("render", built(BUNDLE), path, "-o", tmp_path / "out.mkv", "--frames", "2-3", "--param",
+                   "clip_key=saved-key", "--param", "instance_id=0123456789abcdef", "--context", "general",
+                   "--rowbytes", "negative", env=FAKE)
+    params = run.final_params(0)
+    assert params["instance_id"] == "0123456789abcdef"  # not regenerated on reopen
+    facts = json.loads(params["status"])
+    assert facts["persisted_key"] == "saved-key" and facts["instance_id"] == "0123456789abcdef", facts
+    assert facts["strides"] == [W * 4 * 4, 16, 4]  # a top-down host buffer (negative rowBytes) stays top-down
+    assert params["clip_key"] != "saved-key"  # SyncPrivateData stored the key of the clip as it is now
+
+
+# ------------------------------------------------------------------ the Deflicker plugin
+
+
+def test_describe_and_create_instance(clip, tmp_path):
+    from deflicker.server import PLUGIN_FIELDS
+
+    run = run_host("describe", built(BUNDLE))
+    assert not run.of("unknown-prop") and not run.of("bad-prop-type"), run.explain()
+    descriptor = run.of("descriptor")[0]["props"]
+    assert descriptor["OfxImageEffectPropTemporalClipAccess"] == [1]
+    assert descriptor["OfxImageEffectPropSupportsTiles"] == [0]
+    assert {"OfxImageEffectContextFilter", "OfxImageEffectContextGeneral"} <= set(descriptor["OfxImageEffectPropSupportedContexts"])
+    source = run.of("clip", context="OfxImageEffectContextFilter", name="Source")[0]["props"]
+    assert source["OfxImageEffectPropTemporalClipAccess"] == [1]
+    params = {e["name"]: e for e in run.of("param", context="OfxImageEffectContextFilter")}
+    assert set(PLUGIN_FIELDS) <= set(params)
+    assert params["reanalyze"]["type"] == "OfxParamTypePushButton"
+    for name in ("strength", "analysis_size"):  # Resolve needs both ranges set
+        props = params[name]["props"]
+        assert all(abs(props[k][0]) < 1e9 for k in ("OfxParamPropMin", "OfxParamPropMax",
+                                                       "OfxParamPropDisplayMin", "OfxParamPropDisplayMax")), props
+
+    created = run_host("render", BUNDLE, clip, "-o", tmp_path / "one.mkv", "--frames", "0-0", "--host-name",
+                       "uk.co.thefoundry.nuke")
+    actions = [e["name"] for e in created.of("action")]
+    for action in ("OfxActionLoad", "OfxActionDescribe", "OfxImageEffectActionDescribeInContext", "OfxActionCreateInstance",
+                   "OfxImageEffectActionGetClipPreferences", "OfxImageEffectActionBeginSequenceRender",
+                   "OfxImageEffectActionEndSequenceRender", "OfxActionPurgeCaches", "OfxActionDestroyInstance",
+                   "OfxActionUnload"):
+        assert action in actions, created.explain()
+    assert created.of("frames-needed"), "GetFramesNeeded was never called"
+
+
+@pytest.mark.parametrize("args", [
+    ["--order", "shuffle", "--threads", "4"],
+    ["--order", "reverse", "--rowbytes", "negative", "--first-frame", "86400"],  # a Resolve-like timeline time
+], ids=["shuffle-4-threads", "reverse-negative-rowbytes-offset-time"])
+def test_render_matches_cli(clip, reference, tmp_path, args):
+    run = run_host("render", built(BUNDLE), clip, "-o", tmp_path / "out.mkv", *args)
+    assert all(s == OFX_OK for _, s in run.statuses()), run.explain()
+    assert_same(tmp_path / "out.mkv", reference, run)
+    if "--threads" not in args:  # one thread: the first render analyses, later ones read only their window
+        renders = run.of("render")
+        assert renders[0]["fetched"] >= N, run.explain()
+        needed = {e["time"]: len(e["ranges"]) // 2 for e in run.of("frames-needed") if e["status"] == OFX_OK}
+        for e in renders[1:]:  # the declared frames (t's refinement window), t once more for the output
+            assert 0 < e["fetched"] <= needed[e["time"]] + 1 < N, (e, needed.get(e["time"]))
+
+
+def test_reanalyze_on_ui_instance_while_render_instance_renders(clip, reference, tmp_path):
+    run = run_host("render", built(BUNDLE), clip, "-o", tmp_path / "out.mkv", "--instances", "2", "--press", "reanalyze",
+                   "--press-instance", "0", "--threads", "2")
+    assert run.of("press", instance=0, name="reanalyze", status=OFX_OK), run.explain()
+    assert all(s == OFX_OK for _, s in run.statuses()), run.explain()
+    assert run.final_params(0)["status"].startswith("analysed"), run.final_params(0)
+    assert_same(tmp_path / "out.mkv", reference, run)
+
+
+def test_two_processes_share_one_analysis(clip, reference, tmp_path):
+    cache = tmp_path / "shared-cache"
+    env = {"DEFLICKER_CACHE_DIR": str(cache)}
+    # Two processes at once (a farm, Nuke's frame server): one analyses, the other waits and reads it.
+    first, second = run_hosts(["render", built(BUNDLE), clip, "-o", tmp_path / "a.mkv", "--frames", "0-5"],
+                              ["render", BUNDLE, clip, "-o", tmp_path / "b.mkv", "--frames", "6-11", "--order", "reverse"],
+                              env=env)
+    stored = cache_files(cache)
+    assert len(stored) == 1, stored
+    analysed = [run for run in (first, second) if run.of("progress", what="update")]
+    assert len(analysed) == 1, "both processes analysed the clip (or neither showed progress)"
+    assert first.final_params(0)["clip_key"] == second.final_params(0)["clip_key"] != ""  # one key everywhere
+    assert_same(tmp_path / "a.mkv", reference[:6], first)
+    assert_same(tmp_path / "b.mkv", reference[6:], second)
+    third = run_host("render", BUNDLE, clip, "-o", tmp_path / "c.mkv", "--frames", "3-4", env=env)
+    assert cache_files(cache) == stored and not third.of("progress", what="update"), "a later process recomputed"
+    assert third.final_params(0)["status"].startswith("analysed"), third.explain()
+    assert_same(tmp_path / "c.mkv", reference[3:5], third)
+
+
+def test_abort_during_analysis_leaves_no_cache_entry(clip, reference, tmp_path):
+    cache = tmp_path / "cache"
+    env = {"DEFLICKER_CACHE_DIR": str(cache)}
+    aborted = run_host("render", built(BUNDLE), clip, "-o", tmp_path / "x.mkv", "--frames", "0-0", "--abort-after", "2",
+                       env=env, ok=False)
+    assert aborted.returncode == 1 and aborted.of("scripted"), aborted.explain()
+    assert aborted.statuses() == [(0, aborted.statuses()[0][1])] and aborted.statuses()[0][1] != OFX_OK, aborted.explain()
+    assert aborted.of("action", name="OfxActionUnload", status=OFX_OK), "the host did not survive the abort"
+    assert cache_files(cache) == {}, f"an aborted analysis left files: {cache_files(cache)}"
+    again = run_host("render", BUNDLE, clip, "-o", tmp_path / "out.mkv", env=env)
+    assert_same(tmp_path / "out.mkv", reference, again)
+
+
+def test_cancel_from_progress_then_render_again(clip, reference, tmp_path):
+    run = run_host("render", built(BUNDLE), clip, "-o", tmp_path / "out.mkv", "--cancel-after", "2", "--retry-failed",
+                   "--context", "general")
+    assert run.of("progress", what="update", cancel=1), run.explain()
+    assert run.statuses()[0][1] != OFX_OK, "the cancelled render reported success"
+    assert_same(tmp_path / "out.mkv", reference, run)
+
+
+def test_host_that_started_python_first(clip, reference, tmp_path):
+    run = run_host("render", built(BUNDLE), clip, "-o", tmp_path / "out.mkv", "--host-python", host=HOST_PY)
+    assert run.of("host-python", initialized=1), run.explain()
+    assert_same(tmp_path / "out.mkv", reference, run)
+
+
+def test_bad_frames_get_an_error_status_and_message(clip, reference, tmp_path):
+    run = run_host("render", built(BUNDLE), clip, "-o", tmp_path / "out.mkv", "--inject", "missing-frame:3",
+                   "--inject", "wrong-size:5", "--inject", "nan:7", "--retry-failed")
+    assert {e["kind"] for e in run.of("injected")} == {"missing-frame", "wrong-size", "nan"}, run.explain()
+    failed = [i for i, e in enumerate(run.events) if e["event"] == "render" and e["status"] != OFX_OK]
+    assert failed, "no render failed on a bad frame"
+    for i in failed:  # every failed render said why, before returning its status
+        assert any(e["event"] in ("persistent-message", "message") for e in run.events[:i]), run.explain()
+    assert_same(tmp_path / "out.mkv", reference, run)  # the host is unharmed: every frame renders afterwards
+
+
+def test_short_depth_matches_cli(clip, reference, tmp_path):
+    run = run_host("render", built(BUNDLE), clip, "-o", tmp_path / "out.mkv", "--depth", "short")
+    assert_same(tmp_path / "out.mkv", reference, run)
+
+
+def test_byte_depth_rgb_matches_cli_on_an_8bit_clip(tmp_path, tmp_path_factory):
+    _, flickering = flicker_clip(N, H, W, seed=5)
+    clip8 = write_clip(tmp_path / "flicker8.mkv", flickering, bits=8)
+    reference8 = cli_reference(clip8, tmp_path_factory, bits=8)
+    run = run_host("render", BUNDLE, clip8, "-o", tmp_path / "out.mkv", "--depth", "byte", "--components", "rgb",
+                   "--threads", "2")
+    assert_same(tmp_path / "out.mkv", reference8, run)
+
+
+def test_bench_plugin_smoke(tmp_path):
+    from deflicker.bench_plugin import run
+
+    built(BUNDLE)
+    figures = run(tmp_path, frames=3, size=(32, 48), rounds=1)
+    assert set(figures) >= {"engine_seconds_per_frame", "plugin_seconds_per_frame", "overhead"}
+    assert all(np.isfinite(v) for v in figures.values()) and figures["plugin_seconds_per_frame"] > 0
+    cpu = figures["plugin_cpu_seconds_per_frame"] / figures["engine_cpu_seconds_per_frame"]
+    wall = figures["plugin_seconds_per_frame"] / figures["engine_seconds_per_frame"]
+    assert figures["overhead"] == pytest.approx(cpu - 1) and figures["overhead_wall"] == pytest.approx(wall - 1)
+    entries = [p for p in (tmp_path / "plugin_bench_cache").iterdir() if p.suffix == ".npz"]
+    assert len(entries) == 1, entries  # the plugin found the engine's analysis of the same pixels
+
+
+def test_demo_renders_through_the_plugin(clip, reference, tmp_path, capsys):
+    from deflicker import demo
+
+    built(BUNDLE)
+    assert demo.main(["--input", str(clip), "--out", str(tmp_path), "--bundle", str(BUNDLE), "--host", str(HOST)]) == 0
+    assert_same(tmp_path / "flicker_deflickered.mkv", reference)
+    assert (tmp_path / "flicker_before_after.png").stat().st_size > 10_000
+    assert f"deflickered {N} frames through the OFX plugin" in capsys.readouterr().out
+
+
+def test_committed_sample_is_what_make_sample_writes():
+    sys.path.insert(0, str(ROOT / "samples"))
+    try:
+        import make_sample
+    finally:
+        sys.path.remove(str(ROOT / "samples"))
+    from deflicker.io import open_clip
+
+    path = ROOT / "samples" / "flicker_sample.mkv"
+    assert path.stat().st_size < 3_000_000
+    expected = np.rint(make_sample.add_flicker(make_sample.clean_frames()) * 255) / 255  # 8-bit, as stored
+    with open_clip(path) as sample:
+        assert (sample.info.width, sample.info.height, sample.info.bit_depth) == (make_sample.WIDTH, make_sample.HEIGHT, 8)
+        assert len(sample) == make_sample.FRAMES
+        assert all(np.abs(sample[t] - expected[t]).max() < 1e-6 for t in range(len(sample)))
