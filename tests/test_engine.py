@@ -141,3 +141,18 @@ def test_reanalyze_while_rendering_keeps_renders_whole(clip, tmp_path):
     worker.join()
     assert not errors
     assert all(np.array_equal(r, expected) for r in results)
+
+
+def test_neural_method_renders_through_the_engine_and_cache(tmp_path):
+    from deflicker.settings import AtlasSettings
+
+    _, noisy = flicker_clip(n=6)
+    tiny = Settings(analysis_size=64, method="neural",
+                    atlas=AtlasSettings(neural_iterations=20, neural_width=16, neural_batch=256))
+    first = Engine(tiny, cache_dir=tmp_path).open(ArraySource(noisy))
+    out = first.render(2)
+    assert out.shape == noisy[2].shape and np.isfinite(out).all()
+    again = Engine(tiny, cache_dir=tmp_path).open(ArraySource(noisy))
+    again.analyze()
+    assert again.cache_path == first.cache_path
+    assert np.array_equal(again.render(2), out)
