@@ -102,12 +102,16 @@ def test_deflicker_removes_global_flicker(clip, tmp_path):
 
 def test_filter_beats_atlas_only_at_full_resolution(tmp_path):
     """A detailed clip above the proxy size: A_t alone is blurred, the filter keeps the input's detail."""
+    from deflicker.settings import FilterSettings
+
     clean, noisy = flicker_clip(n=10, h=96, w=128, zoom=1.0, seed=3)
     session = _session(noisy, cache_dir=tmp_path)
-    full = np.stack([session.render(t) for t in range(len(noisy))])
     atlas = np.stack([session.render(t, stage="atlas") for t in range(len(noisy))])
-    assert _psnr(full, clean) > _psnr(atlas, clean) + 1
-    assert _flicker(full, clean) < 0.15 * _flicker(noisy, clean)
+    network = SMALL.replace(filter=FilterSettings(locality=1.0))  # the committed weights' own correction
+    for settings, margin in ((network, 1.0), (SMALL, 0.5)):
+        full = np.stack([session.render(t, settings) for t in range(len(noisy))])
+        assert _psnr(full, clean) > _psnr(atlas, clean) + margin
+        assert _flicker(full, clean) < 0.15 * _flicker(noisy, clean)
 
 
 def test_cache_is_reused_across_sessions(clip, tmp_path):

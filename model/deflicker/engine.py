@@ -284,7 +284,7 @@ class Session:
             coeffs = identity_coefficients(*proxy.shape[:2])
         else:
             model = self.engine.filter_model(s)
-            coeffs = predict_coefficients(model, proxy, *analysis.guide(i, proxy))
+            coeffs = predict_coefficients(model, proxy, *analysis.guide(i, proxy), locality=s.filter.locality)
         prepared = _Prepared(proxy, coeffs)
         with self._memo_lock:
             self._memo[key] = prepared

@@ -229,11 +229,32 @@ def anchor_to_guide(coeffs: np.ndarray, inp: np.ndarray, guide: np.ndarray, conf
     return scaled
 
 
+def toward_global(coeffs: np.ndarray, inp: np.ndarray, guide: np.ndarray, confidence: np.ndarray,
+                  locality: float) -> np.ndarray:
+    """Coefficients shrunk toward the frame's global colour transform: G + locality * (C - G).
+
+    G is the confidence-weighted least-squares affine fit (3x3 + offset) of the guide from the
+    input over the whole frame. Local deviations from it are where per-frame fitting noise
+    lives (the atlas's flaws vary from frame to frame), so shrinking them makes the output
+    more consistent and keeps more of the input's local contrast; the stateless refinement
+    then removes what is left of local flicker. (h,w,12) -> (h,w,12) float32.
+    """
+    if locality >= 1.0:
+        return coeffs
+    w = np.sqrt(np.asarray(confidence, np.float64).reshape(-1, 1)) + 1e-6
+    x = np.hstack([inp.reshape(-1, 3).astype(np.float64), np.ones((w.size, 1))])
+    fit = np.linalg.lstsq(x * w, guide.reshape(-1, 3).astype(np.float64) * w, rcond=None)[0]  # (4, 3)
+    glob = np.concatenate([fit[:3].T.ravel(), fit[3]]).astype(np.float32)
+    return (glob + np.float32(locality) * (coeffs - glob)).astype(np.float32)
+
+
 def predict_coefficients(model: NeuralFilter, inp: np.ndarray, guide: np.ndarray,
-                         confidence: Optional[np.ndarray] = None, *, anchor: bool = True) -> np.ndarray:
+                         confidence: Optional[np.ndarray] = None, *, anchor: bool = True,
+                         locality: float = 1.0) -> np.ndarray:
     """Coefficients for one frame: (h,w,3) input and guide, (h,w) confidence -> (h,w,12) float32.
 
-    With ``anchor`` the result goes through :func:`anchor_to_guide`.
+    With ``anchor`` the result goes through :func:`anchor_to_guide`, then through
+    :func:`toward_global` with ``locality`` (1 = the network's own local correction).
     """
     device = next(model.parameters()).device
     if confidence is None:
@@ -247,4 +268,6 @@ def predict_coefficients(model: NeuralFilter, inp: np.ndarray, guide: np.ndarray
     with torch.inference_mode():
         out = model(tensor(inp), tensor(guide), tensor(confidence))
     coeffs = np.ascontiguousarray(out[0].permute(1, 2, 0).cpu().numpy(), dtype=np.float32)
-    return anchor_to_guide(coeffs, inp, guide, confidence) if anchor else coeffs
+    if anchor:
+        coeffs = anchor_to_guide(coeffs, inp, guide, confidence)
+    return toward_global(coeffs, inp, guide, confidence, locality)

@@ -68,9 +68,11 @@ class FilterSettings:
     """Neural filter F."""
 
     weights: str = ""  # empty: the committed weights shipped with the package
+    locality: float = 0.25  # share of F's local correction kept over the frame's global colour fit (1 = all)
 
     def __post_init__(self) -> None:
         _require(isinstance(self.weights, str), "filter weights must be a path string")
+        _require(0.0 <= self.locality <= 1.0, "filter locality must be in [0, 1]")
 
 
 @dataclass(frozen=True)
