@@ -47,7 +47,7 @@ def _solve_right(lhs: torch.Tensor, rhs: torch.Tensor) -> torch.Tensor:
     Closed form (adjugate / determinant): several times faster than batched linalg.solve.
     """
     l = lhs
-    adj = [[l[:, 1, 1] * l[:, 2, 2] - l[:, 1, 2] * l[:, 2, 1], l[:, 0, 2] * l[:, 2, 1] - l[:, 0, 1] * l[:, 2, 2],
+    adj: list[list[Any]] = [[l[:, 1, 1] * l[:, 2, 2] - l[:, 1, 2] * l[:, 2, 1], l[:, 0, 2] * l[:, 2, 1] - l[:, 0, 1] * l[:, 2, 2],
             l[:, 0, 1] * l[:, 1, 2] - l[:, 0, 2] * l[:, 1, 1]],
            [None, l[:, 0, 0] * l[:, 2, 2] - l[:, 0, 2] * l[:, 2, 0], l[:, 0, 2] * l[:, 1, 0] - l[:, 0, 0] * l[:, 1, 2]],
            [None, None, l[:, 0, 0] * l[:, 1, 1] - l[:, 0, 1] * l[:, 1, 0]]]
@@ -118,7 +118,7 @@ class UNet(nn.Module):
         self.dec = nn.ModuleList([_block(8 * w, 2 * w), _block(4 * w, w), _block(2 * w, w)])
         self.head = nn.Conv2d(w, cout, 1)
         nn.init.zeros_(self.head.weight)
-        nn.init.zeros_(self.head.bias)
+        nn.init.zeros_(self.head.bias)  # type: ignore[arg-type]  # Conv2d has a bias here
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         skips = []

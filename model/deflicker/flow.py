@@ -40,7 +40,7 @@ def flow_input(image: np.ndarray, normalize: bool = True) -> np.ndarray:
 
 def estimate_flow(frame_t: np.ndarray, frame_s: np.ndarray, settings: FlowSettings = FlowSettings()) -> np.ndarray:
     """Flow f_{t->s}, (H, W, 2) float32, between two (H, W, 3) proxy frames."""
-    dis = cv2.DISOpticalFlow_create(_PRESETS[settings.preset])
+    dis = cv2.DISOpticalFlow_create(_PRESETS[settings.preset])  # type: ignore[attr-defined]
     a = flow_input(frame_t, settings.normalize_brightness)
     b = flow_input(frame_s, settings.normalize_brightness)
     return dis.calc(a, b, None).astype(np.float32)
