@@ -265,3 +265,20 @@ def test_hard_links_fall_back_to_symlinks_across_file_systems(tmp_path, monkeypa
     monkeypatch.setattr(bundle_files.os, "link", cross_device)
     assert bundle_files.place(src, tmp_path / "out" / "sym.txt", "hard") == "symlink"
     assert (tmp_path / "out" / "sym.txt").resolve() == src.resolve()
+
+
+def test_default_plugin_folders_per_os(tmp_path):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "installers"))
+    try:
+        from install_paths import locations
+    finally:
+        sys.path.pop(0)
+    common = r"D:\Common Files"
+    env = {"CommonProgramFiles": common, "LOCALAPPDATA": r"D:\Users\me\AppData\Local"}
+    assert str(locations("win32", user=False, env=env).plugins) == str(Path(common) / "OFX" / "Plugins")
+    assert str(locations("darwin", user=False, env={}).plugins) == "/Library/OFX/Plugins"
+    assert str(locations("linux", user=False, env={}).plugins) == "/usr/OFX/Plugins"
+    user = locations("darwin", user=True, home=tmp_path, env={})
+    assert user.plugins == tmp_path / "Library" / "OFX" / "Plugins" and user.user
+    rooted = locations("linux", user=False, prefix=tmp_path, env={})
+    assert rooted.plugins == tmp_path / "usr" / "OFX" / "Plugins"
