@@ -81,6 +81,11 @@ class ClipAnalysis:
         s = self.shot_index(t)
         return int(self.shots[s]), int(self.shots[s + 1])
 
+    def _shot_atlas(self, t: int) -> tuple[Atlas, int]:
+        """Frame t's shot atlas and t's index inside that shot."""
+        s = self.shot_index(t)
+        return self.atlases[s], t - int(self.shots[s])
+
     def proxy(self, frame: np.ndarray) -> np.ndarray:
         """The analysis proxy of a full-resolution frame, (h, w, 3) float32 proxy units."""
         p = resize(rgb(frame), self.shape)
@@ -96,8 +101,8 @@ class ClipAnalysis:
         if proxy is not None:
             frame = self.guide(t, proxy)[0]
         else:
-            start, _ = self.shot_range(t)
-            frame = self.atlases[self.shot_index(t)].frame(t - start)
+            atlas, local = self._shot_atlas(t)
+            frame = atlas.frame(local)
         return frame if size is None else resize(frame, size)
 
     frame = atlas_frame  # the Atlas interface of issue 3: frame(t, size)
@@ -105,15 +110,13 @@ class ClipAnalysis:
     def guide(self, t: int, proxy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The filter's guide for frame t (see :meth:`atlas_frame`) and where its structure can
         be trusted, (h, w, 3) and (h, w) float32, the confidence in [0, 1]."""
-        start, _ = self.shot_range(t)
-        atlas = self.atlases[self.shot_index(t)]
-        if not hasattr(atlas, "represented"):
-            guide = atlas.frame(t - start)
+        atlas, local = self._shot_atlas(t)
+        if not isinstance(atlas, FastAtlas):
+            guide = atlas.frame(local)
             return guide, cv2.GaussianBlur(local_correlation(proxy, guide), (0, 0), 1.5)
-        keep = atlas.represented(t - start, proxy)
-        guide = atlas.guide(t - start, proxy, keep)
+        guide, keep, coverage = atlas.guide(local, proxy)
         conf = local_correlation(proxy, guide)
-        conf *= keep * np.clip(atlas.coverage(t - start) / 2.0, 0.0, 1.0) + (1.0 - keep)
+        conf *= keep * np.clip(coverage / 2.0, 0.0, 1.0) + (1.0 - keep)
         return guide, cv2.GaussianBlur(conf, (0, 0), 1.5)
 
     def atlas_confidence(self, t: int, proxy: np.ndarray) -> np.ndarray:

@@ -336,11 +336,6 @@ class FastAtlas:
         mx, my = self.mapping(t)
         return cv2.remap(self.texture, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
-    def coverage(self, t: int) -> np.ndarray:
-        """How many frames back each pixel of A_t (splat weight), (h, w) float32."""
-        mx, my = self.mapping(t)
-        return cv2.remap(self.weight, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0.0)
-
     def static(self, t: int) -> np.ndarray:
         """How well frame t's pixels follow the atlas mapping, (h, w) float32 in [0, 1]: 0 on
         independently moving objects (and a margin around them), 1 on the mapped scene."""
@@ -351,22 +346,25 @@ class FastAtlas:
         res = cv2.resize(res, (w, h), interpolation=cv2.INTER_LINEAR)
         return np.clip(1.0 - (res - MOTION_OK) / MOTION_OK, 0.0, 1.0).astype(np.float32)
 
-    def represented(self, t: int, proxy: np.ndarray) -> np.ndarray:
-        """Where A_t shows what frame t shows, (h, w) float32 in [0, 1]: the pixel follows the
-        atlas mapping and its local structure matches A_t's (not a moving object, ghost or
-        disocclusion the atlas got wrong)."""
-        agree = np.clip((local_correlation(proxy, self.frame(t)) - AGREE_LOW) / AGREE_LOW, 0.0, 1.0)
-        flat = np.clip(1.0 - local_contrast(proxy / self.gains[t]) / FLAT, 0.0, 1.0)  # nothing to disagree on
-        shown = cv2.erode(np.maximum(agree, flat).astype(np.float32), np.ones((5, 5), np.uint8))
-        return np.minimum(self.static(t), cv2.GaussianBlur(shown, (0, 0), 1.0))
+    def guide(self, t: int, proxy: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(guide, represented, coverage) of frame t, each at proxy size, float32.
 
-    def guide(self, t: int, proxy: np.ndarray, represented: Optional[np.ndarray] = None) -> np.ndarray:
-        """A_t where it represents frame t; elsewhere the frame's own proxy divided by its fitted
-        gains, whose appearance the gains already make consistent. (h, w, 3) float32.
-        ``represented`` passes :meth:`represented` when the caller has it already."""
-        keep = (self.represented(t, proxy) if represented is None else represented)[..., None]
+        ``represented`` (in [0, 1]) is where A_t shows what the frame shows: the pixel follows
+        the atlas mapping and its local structure matches A_t's (not a moving object, ghost or
+        disocclusion the atlas got wrong). The guide is A_t there and elsewhere the frame's own
+        proxy divided by its fitted gains, whose appearance the gains already make consistent.
+        ``coverage`` is how many frames back each pixel of A_t (its splat weight).
+        """
+        mx, my = self.mapping(t)
+        atlas = cv2.remap(self.texture, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        coverage = cv2.remap(self.weight, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0.0)
         own = proxy / self.gains[t]
-        return (keep * self.frame(t) + (1.0 - keep) * own).astype(np.float32)
+        agree = np.clip((local_correlation(proxy, atlas) - AGREE_LOW) / AGREE_LOW, 0.0, 1.0)
+        flat = np.clip(1.0 - local_contrast(own) / FLAT, 0.0, 1.0)  # nothing to disagree on
+        shown = cv2.erode(np.maximum(agree, flat).astype(np.float32), np.ones((5, 5), np.uint8))
+        keep = np.minimum(self.static(t), cv2.GaussianBlur(shown, (0, 0), 1.0))
+        guide = (keep[..., None] * atlas + (1.0 - keep[..., None]) * own).astype(np.float32)
+        return guide, keep, coverage
 
     def to_arrays(self) -> dict[str, np.ndarray]:
         """Plain arrays for the cache."""
