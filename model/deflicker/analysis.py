@@ -239,10 +239,10 @@ def fit_shot(proxies: np.ndarray, flows: ShotFlows, settings: Settings, progress
     """The atlas of one shot with the settings' method."""
     if settings.method == "neural":
         from deflicker.atlas_neural import fit_neural
-        from deflicker.engine import resolve_device
+        from deflicker.filter import resolve_device
 
         wide = ShotFlows(flows.fw.astype(np.float32), flows.valid_fw, flows.bw.astype(np.float32), flows.valid_bw,
                          flows.keys)
-        return fit_neural(proxies.astype(np.float32), wide, settings.atlas, device=resolve_device(settings.device),
+        return fit_neural(proxies.astype(np.float32), wide, settings.atlas, device=str(resolve_device(settings.device)),
                           progress=progress, cancel=cancel)
     return fit_fast(proxies, flows, settings.atlas, progress=progress, cancel=cancel)

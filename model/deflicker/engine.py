@@ -18,10 +18,10 @@ from typing import TYPE_CHECKING, Any, Iterator, Optional, Union
 
 import numpy as np
 
-from deflicker.errors import DeviceError, InvalidSettingsError
+from deflicker.errors import InvalidSettingsError
 from deflicker.image import rgb
 from deflicker.progress import CancelCheck, Progress
-from deflicker.settings import Settings
+from deflicker.settings import ANALYSIS_FIELDS, Settings
 from deflicker.source import FrameSource
 
 if TYPE_CHECKING:  # torch-heavy modules load lazily
@@ -34,21 +34,7 @@ log = logging.getLogger(__name__)
 #: Pipeline variants a Session can render: the product and the benchmark's ablations.
 STAGES = ("full", "filter", "atlas", "refine-only")
 
-#: Render-only settings: changing them never invalidates an analysis.
-RENDER_FIELDS = ("strength", "local_refinement", "device", "filter", "refine")
-
 ClipLike = Union[FrameSource, str, Path]
-
-
-def resolve_device(name: str) -> str:
-    """'auto' -> 'cuda' when torch sees a GPU, else 'cpu'; 'cuda' without one -> DeviceError."""
-    import torch
-
-    if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda" and not torch.cuda.is_available():
-        raise DeviceError("device 'cuda' requested but torch sees no CUDA GPU")
-    return name
 
 
 def limit_torch_threads() -> None:
@@ -106,10 +92,10 @@ class Engine:
 
     def filter_model(self, settings: Settings) -> "NeuralFilter":
         """The neural filter for these settings' weights and device, loaded once per engine."""
-        from deflicker.filter import load_filter
+        from deflicker.filter import load_filter, resolve_device
 
         limit_torch_threads()
-        device = resolve_device(settings.device)
+        device = str(resolve_device(settings.device))
         key = (settings.filter.weights, device)
         with self._lock:
             model = self._filters.get(key)
@@ -223,7 +209,7 @@ class Session:
     def _render_settings(self, settings: Optional[Settings]) -> Settings:
         if settings is None:
             return self.settings
-        changed = [f for f in ("method", "analysis_size", "flow", "atlas") if getattr(settings, f) != getattr(self.settings, f)]
+        changed = [f for f in ANALYSIS_FIELDS if getattr(settings, f) != getattr(self.settings, f)]
         if changed:
             raise InvalidSettingsError(f"{', '.join(changed)} change the analysis: open a new session")
         return settings

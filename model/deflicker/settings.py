@@ -15,6 +15,8 @@ from typing import Any, Mapping
 from deflicker.errors import InvalidSettingsError
 
 METHODS = ("fast", "neural")
+#: The Settings fields that change the per-clip analysis; every other field is render-only.
+ANALYSIS_FIELDS = ("method", "analysis_size", "flow", "atlas")
 DEVICES = ("auto", "cpu", "cuda")
 
 
@@ -141,13 +143,11 @@ class Settings:
 
     def analysis_key(self) -> str:
         """Hash of the settings that change the per-clip analysis (not render-only ones)."""
-        relevant = {
-            "method": self.method,
-            "analysis_size": int(self.analysis_size),
-            "flow": dataclasses.asdict(self.flow),
-            "atlas": dataclasses.asdict(self.atlas),
-        }
-        blob = json.dumps(relevant, sort_keys=True).encode()
+        relevant = {name: getattr(self, name) for name in ANALYSIS_FIELDS}
+        relevant["analysis_size"] = int(self.analysis_size)
+        plain = {k: dataclasses.asdict(v) if dataclasses.is_dataclass(v) and not isinstance(v, type) else v
+                 for k, v in relevant.items()}
+        blob = json.dumps(plain, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 
 
