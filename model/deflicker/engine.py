@@ -200,7 +200,7 @@ class Session:
             atlas = analysis.atlas_frame(c, size=frame.shape[:2], proxy=analysis.proxy(frame)) * analysis.scale
             out[..., :3] = rgb(frame) + s.strength * (atlas - rgb(frame))
             return out
-        coeffs = self._coefficients(analysis, t, s, stage)
+        coeffs = self._coefficients(analysis, t, s, stage, frame)
         from deflicker.correction import apply_affine
 
         out[..., :3] = apply_affine(rgb(frame), coeffs, scale=analysis.scale, strength=s.strength)
@@ -214,13 +214,16 @@ class Session:
             raise InvalidSettingsError(f"{', '.join(changed)} change the analysis: open a new session")
         return settings
 
-    def _coefficients(self, analysis: "ClipAnalysis", t: int, s: Settings, stage: str) -> np.ndarray:
-        """Final proxy-resolution coefficients of frame t (filter, then stateless refinement)."""
+    def _coefficients(self, analysis: "ClipAnalysis", t: int, s: Settings, stage: str,
+                      frame: np.ndarray) -> np.ndarray:
+        """Final proxy-resolution coefficients of frame t (filter, then stateless refinement);
+        ``frame`` is source frame t, already read (a host fetch is not repeated)."""
         from deflicker.refine import refine_coefficients
 
         c = int(analysis.canonical[t])
         window = self.window(t, s, stage=stage, analysis=analysis)
-        prepared = {i: self._prepared(analysis, i, s, identity=(stage == "refine-only")) for i in window}
+        prepared = {i: self._prepared(analysis, i, s, identity=(stage == "refine-only"), frame=frame if i == t else None)
+                    for i in window}
         if len(window) == 1:
             return prepared[c].coeffs
         flows = {i: self._flow(analysis, c, i, prepared[c].proxy, prepared[i].proxy, s) for i in window if i != c}
@@ -254,8 +257,10 @@ class Session:
         while len(self._memo) > self.MEMO_SIZE:
             self._memo.popitem(last=False)
 
-    def _prepared(self, analysis: "ClipAnalysis", i: int, s: Settings, *, identity: bool) -> _Prepared:
-        """Proxy and filter coefficients of source frame i, memoized (pure: same inputs, same bytes)."""
+    def _prepared(self, analysis: "ClipAnalysis", i: int, s: Settings, *, identity: bool,
+                  frame: Optional[np.ndarray] = None) -> _Prepared:
+        """Proxy and filter coefficients of source frame i (``frame``, when the caller read it),
+        memoized (pure: same inputs, same bytes)."""
         from deflicker.correction import identity_coefficients
         from deflicker.filter import predict_coefficients
 
@@ -265,7 +270,7 @@ class Session:
             if hit is not None:
                 self._memo.move_to_end(key)
                 return hit
-        proxy = analysis.proxy(self.source[i])
+        proxy = analysis.proxy(self.source[i] if frame is None else frame)
         if identity:
             coeffs = identity_coefficients(*proxy.shape[:2])
         else:
