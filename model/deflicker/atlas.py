@@ -102,11 +102,15 @@ def grid_shape(h: int, w: int, cells: int) -> tuple[int, int]:
     return cells, max(1, int(round(cells * w / h)))
 
 
+#: The identity as a (2, 3) affine.
+_IDENTITY = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+
+
 def fit_similarity(src: np.ndarray, dst: np.ndarray, weight: np.ndarray) -> np.ndarray:
     """Weighted least-squares similarity (2, 3) with dst ~ s R src + t; (k, 2) points each."""
     wsum = float(weight.sum())
     if wsum < 1e-6 or len(src) < 3:
-        return np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+        return _IDENTITY.copy()
     zs, zd = src[:, 0] + 1j * src[:, 1], dst[:, 0] + 1j * dst[:, 1]
     ms, md = (weight * zs).sum() / wsum, (weight * zd).sum() / wsum
     cs, cd = zs - ms, zd - md
@@ -134,7 +138,7 @@ def _compose(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class _Pairs:
-    """Flow correspondences: frame indices and pixel positions of both ends, with weights."""
+    """Flow correspondences: frame indices and pixel positions of both ends."""
 
     t: np.ndarray
     s: np.ndarray
@@ -142,19 +146,25 @@ class _Pairs:
     xs: np.ndarray  # (k, 2)
 
 
-def _sample_pairs(flows: ShotFlows, h: int, w: int) -> _Pairs:
-    """Valid correspondences on the sample grid for every neighbour and keyframe pair."""
+def _grid_matches(flow: np.ndarray, valid: np.ndarray, h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
+    """(points, their flow partners), (k, 2) float64 each: the valid sample-grid pixels of a flow."""
     ys, xs = sample_grid(h, w)
     grid = np.stack([xs.ravel(), ys.ravel()], 1).astype(np.float64)
+    ok = valid[ys, xs].ravel()
+    f = flow[ys, xs].reshape(-1, 2).astype(np.float64)
+    return grid[ok], grid[ok] + f[ok]
+
+
+def _sample_pairs(flows: ShotFlows, h: int, w: int) -> _Pairs:
+    """Valid correspondences on the sample grid for every neighbour and keyframe pair."""
     ts, ss, pt, ps = [], [], [], []
 
     def add(t: int, s: int, flow: np.ndarray, valid: np.ndarray) -> None:
-        ok = valid[ys, xs].ravel()
-        f = flow[ys, xs].reshape(-1, 2).astype(np.float64)
-        ts.append(np.full(int(ok.sum()), t))
-        ss.append(np.full(int(ok.sum()), s))
-        pt.append(grid[ok])
-        ps.append(grid[ok] + f[ok])
+        src, dst = _grid_matches(flow, valid, h, w)
+        ts.append(np.full(len(src), t))
+        ss.append(np.full(len(src), s))
+        pt.append(src)
+        ps.append(dst)
 
     for t in range(len(flows.fw)):
         add(t, t + 1, flows.fw[t], flows.valid_fw[t])
@@ -169,17 +179,12 @@ def _sample_pairs(flows: ShotFlows, h: int, w: int) -> _Pairs:
 
 def chain_similarities(flows: ShotFlows, n: int, ref: int, h: int, w: int) -> np.ndarray:
     """Global similarity (n, 2, 3) of every frame into the reference frame's coordinates."""
-    ys, xs = sample_grid(h, w)
-    grid = np.stack([xs.ravel(), ys.ravel()], 1).astype(np.float64)
     out = np.zeros((n, 2, 3))
-    out[ref] = [[1, 0, 0], [0, 1, 0]]
+    out[ref] = _IDENTITY
 
     def step(flow: np.ndarray, valid: np.ndarray) -> np.ndarray:  # similarity src-frame -> dst-frame
-        ok = valid[ys, xs].ravel()
-        f = flow[ys, xs].reshape(-1, 2).astype(np.float64)
-        if ok.sum() < 8:
-            return np.array([[1.0, 0, 0], [0, 1.0, 0]])
-        return _robust_similarity(grid[ok], grid[ok] + f[ok])
+        src, dst = _grid_matches(flow, valid, h, w)
+        return _robust_similarity(src, dst) if len(src) >= 8 else _IDENTITY.copy()
 
     for t in range(ref + 1, n):  # frame t -> t-1 uses bw[t-1] = f_{t->t-1}
         out[t] = _compose(out[t - 1], step(flows.bw[t - 1], flows.valid_bw[t - 1]))
@@ -219,6 +224,11 @@ def _rest_nodes(h: int, w: int, gh: int, gw: int) -> np.ndarray:
     """Mesh node positions (k, 2) on an (h, w) frame."""
     grid = np.meshgrid(np.linspace(0, w - 1, gw + 1), np.linspace(0, h - 1, gh + 1))
     return np.stack(grid, -1).reshape(-1, 2)
+
+
+def _similarity_nodes(sims: np.ndarray, h: int, w: int, gh: int, gw: int) -> np.ndarray:
+    """Every frame's rest mesh moved by its global similarity, (n, k, 2): the mesh fit's start."""
+    return np.einsum("nij,kj->nki", sims[:, :, :2], _rest_nodes(h, w, gh, gw)) + sims[:, None, :, 2]
 
 
 def _solve_window(pairs: _Pairs, sims: np.ndarray, init: np.ndarray, frames: range, anchors: dict[int, np.ndarray],
@@ -273,7 +283,7 @@ def solve_mesh(pairs: _Pairs, sims: np.ndarray, ref: int, h: int, w: int, gh: in
     """
     n = len(sims)
     k = (gh + 1) * (gw + 1)
-    init = np.einsum("nij,kj->nki", sims[:, :, :2], _rest_nodes(h, w, gh, gw)) + sims[:, None, :, 2]
+    init = _similarity_nodes(sims, h, w, gh, gw)
     out = init.copy()
     first = range(max(0, min(ref - MESH_WINDOW // 2, n - MESH_WINDOW)), min(n, max(ref - MESH_WINDOW // 2, 0) + MESH_WINDOW))
     windows = [(first, {ref: init[ref]})]
@@ -460,8 +470,7 @@ def fit_fast(proxies: np.ndarray, flows: ShotFlows, settings: AtlasSettings, *,
                                       rigidity=settings.rigidity)
         motion = motion_maps(pairs, residuals, n, h, w)
     else:
-        k_nodes = _rest_nodes(h, w, gh, gw).reshape(gh + 1, gw + 1, 2)
-        nodes = np.einsum("nij,abj->nabi", sims[:, :, :2], k_nodes) + sims[:, None, None, :, 2]
+        nodes = _similarity_nodes(sims, h, w, gh, gw).reshape(n, gh + 1, gw + 1, 2)
     check_cancel(cancel)
     lo = nodes.reshape(-1, 2).min(0) - 2.0
     hi = nodes.reshape(-1, 2).max(0) + 2.0
