@@ -44,19 +44,19 @@ def luminance(image: np.ndarray) -> np.ndarray:
     return (image[..., 0] * 0.2126 + image[..., 1] * 0.7152 + image[..., 2] * 0.0722).astype(np.float32)
 
 
+def _box(x: np.ndarray, radius: int) -> np.ndarray:
+    """Mean over (2r+1)^2 windows, borders reflected, same shape."""
+    return cv2.boxFilter(x, -1, (2 * radius + 1, 2 * radius + 1), borderType=cv2.BORDER_REFLECT)
+
+
 def local_correlation(a: np.ndarray, b: np.ndarray, radius: int = 3) -> np.ndarray:
     """Local normalized cross-correlation of two (h, w, 3) images' luma over (2r+1)^2 windows,
     (h, w) float32 in [0, 1]: structure agreement, blind to gain and offset."""
     ya, yb = luminance(a), luminance(b)
-    k = (2 * radius + 1, 2 * radius + 1)
-
-    def box(x: np.ndarray) -> np.ndarray:
-        return cv2.boxFilter(x, -1, k, borderType=cv2.BORDER_REFLECT)
-
-    ma, mb = box(ya), box(yb)
-    va = np.maximum(box(ya * ya) - ma * ma, 0.0)
-    vb = np.maximum(box(yb * yb) - mb * mb, 0.0)
-    cov = box(ya * yb) - ma * mb
+    ma, mb = _box(ya, radius), _box(yb, radius)
+    va = np.maximum(_box(ya * ya, radius) - ma * ma, 0.0)
+    vb = np.maximum(_box(yb * yb, radius) - mb * mb, 0.0)
+    cov = _box(ya * yb, radius) - ma * mb
     eps = 1e-4
     ncc = (cov + eps) / np.sqrt((va + eps) * (vb + eps))
     return np.clip(ncc, 0.0, 1.0).astype(np.float32)
@@ -65,7 +65,5 @@ def local_correlation(a: np.ndarray, b: np.ndarray, radius: int = 3) -> np.ndarr
 def local_contrast(image: np.ndarray, radius: int = 3) -> np.ndarray:
     """Standard deviation of an (h, w, 3) image's luma over (2r+1)^2 windows, (h, w) float32."""
     y = luminance(image)
-    k = (2 * radius + 1, 2 * radius + 1)
-    mean = cv2.boxFilter(y, -1, k, borderType=cv2.BORDER_REFLECT)
-    var = cv2.boxFilter(y * y, -1, k, borderType=cv2.BORDER_REFLECT) - mean * mean
-    return np.sqrt(np.maximum(var, 0.0)).astype(np.float32)
+    mean = _box(y, radius)
+    return np.sqrt(np.maximum(_box(y * y, radius) - mean * mean, 0.0)).astype(np.float32)
