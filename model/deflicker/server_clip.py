@@ -53,12 +53,9 @@ class HostSource:
             raise VideoIOError(f"the host has no image for frame {index}")
         # Integer frames are normalized exactly like decoded files (deflicker.io), so a render
         # through the plugin matches `deflicker run` on the same pixels.
-        frame = to_float(np.asarray(raw))
-        if frame.shape == self.info.shape and np.isfinite(frame).all():
-            # Valid float frames stay zero-copy views of the host's buffer (any row stride): the
-            # engine copies the channels it uses (deflicker.image.rgb) and keeps no frame.
-            return frame
-        return check_frame(frame, self.info, index)  # raises the VideoIOError naming the frame
+        # Float frames stay zero-copy views of the host's buffer (any row stride): the engine
+        # copies the channels it uses (deflicker.image.rgb) and keeps no frame.
+        return check_frame(to_float(np.asarray(raw)), self.info, index, contiguous=False)
 
 
 class ClipGate:

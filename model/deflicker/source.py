@@ -44,15 +44,17 @@ class FrameSource(Protocol):
     def __getitem__(self, index: int) -> np.ndarray: ...
 
 
-def check_frame(frame: np.ndarray, info: ClipInfo, index: int) -> np.ndarray:
+def check_frame(frame: np.ndarray, info: ClipInfo, index: int, *, contiguous: bool = True) -> np.ndarray:
     """Validate one decoded frame against the clip's info: shape and finiteness.
 
-    Returns the frame as contiguous float32; raises :class:`VideoIOError` naming the frame.
+    Returns the frame as float32, contiguous unless ``contiguous`` is False (then a float32
+    view, any row stride, stays a view: the OFX path keeps host buffers uncopied); raises
+    :class:`VideoIOError` naming the frame.
     """
     arr = np.asarray(frame)
     if arr.ndim != 3 or arr.shape != info.shape:
         raise VideoIOError(f"frame {index} has shape {tuple(arr.shape)}, expected {info.shape}")
-    arr = np.ascontiguousarray(arr, dtype=np.float32)
+    arr = np.ascontiguousarray(arr, dtype=np.float32) if contiguous else arr.astype(np.float32, copy=False)
     if not np.isfinite(arr).all():
         raise VideoIOError(f"frame {index} contains NaN or infinite pixel values")
     return arr
