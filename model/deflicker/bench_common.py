@@ -21,7 +21,7 @@ from typing import Any, Optional, Sequence, Union
 import numpy as np
 
 from deflicker.errors import InvalidSettingsError
-from deflicker.io_atomic import temp_file_for
+from deflicker.io_atomic import replaced_on_success
 
 _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 _NAMED_SIZES = {"480p": (480, 854), "720p": (720, 1280), "1080p": (1080, 1920), "2k": (1080, 2048),
@@ -195,12 +195,8 @@ def jsonable(value: Any) -> Any:
 def write_text(path: Union[str, Path], text: str) -> Path:
     """Write a text file atomically (temp file beside it, then rename)."""
     path = Path(path)
-    tmp = temp_file_for(path)
-    try:
+    with replaced_on_success(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
     return path
 
 

@@ -193,14 +193,13 @@ def render_markdown(results: dict[str, Any], targets_md: str) -> str:
 
 def plot_brightness(path: Path, entry: dict[str, Any]) -> Path:
     """brightness_<clip>.png: mean brightness per frame of input, clean and each method."""
-    import os
 
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from deflicker.io_atomic import temp_file_for
+    from deflicker.io_atomic import replaced_on_success
 
     fig, ax = plt.subplots(figsize=(9, 4))
     styles: dict[str, dict[str, Any]] = {"input": {"color": "tab:red", "lw": 1.0},
@@ -215,13 +214,11 @@ def plot_brightness(path: Path, entry: dict[str, Any]) -> Path:
     ax.set_title(f"{entry['name']} ({entry['family']})")
     ax.legend(loc="best", fontsize=8)
     fig.tight_layout()
-    tmp = temp_file_for(path)
     try:
-        fig.savefig(tmp, dpi=80, format="png")
-        os.replace(tmp, path)
+        with replaced_on_success(path) as tmp:
+            fig.savefig(tmp, dpi=80, format="png")
     finally:
         plt.close(fig)
-        tmp.unlink(missing_ok=True)
     return path
 
 

@@ -1,11 +1,12 @@
 """Atomic outputs: temp files and folders beside the target, and the checks made before any work."""
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import tempfile
 from pathlib import Path
-from typing import Iterable, Union
+from typing import Iterable, Iterator, Union
 
 from deflicker.errors import VideoIOError
 
@@ -47,6 +48,18 @@ def temp_file_for(path: Path) -> Path:
     fd, name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".part{path.suffix}", dir=_parent(path))
     os.close(fd)
     return Path(name)
+
+
+@contextlib.contextmanager
+def replaced_on_success(path: Path) -> Iterator[Path]:
+    """A temp file beside ``path`` to write; it replaces ``path`` when the block succeeds and is
+    removed when it fails, so ``path`` is never half written."""
+    tmp = temp_file_for(path)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def temp_dir_for(path: Path) -> Path:

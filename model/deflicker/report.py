@@ -7,6 +7,7 @@ from typing import Union
 import numpy as np
 
 from deflicker.image import luminance, rgb, to_proxy
+from deflicker.io_atomic import replaced_on_success
 
 STRIP_FRAMES = 4
 STRIP_SIZE = 160
@@ -37,8 +38,6 @@ class ReportCollector:
 def write_report(path: Union[str, Path], before: np.ndarray, after: np.ndarray,
                  thumbs: dict[int, tuple[np.ndarray, np.ndarray]], *, title: str = "") -> Path:
     """Plot brightness curves (top) and before/after thumbnails (bottom rows) into a PNG."""
-    import os
-
     import matplotlib
 
     matplotlib.use("Agg")
@@ -63,8 +62,9 @@ def write_report(path: Union[str, Path], before: np.ndarray, after: np.ndarray,
             sub.set_yticks([])
             sub.set_title(f"{'before' if row == 0 else 'after'} t={t}", fontsize=8)
     fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=90)
-    plt.close(fig)
-    os.replace(tmp, path)
+    try:
+        with replaced_on_success(path) as tmp:
+            fig.savefig(tmp, dpi=90, format="png")
+    finally:
+        plt.close(fig)
     return path
