@@ -193,7 +193,6 @@ def render_markdown(results: dict[str, Any], targets_md: str) -> str:
 
 def plot_brightness(path: Path, entry: dict[str, Any]) -> Path:
     """brightness_<clip>.png: mean brightness per frame of input, clean and each method."""
-
     import matplotlib
 
     matplotlib.use("Agg")
