@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from deflicker.bench_common import PeakMemory, parse_size
+from deflicker.bench_common import PeakMemory
+from deflicker.settings import parse_size
 from deflicker.bench_methods import run_ffmpeg_filter
 from deflicker.bench_targets import check_targets, removed_fraction
 from deflicker.cli import main

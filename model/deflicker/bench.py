@@ -19,9 +19,10 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from deflicker.bench_common import parse_int_list, parse_size, size_label, write_json, write_text
+from deflicker.bench_common import parse_int_list, size_label, write_json, write_text
 from deflicker.bench_methods import METHODS
 from deflicker.errors import InvalidSettingsError
+from deflicker.settings import parse_size
 
 log = logging.getLogger(__name__)
 

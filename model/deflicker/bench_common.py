@@ -11,7 +11,6 @@ import gc
 import json
 import math
 import os
-import re
 import resource
 import threading
 import time
@@ -22,11 +21,9 @@ import numpy as np
 
 from deflicker.errors import InvalidSettingsError
 from deflicker.io_atomic import replaced_on_success
+from deflicker.settings import NAMED_SIZES
 
 _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
-_NAMED_SIZES = {"480p": (480, 854), "720p": (720, 1280), "1080p": (1080, 1920), "2k": (1080, 2048),
-                "4k": (2160, 3840), "uhd": (2160, 3840)}
-_SIZE = re.compile(r"^(\d+)x(\d+)$")
 
 
 def rss_bytes(pid: Optional[int] = None) -> int:
@@ -112,20 +109,9 @@ class Measured:
         self.memory.__exit__(*exc)
 
 
-def parse_size(text: str) -> tuple[int, int]:
-    """'WxH' (e.g. '128x96') or a name ('1080p', '4k') -> (height, width)."""
-    key = text.strip().lower()
-    if key in _NAMED_SIZES:
-        return _NAMED_SIZES[key]
-    match = _SIZE.match(key)
-    if not match or int(match.group(1)) < 8 or int(match.group(2)) < 8:
-        raise InvalidSettingsError(f"size must be WxH (at least 8x8) or one of {', '.join(_NAMED_SIZES)}, not {text!r}")
-    return int(match.group(2)), int(match.group(1))
-
-
 def size_label(size: tuple[int, int]) -> str:
     """(height, width) -> its name ('1080p', '4k') or 'WxH'."""
-    for name, value in _NAMED_SIZES.items():
+    for name, value in NAMED_SIZES.items():
         if value == tuple(size) and name not in ("2k", "uhd"):
             return name
     return f"{size[1]}x{size[0]}"

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
@@ -18,6 +19,23 @@ METHODS = ("fast", "neural")
 #: The Settings fields that change the per-clip analysis; every other field is render-only.
 ANALYSIS_FIELDS = ("method", "analysis_size", "flow", "atlas")
 DEVICES = ("auto", "cpu", "cuda")
+
+
+#: Frame sizes (height, width) that size options accept by name.
+NAMED_SIZES = {"480p": (480, 854), "720p": (720, 1280), "1080p": (1080, 1920), "2k": (1080, 2048),
+               "4k": (2160, 3840), "uhd": (2160, 3840)}
+
+
+def parse_size(text: str, *, minimum: int = 8, named: bool = True) -> tuple[int, int]:
+    """'WxH' (e.g. '128x96'), or with ``named`` a name ('1080p', '4k'), -> (height, width)."""
+    key = text.strip().lower()
+    if named and key in NAMED_SIZES:
+        return NAMED_SIZES[key]
+    match = re.match(r"^(\d+)x(\d+)$", key)
+    if not match or int(match.group(1)) < minimum or int(match.group(2)) < minimum:
+        names = f" or one of {', '.join(NAMED_SIZES)}" if named else ""
+        raise InvalidSettingsError(f"size must be WxH (at least {minimum}x{minimum}){names}, not {text!r}")
+    return int(match.group(2)), int(match.group(1))
 
 
 def _require(cond: bool, message: str) -> None:

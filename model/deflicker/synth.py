@@ -25,6 +25,7 @@ from typing import Iterator, Optional, Sequence
 import numpy as np
 
 from deflicker.errors import InvalidSettingsError, VideoIOError
+from deflicker.settings import parse_size
 from deflicker.synth_flicker import KINDS
 from deflicker.synth_motion import PHOTOS, exact_flow, make_scene, render
 
@@ -191,17 +192,6 @@ def load_clip(path: Path) -> SynthClip:
                      fps=float(meta["fps"]), seed=int(meta["seed"]))
 
 
-def parse_size(text: str) -> tuple[int, int]:
-    """'WxH' (e.g. '128x96') -> (H, W)."""
-    try:
-        w, h = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise InvalidSettingsError(f"--size must be WIDTHxHEIGHT such as 128x96, not {text!r}") from None
-    if min(w, h) < MIN_SIDE:
-        raise InvalidSettingsError(f"--size {text} is too small: at least {MIN_SIDE}x{MIN_SIDE}")
-    return h, w
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``deflicker synth``."""
     parser.add_argument("out_dir", metavar="OUT_DIR", help="folder to write the clips into (one sub-folder each)")
@@ -220,7 +210,7 @@ def run_command(args: argparse.Namespace) -> int:
 
     from deflicker.io_atomic import check_output_path
 
-    size = parse_size(args.size)
+    size = parse_size(args.size, minimum=MIN_SIDE, named=False)
     if args.seed < 0:
         raise InvalidSettingsError(f"--seed must be >= 0, not {args.seed}")
     if args.frames < 2:
