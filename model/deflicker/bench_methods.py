@@ -166,8 +166,11 @@ def ffmpeg_command(width: int, height: int, vf: str, *, fps: float = 24.0) -> li
 
 
 def to_rgb48(frames: np.ndarray) -> bytes:
-    """Frames (..., 3+) in [0, 1] as little-endian 16-bit RGB bytes (clipped to [0, 1])."""
-    return (np.clip(frames[..., :3], 0.0, 1.0) * 65535.0 + 0.5).astype("<u2").tobytes()
+    """Frames (..., 3+) in [0, 1] as little-endian 16-bit RGB bytes (clipped to [0, 1]), quantized
+    like the 16-bit file writers."""
+    from deflicker.io_clip import quantize
+
+    return quantize(frames[..., :3], 16).astype("<u2").tobytes()
 
 
 def _run_piped(cmd: list[str], data: bytes) -> tuple[int, bytes, str, float]:
