@@ -1,6 +1,7 @@
 """deflicker.io on real files: round trips, random access, frame ranges, atomic writes, bad input."""
 from __future__ import annotations
 
+import os
 import sys
 from fractions import Fraction
 from pathlib import Path
@@ -345,3 +346,16 @@ def test_output_like_keeps_rate_and_depth(tmp_path):
     out = write_clip(tmp_path / "o.mkv", read_all(source), **output_like(info, tmp_path / "o.mkv"))
     with open_clip(out) as clip:
         assert (clip.info.fps, clip.info.bit_depth, clip.info.channels) == (info.fps, 16, 4)
+
+
+def test_outputs_get_ordinary_file_permissions(tmp_path):
+    from deflicker.io_atomic import replaced_on_success
+
+    umask = os.umask(0o022)
+    os.umask(umask)
+    target = tmp_path / "report.png"
+    with replaced_on_success(target) as tmp:
+        tmp.write_bytes(b"png")
+    assert target.read_bytes() == b"png"
+    assert (target.stat().st_mode & 0o777) == 0o666 & ~umask
+    assert [p.name for p in tmp_path.iterdir()] == ["report.png"]

@@ -43,10 +43,17 @@ def _parent(path: Path) -> Path:
     return path.parent
 
 
+#: The process umask, read once at import (reading it means setting it, which is not thread safe).
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
+
+
 def temp_file_for(path: Path) -> Path:
-    """A new hidden empty temp file beside ``path`` with the same extension (so muxers see it)."""
+    """A new hidden empty temp file beside ``path`` with the same extension (so muxers see it),
+    with the permissions an ordinary new file gets (mkstemp's own are owner-only)."""
     fd, name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".part{path.suffix}", dir=_parent(path))
     os.close(fd)
+    os.chmod(name, 0o666 & ~_UMASK)
     return Path(name)
 
 
