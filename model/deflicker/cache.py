@@ -14,7 +14,6 @@ import hashlib
 import logging
 import os
 import sys
-import tempfile
 import zipfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -25,6 +24,7 @@ import numpy as np
 from deflicker.analysis import FORMAT_VERSION, ClipAnalysis, analyze_clip
 from deflicker.errors import ModelLoadError, VideoIOError
 from deflicker.image import resize
+from deflicker.io_atomic import replaced_on_success
 from deflicker.progress import CancelCheck, Progress
 from deflicker.settings import Settings
 from deflicker.source import FrameSource
@@ -113,17 +113,10 @@ class AnalysisCache:
         path = self.path_for(key)
         try:
             self.root.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp", dir=self.root)
-            try:
-                with os.fdopen(fd, "wb") as fh:
-                    np.savez(fh, **analysis.to_arrays())  # type: ignore[arg-type]
-                    fh.flush()
-                    os.fsync(fh.fileno())
-                os.replace(tmp, path)
-            except BaseException:
-                with contextlib.suppress(OSError):
-                    os.unlink(tmp)
-                raise
+            with replaced_on_success(path) as tmp, open(tmp, "wb") as fh:
+                np.savez(fh, **analysis.to_arrays())  # type: ignore[arg-type]
+                fh.flush()
+                os.fsync(fh.fileno())
         except OSError as exc:
             raise VideoIOError(f"cannot write the analysis cache {self.root}: {exc.strerror or exc}") from None
         return path
