@@ -7,8 +7,8 @@
 The bundle holds the plugin binary and, in ``Contents/Resources``, the Python it embeds:
 ``python/`` (libpython, the standard library, a site-packages with the ``deflicker`` package,
 its committed weights and its runtime dependencies), ``python.cfg`` (paths relative to
-Resources: the bridge reads it next to its own binary, so the plugin never uses the user's
-Python environment), ``hosts/`` (the Resolve and Nuke helpers) and ``build-info.json``.
+Resources: the bridge finds it through the bundle path the host reports, so the plugin never
+uses the user's Python environment), ``hosts/`` (the Resolve and Nuke helpers) and ``build-info.json``.
 
 ``--torch cpu`` ships the CPU torch of ``--python`` (refused if that torch is a CUDA build);
 ``--torch existing --torch-python PY`` ships the torch (CUDA or not) that another interpreter
@@ -174,6 +174,29 @@ def python_cfg(info: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def macos_libpython_change(otool_lines: str, libpython: str) -> Optional[tuple[str, str]]:
+    """(recorded, bundle-relative) install name of libpython from ``otool -L`` of the plugin, or None.
+
+    macOS records the absolute install name of the libpython the plugin was linked with (an rpath
+    only helps when it is ``@rpath/...``); the bundle's copy is reached from the plugin instead.
+    """
+    for line in otool_lines.splitlines()[1:]:
+        name = line.strip().split(" (", 1)[0]
+        if "libpython" in name or name.endswith("/Python"):
+            wanted = f"@loader_path/../Resources/python/lib/{libpython}"
+            return None if name == wanted else (name, wanted)
+    return None
+
+
+def relink_macos(binary: Path, libpython: str) -> None:
+    """Point the (copied) plugin binary at the bundle's libpython and re-sign it ad hoc."""
+    listing = subprocess.run(["otool", "-L", str(binary)], capture_output=True, text=True, check=True).stdout
+    change = macos_libpython_change(listing, libpython)
+    if change:
+        subprocess.run(["install_name_tool", "-change", *change, str(binary)], check=True)
+        subprocess.run(["codesign", "--force", "--sign", "-", str(binary)], check=True)  # edits void the signature
+
+
 def plan(args: argparse.Namespace) -> tuple[list[Group], list[tuple[Path, Path]], dict[str, Any], str]:
     """(groups to link-or-copy, (source, bundle path) always copied, build-info, python.cfg text)."""
     binary = plugin_binary(args.build_dir)
@@ -206,6 +229,7 @@ def plan(args: argparse.Namespace) -> tuple[list[Group], list[tuple[Path, Path]]
         copied += [(p, RES / "hosts" / p.name) for p in sorted((HERE / folder).glob("*.py"))]
     info = {**plugin_identity(), "package_version": package_version(), "python": main["version"],
             "platform": main["platform"], "torch": {"mode": args.torch, "from": torch_info["executable"], **torch},
+            "libpython": libpython.name, "binary": copied[0][1].as_posix(),
             "link": args.link or "copy", "built": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     return groups, copied, info, python_cfg(main)
 
@@ -220,6 +244,8 @@ def build(args: argparse.Namespace) -> Path:
         mode = args.link or "copy"
         counts = place_all(group_pairs(groups, staged, mode), mode)
         place_all(((s, staged / d) for s, d in copied), "copy")
+        if info["platform"] == "darwin":
+            relink_macos(staged / info["binary"], info["libpython"])
         res = staged / RES
         (res / "python.cfg").write_text(cfg)
         info["files"] = {k: v for k, v in counts.items() if v}

@@ -2,7 +2,8 @@
 """Install or uninstall Deflicker.ofx.bundle for Resolve and Nuke (standard library only).
 
     python install.py install   [--bundle PATH] [--user] [--prefix ROOT] [--resolve] [--nuke] [--link]
-    python install.py uninstall [--user] [--prefix ROOT]
+                                [--platform linux|darwin|win32]
+    python install.py uninstall [--user] [--prefix ROOT] [--platform linux|darwin|win32]
 
 ``install`` copies the bundle into the OFX plugin folder (system wide by default; ``--user`` for
 a per-user folder named through OFX_PLUGIN_PATH), and with ``--resolve`` adds the Deflicker
@@ -10,6 +11,8 @@ entries to Resolve's Workspace > Scripts menu, with ``--nuke`` one line to ~/.nu
 loads the Deflicker menu. Everything it writes is recorded in the bundle's
 ``Contents/Resources/install-manifest.json``; ``uninstall`` removes exactly that, and the folders
 it created. Both are idempotent. Without permission it stops with one line and exit code 77.
+``--platform`` lays the files out for that OS (default: this one; another one needs ``--prefix``),
+which is how the Windows and macOS layouts are tested on Linux.
 """
 from __future__ import annotations
 
@@ -24,7 +27,7 @@ from typing import Any, Optional
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bundle_files import remove_tree, staging_dir, swap_in, tree_files  # noqa: E402
-from install_paths import Locations, locations, plugin_path_hint  # noqa: E402
+from install_paths import PLATFORMS, Locations, locations, plugin_path_hint, this_platform  # noqa: E402
 
 BUNDLE = "Deflicker.ofx.bundle"
 MANIFEST = Path("Contents/Resources/install-manifest.json")
@@ -180,7 +183,7 @@ def install(args: argparse.Namespace, loc: Locations) -> int:
     write_manifest(dst, manifest)
     if loc.user:
         print("this folder is not searched by default; before starting Resolve or Nuke run:")
-        print(f"  {plugin_path_hint(sys.platform, loc.plugins)}")
+        print(f"  {plugin_path_hint(args.platform, loc.plugins)}")
     return 0
 
 
@@ -204,15 +207,21 @@ def uninstall(args: argparse.Namespace, loc: Locations) -> int:
     if manifest is None:
         raise InstallError(f"{dst} was not installed by this installer (no {MANIFEST.name}): remove it by hand")
     check_writable(loc.plugins)
-    for entry in manifest["lines"]:
-        check_writable(Path(entry["file"]))
-        remove_line(Path(entry["file"]), entry["line"], entry["file"] in manifest["files"])
-    for name in manifest["files"]:
-        path = Path(name)
-        if path.is_file() and MARK in path.read_text(errors="replace"):
-            check_writable(path.parent)
-            path.unlink()
-    remove_tree(dst)
+    aside = staging_dir(dst, "uninstall")
+    os.replace(dst, aside)  # first, so a plugin folder it may not change stops it before anything changed
+    try:
+        for entry in manifest["lines"]:
+            check_writable(Path(entry["file"]))
+            remove_line(Path(entry["file"]), entry["line"], entry["file"] in manifest["files"])
+        for name in manifest["files"]:
+            path = Path(name)
+            if path.is_file() and MARK in path.read_text(errors="replace"):
+                check_writable(path.parent)
+                path.unlink()
+    except BaseException:
+        os.replace(aside, dst)  # still installed: uninstall again once allowed (every step is idempotent)
+        raise
+    remove_tree(aside)
     for name in reversed(manifest["dirs"]):
         path = Path(name)
         if path.is_dir() and not any(path.iterdir()):
@@ -230,13 +239,17 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     parser.add_argument("--resolve", action="store_true", help="add the Deflicker scripts to Resolve's Scripts menu")
     parser.add_argument("--nuke", action="store_true", help="load the Deflicker menu in Nuke (~/.nuke/init.py)")
     parser.add_argument("--link", action="store_true", help="dev/test: hard-link the bundle's files instead of copying")
+    parser.add_argument("--platform", choices=PLATFORMS, default=this_platform(),
+                        help="the OS whose folders to use (default: this one; another one needs --prefix)")
     return parser.parse_args(argv)
 
 
 def main(argv: Optional[list[str]] = None) -> int:
     args = parse_args(argv)
-    loc = locations(sys.platform, user=args.user, prefix=args.prefix.resolve() if args.prefix else None)
+    loc = locations(args.platform, user=args.user, prefix=args.prefix.resolve() if args.prefix else None)
     try:
+        if args.platform != this_platform() and args.prefix is None:
+            raise InstallError(f"the {args.platform} layout on {this_platform()} needs --prefix ROOT", 2)
         return (install if args.action == "install" else uninstall)(args, loc)
     except InstallError as e:
         print(f"{args.action}: error: {e}", file=sys.stderr)

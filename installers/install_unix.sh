@@ -1,5 +1,6 @@
 #!/bin/sh
-# Shared body of install_linux.sh and install_macos.sh: find a python3 and run install.py.
+# Shared body of install_linux.sh and install_macos.sh: find a python3 and run install.py with
+# the wrapper's layout (DEFLICKER_INSTALL_PLATFORM: linux or darwin).
 #   install_unix.sh [install|uninstall] [install.py options...]
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
@@ -10,4 +11,4 @@ if [ -z "$python" ]; then
 fi
 action=install
 if [ $# -gt 0 ]; then action=$1; shift; fi
-exec "$python" "$here/install.py" "$action" "$@"
+exec "$python" "$here/install.py" "$action" --platform "${DEFLICKER_INSTALL_PLATFORM:?set by the wrapper}" "$@"

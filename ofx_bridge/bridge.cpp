@@ -76,7 +76,7 @@ class HostCalls {
     const py::dtype dtype = img.bytes_per_channel == 1   ? py::dtype::of<uint8_t>()
                             : img.bytes_per_channel == 2 ? py::dtype::of<uint16_t>()
                                                          : py::dtype::of<float>();
-    const ssize_t pixel = static_cast<ssize_t>(img.channels) * img.bytes_per_channel;
+    const py::ssize_t pixel = static_cast<py::ssize_t>(img.channels) * img.bytes_per_channel;
     // The capsule keeps the frame alive until the view dies; it then releases it (if still held).
     auto owner = std::make_unique<std::pair<std::shared_ptr<HostCalls>, void *>>(self, token);
     py::capsule base(owner.get(), [](void *p) {
@@ -85,8 +85,8 @@ class HostCalls {
       held->first->release(held->second);
     });
     owner.release();
-    py::array view(dtype, {static_cast<ssize_t>(img.height), static_cast<ssize_t>(img.width), static_cast<ssize_t>(img.channels)},
-                   {static_cast<ssize_t>(img.row_bytes), pixel, static_cast<ssize_t>(img.bytes_per_channel)}, img.data, base);
+    py::array view(dtype, {static_cast<py::ssize_t>(img.height), static_cast<py::ssize_t>(img.width), static_cast<py::ssize_t>(img.channels)},
+                   {static_cast<py::ssize_t>(img.row_bytes), pixel, static_cast<py::ssize_t>(img.bytes_per_channel)}, img.data, base);
     view.attr("setflags")(py::arg("write") = false);
     return view;
   }
@@ -212,6 +212,14 @@ DfkStatus call_server(const char *what, char *err, size_t err_size, Body &&body)
 extern "C" {
 
 void dfk_log(int level, const char *message) noexcept { dfk::log_line(level, message ? message : ""); }
+
+void dfk_set_bundle_path(const char *path) noexcept {
+  try {
+    if (path != nullptr && *path != '\0') dfk::set_bundle_path(path);
+  } catch (...) {
+    // out of memory for the string: keep the fallback
+  }
+}
 
 DfkStatus dfk_init(char *err, size_t err_size) noexcept {
   std::string why;

@@ -76,6 +76,11 @@ typedef struct DfkSettings {
  * needed). level: 0 debug, 1 info, 2 warning, 3 error. */
 void dfk_log(int level, const char *message) DFK_NOEXCEPT;
 
+/** The bundle directory the host reports as OfxPluginPropFilePath (UTF-8): where the bridge finds
+ * Contents/Resources/python.cfg. Call it before the first call that needs Python (dfk_init and
+ * the server calls); without it the bridge falls back to its own binary's path. */
+void dfk_set_bundle_path(const char *path) DFK_NOEXCEPT;
+
 /** Start (or attach to) Python once per process and import the server. Idempotent. */
 DfkStatus dfk_init(char *err, size_t err_size) DFK_NOEXCEPT;
 

@@ -2,16 +2,26 @@
 //
 // One interpreter per process, started lazily with an ISOLATED PyConfig (the host's PYTHONHOME /
 // PYTHONPATH are ignored, sys.path comes from the bundle's Contents/Resources/python.cfg, no
-// signal handlers) and never finalized. If the host already runs Python (Nuke, Resolve's
-// scripting) we attach to it and only add our paths to sys.path. libpython is promoted to
+// signal handlers) and never finalized. The bundle is the host's OfxPluginPropFilePath (handed
+// over by set_bundle_path before Python starts); only when the host gives none is it derived from
+// this binary's own path. If the host already runs Python (Nuke, Resolve's scripting) we attach
+// to it and only add our paths to sys.path. On Linux and macOS libpython is promoted to
 // RTLD_GLOBAL first: hosts dlopen plugins RTLD_LOCAL, and numpy/torch extension modules resolve
-// Py* symbols from the global scope.
+// Py* symbols from the global scope. Windows resolves them per DLL and needs no promotion.
 #include <pybind11/embed.h>
 
 #include "runtime.h"
 
+#ifdef _WIN32
+#ifndef NOMINMAX
+#define NOMINMAX
+#endif
+#include <windows.h>
+#include <process.h>
+#else
 #include <dlfcn.h>
 #include <unistd.h>
+#endif
 
 #include <chrono>
 #include <cstdlib>
@@ -28,27 +38,77 @@ namespace fs = std::filesystem;
 namespace dfk {
 namespace {
 
-/** Directory holding this binary (the plugin's Contents/<arch>/), empty if unknown. */
-fs::path binary_dir() {
+#ifdef _WIN32
+constexpr char kPathListSeparator = ';';
+#else
+constexpr char kPathListSeparator = ':';
+#endif
+
+/** OFX strings and python.cfg are UTF-8; fs::path's narrow strings are not on Windows. */
+fs::path path_from_utf8(const std::string &text) { return fs::u8path(text); }
+std::string utf8(const fs::path &path) { return path.u8string(); }
+
+/** This binary (Contents/<arch>/Deflicker.ofx), empty if unknown. */
+fs::path module_path() {
+#ifdef _WIN32
+  HMODULE module = nullptr;
+  if (!GetModuleHandleExW(GET_MODULE_HANDLE_EX_FLAG_FROM_ADDRESS | GET_MODULE_HANDLE_EX_FLAG_UNCHANGED_REFCOUNT,
+                          reinterpret_cast<LPCWSTR>(&log_line), &module))
+    return {};
+  std::wstring name(MAX_PATH, L'\0');
+  for (;;) {
+    const DWORD n = GetModuleFileNameW(module, name.data(), static_cast<DWORD>(name.size()));
+    if (n == 0) return {};
+    if (n < name.size()) return fs::path(name.substr(0, n));
+    name.resize(name.size() * 2);
+  }
+#else
   Dl_info info{};
   if (dladdr(reinterpret_cast<void *>(&log_line), &info) == 0 || info.dli_fname == nullptr) return {};
-  return fs::absolute(fs::path(info.dli_fname)).parent_path();
+  return fs::absolute(fs::path(info.dli_fname));
+#endif
 }
 
+/** Directory holding this binary (the plugin's Contents/<arch>/), empty if unknown. */
+fs::path binary_dir() { return module_path().parent_path(); }
+
+std::mutex g_bundle_mutex;
+fs::path g_bundle;  // the host's OfxPluginPropFilePath, under g_bundle_mutex
+
+/** `path` cut after its NAME.ofx.bundle component (hosts may name the binary or Contents/); as is without one. */
+fs::path bundle_root(const fs::path &path) {
+  fs::path out;
+  for (const fs::path &part : path) {
+    out /= part;
+    const std::string name = utf8(part);
+    if (name.size() > 7 && name.compare(name.size() - 7, 7, ".bundle") == 0) return out;
+  }
+  return path;
+}
+
+int process_id() {
+#ifdef _WIN32
+  return _getpid();
+#else
+  return static_cast<int>(getpid());
+#endif
+}
+
+/** The log file as UTF-8: $DEFLICKER_OFX_LOG, else beside this binary if writable, else the temp dir. */
 std::string choose_log_file() {
   if (const char *env = std::getenv("DEFLICKER_OFX_LOG"); env != nullptr && *env != '\0') return env;
   const fs::path beside = binary_dir() / "deflicker-ofx.log";
   if (!beside.parent_path().empty()) {
     std::ofstream probe(beside, std::ios::app);
-    if (probe) return beside.string();
+    if (probe) return utf8(beside);
   }
   std::error_code ec;
   const fs::path tmp = fs::temp_directory_path(ec);
-  return ((ec ? fs::path("/tmp") : tmp) / "deflicker-ofx.log").string();
+  return utf8((ec ? fs::path("/tmp") : tmp) / "deflicker-ofx.log");
 }
 
-/** python.cfg ($DEFLICKER_OFX_PYTHON_CFG or Contents/Resources/python.cfg): `home = DIR`,
- * `stdlib = DIR`, `path = DIR` (repeatable); relative paths are from the file's directory. */
+/** python.cfg (UTF-8): `home = DIR`, `stdlib = DIR`, `path = DIR` (repeatable); relative paths
+ * are from the file's directory. */
 struct PythonConfig {
   std::string home;
   std::vector<std::string> stdlib;
@@ -61,14 +121,34 @@ std::string trim(const std::string &s) {
   return s.substr(b, s.find_last_not_of(" \t\r") - b + 1);
 }
 
+/** python.cfg: $DEFLICKER_OFX_PYTHON_CFG, else under the host's bundle path, else beside this binary. */
+fs::path python_config_file() {
+  if (const char *env = std::getenv("DEFLICKER_OFX_PYTHON_CFG"); env != nullptr && *env != '\0') {
+    log_line(1, std::string("python.cfg from $DEFLICKER_OFX_PYTHON_CFG: ") + env);
+    return path_from_utf8(env);
+  }
+  fs::path bundle;
+  {
+    const std::lock_guard<std::mutex> lock(g_bundle_mutex);
+    bundle = g_bundle;
+  }
+  if (!bundle.empty()) {
+    const fs::path file = bundle / "Contents" / "Resources" / "python.cfg";
+    log_line(1, "python.cfg from the host's OfxPluginPropFilePath: " + utf8(file));
+    return file;
+  }
+  const fs::path file = binary_dir().parent_path() / "Resources" / "python.cfg";
+  log_line(2, "the host gave no OfxPluginPropFilePath: python.cfg from the plugin binary's own path: " + utf8(file));
+  return file;
+}
+
 PythonConfig read_python_config() {
   PythonConfig cfg;
-  const char *env = std::getenv("DEFLICKER_OFX_PYTHON_CFG");
-  const fs::path file = (env != nullptr && *env != '\0') ? fs::path(env) : binary_dir().parent_path() / "Resources" / "python.cfg";
+  const fs::path file = python_config_file();
   const fs::path resources = file.parent_path();
   std::ifstream in(file);
   if (!in) {
-    log_line(2, "no " + file.string() + ": using the host's or the default Python paths");
+    log_line(2, "no " + utf8(file) + ": using the host's or the default Python paths");
     return cfg;
   }
   std::string line;
@@ -77,27 +157,42 @@ PythonConfig read_python_config() {
     const auto eq = line.find('=');
     if (line.empty() || line[0] == '#' || eq == std::string::npos) continue;
     const std::string key = trim(line.substr(0, eq));
-    fs::path value = trim(line.substr(eq + 1));
+    fs::path value = path_from_utf8(trim(line.substr(eq + 1)));
     if (value.is_relative()) value = resources / value;
-    if (key == "home") cfg.home = value.string();
-    else if (key == "stdlib") cfg.stdlib.push_back(value.string());
-    else if (key == "path") cfg.paths.push_back(value.string());
+    const std::string text = utf8(value.lexically_normal());
+    if (key == "home") cfg.home = text;
+    else if (key == "stdlib") cfg.stdlib.push_back(text);
+    else if (key == "path") cfg.paths.push_back(text);
   }
   return cfg;
 }
 
-/** Test/dev override: $DEFLICKER_OFX_EXTRA_PATH (':'-separated), searched before everything. */
+/** Test/dev override: $DEFLICKER_OFX_EXTRA_PATH (':'-separated, ';' on Windows), searched before everything. */
 std::vector<std::string> extra_paths() {
   std::vector<std::string> out;
   const char *env = std::getenv("DEFLICKER_OFX_EXTRA_PATH");
   if (env == nullptr) return out;
   std::stringstream ss(env);
   std::string item;
-  while (std::getline(ss, item, ':'))
+  while (std::getline(ss, item, kPathListSeparator))
     if (!item.empty()) out.push_back(item);
   return out;
 }
 
+#ifdef _WIN32
+/** Let extension modules find the DLLs of the bundle's Python (its home and home/DLLs). */
+void add_python_dll_dirs(const PythonConfig &cfg) {
+  if (cfg.home.empty()) return;
+  const fs::path home = path_from_utf8(cfg.home);
+  for (const fs::path &dir : {home, home / "DLLs"}) {
+    std::error_code ec;
+    if (!fs::is_directory(dir, ec)) continue;
+    // The cookie is never removed: the interpreter stays loaded for the life of the process.
+    const bool added = AddDllDirectory(dir.wstring().c_str()) != nullptr;
+    log_line(added ? 1 : 2, std::string(added ? "DLL directory added: " : "AddDllDirectory failed: ") + utf8(dir));
+  }
+}
+#else
 /** Make the libpython this plugin links visible to extension modules (RTLD_GLOBAL). */
 void promote_libpython() {
   Dl_info info{};
@@ -110,6 +205,7 @@ void promote_libpython() {
   if (handle == nullptr) handle = dlopen(info.dli_fname, RTLD_NOW | RTLD_GLOBAL);
   log_line(handle ? 1 : 2, std::string(handle ? "libpython made global: " : "dlopen failed: ") + info.dli_fname);
 }
+#endif
 
 void check(PyStatus status, const char *what) {
   if (PyStatus_Exception(status)) {
@@ -170,7 +266,11 @@ void init_once() noexcept {
   try {
     const PythonConfig cfg = read_python_config();
     const std::vector<std::string> extra = extra_paths();
+#ifdef _WIN32
+    add_python_dll_dirs(cfg);
+#else
     promote_libpython();
+#endif
     const bool attached = Py_IsInitialized() != 0;
     if (!attached) start_interpreter(cfg, extra);
     py::gil_scoped_acquire gil;
@@ -196,6 +296,21 @@ void init_once() noexcept {
 
 }  // namespace
 
+void set_bundle_path(const std::string &path) noexcept {
+  try {
+    const fs::path bundle = bundle_root(path_from_utf8(path));
+    bool changed = false;
+    {
+      const std::lock_guard<std::mutex> lock(g_bundle_mutex);
+      changed = bundle != g_bundle;
+      g_bundle = bundle;
+    }
+    if (changed) log_line(1, "bundle (the host's OfxPluginPropFilePath): " + utf8(bundle));
+  } catch (...) {
+    log_line(2, "set_bundle_path: unusable path");
+  }
+}
+
 const std::string &log_file() noexcept {
   static const std::string path = [] {
     try {
@@ -213,12 +328,16 @@ void log_line(int level, const std::string &message) noexcept {
   try {
     const std::time_t now = std::chrono::system_clock::to_time_t(std::chrono::system_clock::now());
     std::tm tm{};
+#ifdef _WIN32
+    gmtime_s(&tm, &now);
+#else
     gmtime_r(&now, &tm);
+#endif
     char stamp[32];
     std::strftime(stamp, sizeof stamp, "%Y-%m-%d %H:%M:%S", &tm);
     const std::lock_guard<std::mutex> lock(mutex);
-    std::ofstream out(log_file(), std::ios::app);
-    out << stamp << " [" << names[level < 0 ? 0 : (level > 3 ? 3 : level)] << "] pid " << getpid()
+    std::ofstream out(path_from_utf8(log_file()), std::ios::app);
+    out << stamp << " [" << names[level < 0 ? 0 : (level > 3 ? 3 : level)] << "] pid " << process_id()
         << " ofx: " << message << '\n';
   } catch (...) {
     // Logging must never take the host down.

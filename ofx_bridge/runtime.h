@@ -12,6 +12,11 @@ void log_line(int level, const std::string &message) noexcept;
 /** The log file in use: $DEFLICKER_OFX_LOG, else next to the plugin binary, else the temp dir. */
 const std::string &log_file() noexcept;
 
+/** The plugin's bundle directory, from the host's OfxPluginPropFilePath (UTF-8; a path inside the
+ * bundle is cut back to NAME.ofx.bundle). python.cfg is read from its Contents/Resources when Python
+ * starts; until then the last call wins. Without one the bridge falls back to its own binary's path. */
+void set_bundle_path(const std::string &path) noexcept;
+
 /** Start or attach to Python once per process (std::call_once); false + why when it failed. */
 bool ensure_python(std::string &why) noexcept;
 

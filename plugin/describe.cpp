@@ -70,11 +70,20 @@ void define_param(OfxParamSetHandle params, const ParamSpec &p) {
   }
 }
 
+/** Hand the host's OfxPluginPropFilePath (the bundle, so its Python) to the bridge before Python
+ * starts. Read in both describe actions: some hosts fill it only on the context descriptor. */
+void note_bundle_path(OfxPropertySetHandle props, const char *action) {
+  const std::string bundle = get_string(props, kOfxPluginPropFilePath);
+  if (!bundle.empty()) dfk_set_bundle_path(bundle.c_str());
+  else dfk_log(1, (std::string("no OfxPluginPropFilePath in ") + action).c_str());
+}
+
 }  // namespace
 
 OfxStatus describe(OfxImageEffectHandle effect) {
   OfxPropertySetHandle props = nullptr;
   suites().effect->getPropertySet(effect, &props);
+  note_bundle_path(props, kOfxActionDescribe);
   set_string(props, kOfxPropLabel, kPluginLabel);
   set_string(props, kOfxImageEffectPluginPropGrouping, kPluginGrouping);
   set_string(props, kOfxPropPluginDescription, kPluginDescription);
@@ -91,6 +100,9 @@ OfxStatus describe(OfxImageEffectHandle effect) {
 }
 
 OfxStatus describe_in_context(OfxImageEffectHandle effect) {
+  OfxPropertySetHandle props = nullptr;
+  suites().effect->getPropertySet(effect, &props);
+  note_bundle_path(props, kOfxImageEffectActionDescribeInContext);
   define_clip(effect, kOfxImageEffectSimpleSourceClipName, true);
   define_clip(effect, kOfxImageEffectOutputClipName, false);
   OfxParamSetHandle params = nullptr;

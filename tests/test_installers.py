@@ -4,7 +4,9 @@ The bundle is built once per module from the cmake build (``make bundle``) with 
 symlink`` so it takes a second, installed into a temporary root, and loaded by the test host
 (build/tests/host/ofxhost) with a clean environment (PATH, HOME, DEFLICKER_CACHE_DIR only): the
 render must equal ``deflicker run`` and the plugin's log must show a sys.path entirely inside the
-installed bundle. Uninstalling must leave the root empty.
+installed bundle. Uninstalling must leave the root empty. The Linux, macOS and Windows layouts are
+each installed into a temporary root (``--platform``), loaded there by the test host over the fake
+server, and uninstalled.
 """
 from __future__ import annotations
 
@@ -13,7 +15,9 @@ import os
 import shutil
 import subprocess
 import sys
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import pytest
@@ -25,6 +29,11 @@ ROOT = Path(__file__).resolve().parents[1]
 INSTALLERS = ROOT / "installers"
 PY = sys.executable
 NAME = "Deflicker.ofx.bundle"
+sys.path.insert(0, str(INSTALLERS))
+import install_paths  # noqa: E402
+from build_bundle import macos_libpython_change  # noqa: E402
+
+sys.path[:] = [p for p in sys.path if p != str(INSTALLERS)]  # build_bundle adds it too
 
 
 def tool(script: str, *args: object, env: dict | None = None) -> subprocess.CompletedProcess:
@@ -208,16 +217,6 @@ def test_resolve_and_nuke_entries_are_added_and_removed(bundle, prefix):
     assert every_path(prefix) == before, set(every_path(prefix)) ^ set(before)
 
 
-def test_user_install_prints_the_plugin_path_to_export(bundle, prefix):
-    proc = tool("install.py", "install", "--bundle", bundle, "--prefix", prefix, "--user")
-    assert proc.returncode == 0, proc.stderr
-    folder = next(prefix.rglob(NAME)).parent
-    assert folder.name == "Plugins" and folder.parent.name == "OFX" and "usr" not in folder.relative_to(prefix).parts
-    assert f'export OFX_PLUGIN_PATH="{folder}' in proc.stdout, proc.stdout
-    assert tool("install.py", "uninstall", "--prefix", prefix, "--user").returncode == 0
-    assert not prefix.exists()
-
-
 def test_refuses_a_foreign_bundle_and_a_missing_one(bundle, prefix, tmp_path):
     installed(prefix).mkdir(parents=True)
     proc = tool("install.py", "install", "--bundle", bundle, "--prefix", prefix)
@@ -226,26 +225,126 @@ def test_refuses_a_foreign_bundle_and_a_missing_one(bundle, prefix, tmp_path):
     assert proc.returncode == 1 and "remove it by hand" in proc.stderr and installed(prefix).exists()
     proc = tool("install.py", "install", "--bundle", tmp_path / "nothing" / NAME, "--prefix", tmp_path / "r2")
     assert proc.returncode == 3 and proc.stderr.startswith("install: error: no Deflicker bundle at")
+    other = "darwin" if sys.platform.startswith("linux") else "linux"
+    proc = tool("install.py", "install", "--bundle", bundle, "--platform", other)
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "layout on" in proc.stderr and \
+        proc.stderr.strip().endswith("needs --prefix ROOT"), proc.stderr
 
 
-def test_refuses_without_permission_in_one_line(bundle, tmp_path):
-    locked = tmp_path / "locked"
-    locked.mkdir()
+@contextmanager
+def unwritable(folder: Path) -> Iterator[None]:
+    """``folder`` cannot be written to (mode 555, or chattr +i for root) for the duration."""
     if os.geteuid() != 0:
-        locked.chmod(0o555)
-        unlock = lambda: locked.chmod(0o755)  # noqa: E731
-    elif subprocess.run(["chattr", "+i", str(locked)], capture_output=True).returncode == 0:
-        unlock = lambda: subprocess.run(["chattr", "-i", str(locked)], check=True)  # noqa: E731
+        folder.chmod(0o555)
+        unlock = lambda: folder.chmod(0o755)  # noqa: E731
+    elif subprocess.run(["chattr", "+i", str(folder)], capture_output=True).returncode == 0:
+        unlock = lambda: subprocess.run(["chattr", "-i", str(folder)], check=True)  # noqa: E731
     else:
         pytest.skip("running as root on a file system without chattr +i: cannot make a folder unwritable")
     try:
-        proc = tool("install.py", "install", "--bundle", bundle, "--prefix", locked)
-        assert proc.returncode == 77, proc.stderr
-        assert proc.stderr.count("\n") == 1 and proc.stderr.startswith(
-            f"install: error: no permission to write {locked / 'usr' / 'OFX' / 'Plugins'}"), proc.stderr
-        assert not any(locked.iterdir())
+        yield
     finally:
         unlock()
+
+
+@pytest.mark.parametrize("platform", install_paths.PLATFORMS)
+def test_refuses_without_permission_in_one_line(bundle, tmp_path, platform):
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    with unwritable(locked):
+        proc = tool("install.py", "install", "--bundle", bundle, "--prefix", locked, "--platform", platform)
+        assert proc.returncode == 77, proc.stderr
+        plugins = install_paths.locations(platform, user=False, prefix=locked).plugins
+        assert proc.stderr.count("\n") == 1 and proc.stderr.startswith(
+            f"install: error: no permission to write {plugins}"), proc.stderr
+        assert not any(locked.iterdir())
+    # Uninstalling from a plugin folder it may not change refuses too, and changes nothing.
+    root = tmp_path / "root"
+    assert tool("install.py", "install", "--bundle", bundle, "--prefix", root, "--platform", platform).returncode == 0
+    plugins = install_paths.locations(platform, user=False, prefix=root).plugins
+    before = every_path(root)
+    with unwritable(plugins):
+        proc = tool("install.py", "uninstall", "--prefix", root, "--platform", platform)
+        assert proc.returncode == 77 and proc.stderr.count("\n") == 1, proc.stderr
+        assert proc.stderr.startswith(f"uninstall: error: no permission to write {plugins}"), proc.stderr
+    assert every_path(root) == before
+    assert tool("install.py", "uninstall", "--prefix", root, "--platform", platform).returncode == 0
+    assert not root.exists()
+
+
+#: Per OS: the wrapper that installs it (None: install.py itself, as install_windows.ps1 does), and the
+#: plugin folder system wide (from the root) and per user (from HOME).
+LAYOUTS = {
+    "linux": ("install_linux.sh", "usr/OFX/Plugins", ".local/share/OFX/Plugins"),
+    "darwin": ("install_macos.sh", "Library/OFX/Plugins", "Library/OFX/Plugins"),
+    "win32": (None, "Program Files/Common Files/OFX/Plugins", "AppData/Local/OFX/Plugins"),
+}
+
+
+@pytest.fixture(scope="module")
+def small_clip(tmp_path_factory) -> Path:
+    _, frames = flicker_clip(3, 48, 64, seed=3)
+    return write_clip(tmp_path_factory.mktemp("small") / "small.mkv", frames)
+
+
+@pytest.mark.parametrize("user", [False, True], ids=["system", "user"])
+@pytest.mark.parametrize("platform", LAYOUTS)
+def test_each_os_layout_installs_loads_and_uninstalls(bundle, prefix, tmp_path, small_clip, platform, user):
+    wrapper, system_dir, user_dir = LAYOUTS[platform]
+    home = tmp_path / "home"
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("XDG_DATA_HOME", "LOCALAPPDATA", "APPDATA", "PROGRAMDATA", "CommonProgramFiles")}
+    env["HOME"] = str(home)
+    command = ["sh", str(INSTALLERS / wrapper)] if wrapper else [PY, str(INSTALLERS / "install.py")]
+    options = ["--prefix", str(prefix)] + ["--user"] * user + ([] if wrapper else ["--platform", platform])
+
+    def installer(action: str, *more: str) -> subprocess.CompletedProcess:
+        return subprocess.run(command + [action, *options, *more], capture_output=True, text=True, env=env, timeout=300)
+
+    folder = prefix.joinpath(*home.parts[1:], user_dir) if user else prefix / system_dir
+    first = installer("install", "--bundle", str(bundle), "--resolve", "--nuke")
+    assert first.returncode == 0 and first.stdout.startswith(f"installed {folder / NAME}\n"), first.stdout + first.stderr
+    paths = every_path(prefix)
+    again = installer("install", "--bundle", str(bundle), "--resolve", "--nuke")
+    assert again.returncode == 0 and "already this build: kept" in again.stdout, again.stderr
+    assert every_path(prefix) == paths  # idempotent: nothing added, nothing doubled
+    nuke_init = prefix.joinpath(*home.parts[1:], ".nuke", "init.py")
+    assert nuke_init.read_text().count("nuke.pluginAddPath(") == 1
+    entries = sorted(prefix.rglob("Deflicker - *.py"))
+    assert len(entries) == 3 and entries[0].parent.parts[-3:] == ("Fusion", "Scripts", "Utility"), entries
+    hint = 'setx OFX_PLUGIN_PATH "' if platform == "win32" else 'export OFX_PLUGIN_PATH="'
+    assert (f"{hint}{folder}" in first.stdout) == user, first.stdout
+
+    # The test host loads the installed bundle (over the fake server): Python from its own python.cfg.
+    installed_bundle = folder / NAME
+    clean = {"PATH": os.pathsep.join([str(Path(shutil.which("ffmpeg") or "/usr/bin/ffmpeg").parent), "/usr/bin", "/bin"]),
+             "HOME": str(home), "DEFLICKER_OFX_SERVER": "_plugin_fake_server", "DEFLICKER_OFX_EXTRA_PATH": str(ROOT / "tests")}
+    render = subprocess.run([str(built(HOST)), "render", str(installed_bundle), str(small_clip), "--discard"],
+                            capture_output=True, text=True, env=clean, timeout=120)
+    assert render.returncode == 0, render.stderr[-3000:]
+    log = next(installed_bundle.glob("Contents/*/deflicker-ofx.log")).read_text()
+    assert f"python.cfg from the host's OfxPluginPropFilePath: {installed_bundle}/Contents/Resources/python.cfg" in log
+    line = next(x for x in log.splitlines() if "started embedded Python" in x)
+    entries = eval(line.split("sys.path = ", 1)[1])[1:]  # after DEFLICKER_OFX_EXTRA_PATH
+    assert entries and all(e.startswith(str(installed_bundle)) for e in entries), line
+
+    gone = installer("uninstall")
+    assert gone.returncode == 0 and gone.stdout.strip() == f"removed {installed_bundle}", gone.stdout + gone.stderr
+    assert not prefix.exists(), every_path(prefix)
+    assert installer("uninstall").stdout.startswith("nothing installed at")
+
+
+def test_macos_plugin_is_pointed_at_the_bundles_libpython():
+    framework = ("Contents/MacOS/Deflicker.ofx:\n"
+                 "\t/Library/Frameworks/Python.framework/Versions/3.11/Python (compatibility version 3.11.0, current version 3.11.0)\n"
+                 "\t/usr/lib/libc++.1.dylib (compatibility version 1.0.0, current version 1700.255.0)\n")
+    assert macos_libpython_change(framework, "libpython3.11.dylib") == (
+        "/Library/Frameworks/Python.framework/Versions/3.11/Python", "@loader_path/../Resources/python/lib/libpython3.11.dylib")
+    pyenv = "Deflicker.ofx:\n\t/Users/me/.pyenv/versions/3.11.7/lib/libpython3.11.dylib (compatibility version 3.11.0)\n"
+    assert macos_libpython_change(pyenv, "libpython3.11.dylib")[0] == "/Users/me/.pyenv/versions/3.11.7/lib/libpython3.11.dylib"
+    done = "Deflicker.ofx:\n\t@loader_path/../Resources/python/lib/libpython3.11.dylib (compatibility version 3.11.0)\n"
+    assert macos_libpython_change(done, "libpython3.11.dylib") is None
+    assert macos_libpython_change("Deflicker.ofx:\n\t/usr/lib/libSystem.B.dylib (compatibility version 1.0.0)\n", "x") is None
 
 
 def test_hard_links_fall_back_to_symlinks_across_file_systems(tmp_path, monkeypatch):
@@ -268,14 +367,11 @@ def test_hard_links_fall_back_to_symlinks_across_file_systems(tmp_path, monkeypa
 
 
 def test_default_plugin_folders_per_os(tmp_path):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "installers"))
-    try:
-        from install_paths import locations
-    finally:
-        sys.path.pop(0)
+    locations = install_paths.locations
     common = r"D:\Common Files"
     env = {"CommonProgramFiles": common, "LOCALAPPDATA": r"D:\Users\me\AppData\Local"}
-    assert str(locations("win32", user=False, env=env).plugins) == str(Path(common) / "OFX" / "Plugins")
+    assert str(locations("win32", user=False, env=env).plugins) == r"D:\Common Files\OFX\Plugins"
+    assert locations("win32", user=False, prefix=tmp_path, env=env).plugins == tmp_path / "Common Files" / "OFX" / "Plugins"
     assert str(locations("darwin", user=False, env={}).plugins) == "/Library/OFX/Plugins"
     assert str(locations("linux", user=False, env={}).plugins) == "/usr/OFX/Plugins"
     user = locations("darwin", user=True, home=tmp_path, env={})

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -252,6 +253,28 @@ def test_plugin_rgb_threads_two_instances_over_fake_server(still, tmp_path):
     assert run.of("press", instance=0, status=OFX_OK), run.explain()
     # a zero-copy view of the host's bottom-up buffer: top-down, negative row stride, read-only
     assert facts["shape"] == [H, W, 3] and facts["strides"] == [-W * 3 * 4, 12, 4] and not facts["writeable"]
+
+
+def test_python_is_found_through_the_hosts_plugin_file_path(still, tmp_path):
+    path, pixels = still
+    # The binary alone, in a bundle without Resources: its own path leads to no python.cfg.
+    moved = tmp_path / "Deflicker.ofx.bundle" / "Contents" / "Linux-x86-64" / "Deflicker.ofx"
+    moved.parent.mkdir(parents=True)
+    shutil.copy2(built(BUNDLE) / "Contents" / "Linux-x86-64" / "Deflicker.ofx", moved)
+    log = tmp_path / "moved.log"
+    args = ("render", moved.parents[2], path, "--discard", "--frames", "0-1")
+    run = run_host(*args, "--plugin-file-path", BUNDLE, env={**FAKE, "DEFLICKER_OFX_LOG": str(log)})
+    assert run.of("file-path")[0]["OfxPluginPropFilePath"] == str(BUNDLE)
+    assert f"python.cfg from the host's OfxPluginPropFilePath: {BUNDLE}/Contents/Resources/python.cfg" in log.read_text()
+    failed = run_host(*args, env={**FAKE, "DEFLICKER_OFX_LOG": str(tmp_path / "own.log")}, ok=False)
+    assert failed.returncode == 1 and f"no {moved.parents[1]}/Resources/python.cfg" in (tmp_path / "own.log").read_text()
+    # A host that sets no OfxPluginPropFilePath: the binary's own bundle, with a warning.
+    log = tmp_path / "fallback.log"
+    run_host("render", BUNDLE, path, "--discard", "--frames", "0-0", "--plugin-file-path", "",
+             env={**FAKE, "DEFLICKER_OFX_LOG": str(log)})
+    assert "[WARNING]" in next(line for line in log.read_text().splitlines()
+                               if "the host gave no OfxPluginPropFilePath: python.cfg from the plugin binary's own path: "
+                               f"{BUNDLE}/Contents/Resources/python.cfg" in line)
 
 
 def test_reopened_project_keeps_its_hidden_params(still, tmp_path):

@@ -39,6 +39,8 @@ struct HostOptions {
   bool negativeRowBytes = false;
   int firstFrame = 0;  // the source clip's frame range starts here
   std::vector<Injection> injections;
+  bool filePathGiven = false;  // --plugin-file-path: report filePath ("" = none) instead of the bundle's directory
+  std::string filePath;
 };
 
 /** A clip (descriptor or instance). */

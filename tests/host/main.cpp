@@ -19,12 +19,12 @@
 namespace {
 
 const char *kUsage =
-    "usage: ofxhost describe BUNDLE [--host-name NAME]\n"
+    "usage: ofxhost describe BUNDLE [--host-name NAME] [--plugin-file-path PATH]\n"
     "       ofxhost render BUNDLE IN (-o OUT | --raw-out FILE | --discard) [--frames A-B] [--order shuffle|reverse|list:3,1,2]\n"
     "               [--threads N] [--instances N] [--param NAME=VALUE ...] [--press BUTTON [--press-instance I]]\n"
     "               [--abort-after N] [--cancel-after N] [--host-python] [--host-name NAME] [--rowbytes negative]\n"
     "               [--depth float|short|byte] [--components rgba|rgb] [--inject missing-frame:K|wrong-size:K|nan:K ...] [--retry-failed]\n"
-    "               [--context filter|general] [--first-frame T] [--fps F]\n";
+    "               [--context filter|general] [--first-frame T] [--fps F] [--plugin-file-path PATH]\n";
 
 struct Args {
   std::string command, bundle, input, output, rawOut, frames, order, press, context = kOfxImageEffectContextFilter;
@@ -66,6 +66,10 @@ Args parse(int argc, char **argv) {
     else if (opt == "--retry-failed") a.retryFailed = true;
     else if (opt == "--discard") a.discard = true;
     else if (opt == "--host-name") a.host.hostName = value();
+    else if (opt == "--plugin-file-path") {
+      a.host.filePath = value();
+      a.host.filePathGiven = true;
+    }
     else if (opt == "--depth") a.host.depth = depthFromName(value());
     else if (opt == "--components") {
       std::string v = value();

@@ -10,12 +10,21 @@
 
 namespace {
 
+// The bundle's binary folder for this OS (the OpenFX packaging names).
+#if defined(__APPLE__)
+constexpr const char *kArch = "MacOS";
+#elif defined(__aarch64__)
+constexpr const char *kArch = "Linux-aarch64";
+#else
+constexpr const char *kArch = "Linux-x86-64";
+#endif
+
 bool isDirectory(const std::string &path) {
   struct stat st {};
   return stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
 }
 
-/** BUNDLE (NAME.ofx.bundle) -> BUNDLE/Contents/Linux-x86-64/NAME.ofx; a .ofx path is used as is. */
+/** BUNDLE (NAME.ofx.bundle) -> BUNDLE/Contents/<arch>/NAME.ofx; a .ofx path is used as is. */
 std::string binaryPath(std::string bundle) {
   while (bundle.size() > 1 && bundle.back() == '/') bundle.pop_back();
   if (!isDirectory(bundle)) return bundle;
@@ -23,7 +32,7 @@ std::string binaryPath(std::string bundle) {
   const std::string suffix = ".bundle";
   if (base.size() <= suffix.size() || base.compare(base.size() - suffix.size(), suffix.size(), suffix) != 0)
     throw HostError(bundle + " is not a NAME.ofx.bundle directory", 3);
-  return bundle + "/Contents/Linux-x86-64/" + base.substr(0, base.size() - suffix.size());
+  return bundle + "/Contents/" + kArch + "/" + base.substr(0, base.size() - suffix.size());
 }
 
 }  // namespace
@@ -52,8 +61,12 @@ Plugin::Plugin(const std::string &bundle) : binary_(binaryPath(bundle)) {
                   {"api", json(ofx->pluginApi)}, {"api_version", json(ofx->apiVersion)}, {"index", json(chosen)},
                   {"count", json(count)}, {"set_host_export", json(setHost ? 1 : 0)}, {"binary", json(binary_)}});
   ofx->setHost(&host().ofx);
-  std::string dir = binary_.substr(0, binary_.find("/Contents/"));
+  // A real host reports the bundle directory, e.g. /usr/OFX/Plugins/NAME.ofx.bundle.
+  const size_t contents = binary_.find("/Contents/");
+  std::string dir = contents == std::string::npos ? std::string() : binary_.substr(0, contents);
+  if (host().options.filePathGiven) dir = host().options.filePath;
   descriptor.props.declareString(kOfxPluginPropFilePath, {dir});
+  emit("file-path", {{"OfxPluginPropFilePath", json(dir)}});
 }
 
 OfxStatus Plugin::action(const char *name, const void *handle, PropertySet *in, PropertySet *out, bool quiet) {

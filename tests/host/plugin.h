@@ -11,7 +11,7 @@
 
 class Plugin {
  public:
-  /** dlopen(RTLD_NOW | RTLD_LOCAL) BUNDLE/Contents/Linux-x86-64/NAME.ofx, OfxSetHost, OfxGetPlugin, setHost. */
+  /** dlopen(RTLD_NOW | RTLD_LOCAL) BUNDLE/Contents/<arch>/NAME.ofx, OfxSetHost, OfxGetPlugin, setHost. */
   explicit Plugin(const std::string &bundle);
 
   /** mainEntry(action, ...) with the action recorded for rule checks; emits an "action" event unless quiet. */
