@@ -4,7 +4,10 @@
     python installers/build_bundle.py [--build-dir build] [-o build/dist/Deflicker.ofx.bundle]
         [--python .venv/bin/python] [--torch cpu|existing [--torch-python PY]] [--link [hard|symlink]]
 
-The bundle holds the plugin binary and, in ``Contents/Resources``, the Python it embeds:
+The bundle holds the plugin binary, ``Contents/<arch>/Deflicker.ofx`` (a small loader without Python,
+what the host loads) and the core beside it (``deflicker_core.so|.dylib|.dll``: the plugin, the bridge
+and the embedded Python, which the loader loads by full path), and, in ``Contents/Resources``, the
+Python it embeds:
 ``python/`` (libpython, the standard library, a site-packages with the ``deflicker`` package,
 its committed weights and its runtime dependencies), ``python.cfg`` (paths relative to
 Resources: the bridge finds it through the bundle path the host reports, so the plugin never
@@ -42,6 +45,8 @@ PROJECT = "atlas-deflicker"
 STDLIB_SKIP = re.compile(r"^(site-packages|test|tests|idlelib|tkinter|turtledemo|ensurepip|lib2to3|config-.*)$")
 #: Host helper sources copied into Contents/Resources/hosts.
 HOST_SOURCES = ("common", "resolve", "nuke")
+#: The core's file name beside Deflicker.ofx, per platform (CMakeLists.txt, target deflicker_core).
+CORE_NAMES = ("deflicker_core.so", "deflicker_core.dylib", "deflicker_core.dll")
 
 
 class BuildError(Exception):
@@ -80,12 +85,15 @@ def query(python: str, *args: str) -> dict[str, Any]:
     return found
 
 
-def plugin_binary(build: Path) -> Path:
-    """The built Contents/<arch>/Deflicker.ofx of ``build``."""
+def plugin_binaries(build: Path) -> tuple[Path, Path]:
+    """The built Contents/<arch>/Deflicker.ofx (the loader) of ``build`` and the core beside it."""
     found = sorted((build / BUNDLE / "Contents").glob("*/Deflicker.ofx"))
     if not found:
         raise BuildError(f"no plugin binary under {build / BUNDLE}/Contents: run 'make bundle' first")
-    return found[0]
+    cores = [found[0].parent / name for name in CORE_NAMES if (found[0].parent / name).is_file()]
+    if not cores:
+        raise BuildError(f"no plugin core ({'|'.join(CORE_NAMES)}) beside {found[0]}: run 'make bundle' first")
+    return found[0], cores[0]
 
 
 def package_data_globs(root: Path = ROOT) -> list[str]:
@@ -175,10 +183,10 @@ def python_cfg(info: dict[str, Any]) -> str:
 
 
 def macos_libpython_change(otool_lines: str, libpython: str) -> Optional[tuple[str, str]]:
-    """(recorded, bundle-relative) install name of libpython from ``otool -L`` of the plugin, or None.
+    """(recorded, bundle-relative) install name of libpython from ``otool -L`` of the core, or None.
 
-    macOS records the absolute install name of the libpython the plugin was linked with (an rpath
-    only helps when it is ``@rpath/...``); the bundle's copy is reached from the plugin instead.
+    macOS records the absolute install name of the libpython the core was linked with (an rpath
+    only helps when it is ``@rpath/...``); the bundle's copy is reached from the core instead.
     """
     for line in otool_lines.splitlines()[1:]:
         name = line.strip().split(" (", 1)[0]
@@ -189,7 +197,7 @@ def macos_libpython_change(otool_lines: str, libpython: str) -> Optional[tuple[s
 
 
 def relink_macos(binary: Path, libpython: str) -> None:
-    """Point the (copied) plugin binary at the bundle's libpython and re-sign it ad hoc."""
+    """Point the (copied) core at the bundle's libpython and re-sign it ad hoc (the loader links no Python)."""
     listing = subprocess.run(["otool", "-L", str(binary)], capture_output=True, text=True, check=True).stdout
     change = macos_libpython_change(listing, libpython)
     if change:
@@ -199,7 +207,7 @@ def relink_macos(binary: Path, libpython: str) -> None:
 
 def plan(args: argparse.Namespace) -> tuple[list[Group], list[tuple[Path, Path]], dict[str, Any], str]:
     """(groups to link-or-copy, (source, bundle path) always copied, build-info, python.cfg text)."""
-    binary = plugin_binary(args.build_dir)
+    binary, core = plugin_binaries(args.build_dir)
     exclude = ["--exclude", "torch"] if args.torch == "existing" else []
     main = query(args.python, PROJECT, *project_requirements(), "--no-files", PROJECT, *exclude)
     torch_info, torch = torch_sources(args, main)
@@ -214,9 +222,11 @@ def plan(args: argparse.Namespace) -> tuple[list[Group], list[tuple[Path, Path]]
     if torch_info is not main:  # --torch existing: torch and what only it needs, from the other interpreter
         groups += dist_groups(torch_info, set(main["distributions"]), site)
     libpython = Path(main["libpython"])
+    # Windows: pythonXY.dll beside the core, found because the loader loads the core with
+    # LOAD_WITH_ALTERED_SEARCH_PATH; elsewhere the core's rpath points at Resources/python/lib.
     lib_dst = binary.parent.relative_to(args.build_dir / BUNDLE) if main["platform"] == "win32" else RES / "python" / "lib"
     groups.append(Group(libpython.parent, lib_dst, (libpython.name,)))
-    copied = [(binary, binary.relative_to(args.build_dir / BUNDLE))]
+    copied = [(binary, binary.relative_to(args.build_dir / BUNDLE)), (core, core.relative_to(args.build_dir / BUNDLE))]
     plist = args.build_dir / BUNDLE / "Contents" / "Info.plist"
     if plist.exists():
         copied.append((plist, Path("Contents/Info.plist")))
@@ -229,7 +239,7 @@ def plan(args: argparse.Namespace) -> tuple[list[Group], list[tuple[Path, Path]]
         copied += [(p, RES / "hosts" / p.name) for p in sorted((HERE / folder).glob("*.py"))]
     info = {**plugin_identity(), "package_version": package_version(), "python": main["version"],
             "platform": main["platform"], "torch": {"mode": args.torch, "from": torch_info["executable"], **torch},
-            "libpython": libpython.name, "binary": copied[0][1].as_posix(),
+            "libpython": libpython.name, "binary": copied[0][1].as_posix(), "core": copied[1][1].as_posix(),
             "link": args.link or "copy", "built": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     return groups, copied, info, python_cfg(main)
 
@@ -245,7 +255,7 @@ def build(args: argparse.Namespace) -> Path:
         counts = place_all(group_pairs(groups, staged, mode), mode)
         place_all(((s, staged / d) for s, d in copied), "copy")
         if info["platform"] == "darwin":
-            relink_macos(staged / info["binary"], info["libpython"])
+            relink_macos(staged / info["core"], info["libpython"])
         res = staged / RES
         (res / "python.cfg").write_text(cfg)
         info["files"] = {k: v for k, v in counts.items() if v}

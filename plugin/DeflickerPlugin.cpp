@@ -1,6 +1,8 @@
-// DeflickerPlugin.cpp: the OpenFX image effect's entry points and instance actions. Thin: it
-// reads params and clip facts and forwards frames through the ofx_bridge C ABI; the only pixel
-// work is the bridge's copy into the output image. Every entry point catches everything.
+// DeflickerPlugin.cpp: the OpenFX image effect's instance actions and the core's entry points
+// (dfk_core_*, which the loader Deflicker.ofx forwards to). Thin: it reads params and clip facts
+// and forwards frames through the ofx_bridge C ABI; the only pixel work is the bridge's copy into
+// the output image. Every entry point catches everything.
+#include "core_api.h"
 #include "describe.h"
 #include "host.h"
 #include "instance.h"
@@ -246,15 +248,16 @@ OfxPlugin g_plugin = {kOfxImageEffectPluginApi, kOfxImageEffectPluginApiVersion,
 }  // namespace
 }  // namespace deflicker_ofx
 
+// The core's exports (plugin/core_api.h): the loader, Deflicker.ofx, forwards the OFX entry points here.
 extern "C" {
 
-OfxExport OfxStatus OfxSetHost(const OfxHost *host) {
+DfkCoreExport OfxStatus dfk_core_set_host(const OfxHost *host) {
   deflicker_ofx::suites().host = host;
   return kOfxStatOK;
 }
 
-OfxExport int OfxGetNumberOfPlugins(void) { return 1; }
+DfkCoreExport int dfk_core_get_number_of_plugins(void) { return 1; }
 
-OfxExport OfxPlugin *OfxGetPlugin(int nth) { return nth == 0 ? &deflicker_ofx::g_plugin : nullptr; }
+DfkCoreExport OfxPlugin *dfk_core_get_plugin(int nth) { return nth == 0 ? &deflicker_ofx::g_plugin : nullptr; }
 
 }  // extern "C"

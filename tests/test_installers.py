@@ -83,10 +83,13 @@ def test_bundle_is_self_contained(bundle):
     hosts = bundle / "Contents" / "Resources" / "hosts"
     assert {p.name for p in hosts.glob("*.py")} >= {"deflicker_resolve.py", "deflicker_nuke.py", "menu.py",
                                                     "deflicker_bootstrap.py"}
-    binary = next((bundle / "Contents").glob("*/Deflicker.ofx"))
-    assert not binary.is_symlink(), "the plugin binary must be a real copy"
+    binary = next((bundle / "Contents").glob("*/Deflicker.ofx"))  # the loader
+    core = bundle / info["core"]
+    assert info["binary"] == binary.relative_to(bundle).as_posix() and core.parent == binary.parent
+    assert not binary.is_symlink() and not core.is_symlink(), "the plugin binaries must be real copies"
     if sys.platform.startswith("linux"):
-        ldd = subprocess.run(["ldd", str(binary)], capture_output=True, text=True).stdout
+        assert "libpython" not in subprocess.run(["ldd", str(binary)], capture_output=True, text=True).stdout
+        ldd = subprocess.run(["ldd", str(core)], capture_output=True, text=True).stdout
         libpython = next(line for line in ldd.splitlines() if "libpython" in line).split("=>")[1].split("(")[0]
         assert Path(os.path.normpath(libpython.strip())).parent == bundle / "Contents" / "Resources" / "python" / "lib", ldd
 
@@ -94,6 +97,11 @@ def test_bundle_is_self_contained(bundle):
 def test_build_refusals_are_one_line(tmp_path):
     proc = tool("build_bundle.py", "--build-dir", tmp_path, "-o", tmp_path / NAME)
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "run 'make bundle' first" in proc.stderr
+    stale = tmp_path / "stale" / NAME / "Contents" / "Linux-x86-64" / "Deflicker.ofx"  # a loader without its core
+    stale.parent.mkdir(parents=True)
+    stale.write_bytes(b"")
+    proc = tool("build_bundle.py", "--build-dir", tmp_path / "stale", "-o", tmp_path / NAME)
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "no plugin core (deflicker_core.so|" in proc.stderr
     proc = tool("build_bundle.py", "--build-dir", BUILT_BUNDLE.parent, "-o", tmp_path / "Other.ofx.bundle")
     assert proc.returncode == 2 and "must be named Deflicker.ofx.bundle" in proc.stderr
     built(BUILT_BUNDLE)
@@ -334,17 +342,17 @@ def test_each_os_layout_installs_loads_and_uninstalls(bundle, prefix, tmp_path, 
     assert installer("uninstall").stdout.startswith("nothing installed at")
 
 
-def test_macos_plugin_is_pointed_at_the_bundles_libpython():
-    framework = ("Contents/MacOS/Deflicker.ofx:\n"
+def test_macos_core_is_pointed_at_the_bundles_libpython():
+    framework = ("Contents/MacOS/deflicker_core.dylib:\n"
                  "\t/Library/Frameworks/Python.framework/Versions/3.11/Python (compatibility version 3.11.0, current version 3.11.0)\n"
                  "\t/usr/lib/libc++.1.dylib (compatibility version 1.0.0, current version 1700.255.0)\n")
     assert macos_libpython_change(framework, "libpython3.11.dylib") == (
         "/Library/Frameworks/Python.framework/Versions/3.11/Python", "@loader_path/../Resources/python/lib/libpython3.11.dylib")
-    pyenv = "Deflicker.ofx:\n\t/Users/me/.pyenv/versions/3.11.7/lib/libpython3.11.dylib (compatibility version 3.11.0)\n"
+    pyenv = "deflicker_core.dylib:\n\t/Users/me/.pyenv/versions/3.11.7/lib/libpython3.11.dylib (compatibility version 3.11.0)\n"
     assert macos_libpython_change(pyenv, "libpython3.11.dylib")[0] == "/Users/me/.pyenv/versions/3.11.7/lib/libpython3.11.dylib"
-    done = "Deflicker.ofx:\n\t@loader_path/../Resources/python/lib/libpython3.11.dylib (compatibility version 3.11.0)\n"
+    done = "deflicker_core.dylib:\n\t@loader_path/../Resources/python/lib/libpython3.11.dylib (compatibility version 3.11.0)\n"
     assert macos_libpython_change(done, "libpython3.11.dylib") is None
-    assert macos_libpython_change("Deflicker.ofx:\n\t/usr/lib/libSystem.B.dylib (compatibility version 1.0.0)\n", "x") is None
+    assert macos_libpython_change("deflicker_core.dylib:\n\t/usr/lib/libSystem.B.dylib (compatibility version 1.0.0)\n", "x") is None
 
 
 def test_hard_links_fall_back_to_symlinks_across_file_systems(tmp_path, monkeypatch):

@@ -260,7 +260,8 @@ def test_python_is_found_through_the_hosts_plugin_file_path(still, tmp_path):
     # The binary alone, in a bundle without Resources: its own path leads to no python.cfg.
     moved = tmp_path / "Deflicker.ofx.bundle" / "Contents" / "Linux-x86-64" / "Deflicker.ofx"
     moved.parent.mkdir(parents=True)
-    shutil.copy2(built(BUNDLE) / "Contents" / "Linux-x86-64" / "Deflicker.ofx", moved)
+    for name in ("Deflicker.ofx", "deflicker_core.so"):  # the loader and its core
+        shutil.copy2(built(BUNDLE) / "Contents" / "Linux-x86-64" / name, moved.parent / name)
     log = tmp_path / "moved.log"
     args = ("render", moved.parents[2], path, "--discard", "--frames", "0-1")
     run = run_host(*args, "--plugin-file-path", BUNDLE, env={**FAKE, "DEFLICKER_OFX_LOG": str(log)})
@@ -275,6 +276,32 @@ def test_python_is_found_through_the_hosts_plugin_file_path(still, tmp_path):
     assert "[WARNING]" in next(line for line in log.read_text().splitlines()
                                if "the host gave no OfxPluginPropFilePath: python.cfg from the plugin binary's own path: "
                                f"{BUNDLE}/Contents/Resources/python.cfg" in line)
+
+
+@pytest.mark.parametrize("core", ["missing", "garbage", "truncated", "foreign"])
+def test_a_bundle_without_a_working_core_loads_as_no_plugins(tmp_path, core):
+    # The loader (Deflicker.ofx, no Python) alone, or beside a damaged core or one that is no Deflicker core.
+    binary = tmp_path / "Deflicker.ofx.bundle" / "Contents" / "Linux-x86-64" / "Deflicker.ofx"
+    binary.parent.mkdir(parents=True)
+    shutil.copy2(built(BUNDLE) / "Contents" / "Linux-x86-64" / "Deflicker.ofx", binary)
+    target = binary.parent / "deflicker_core.so"
+    if core == "garbage":
+        target.write_bytes(b"not a library\n")
+    elif core == "truncated":  # a half-copied core: glibc's dlopen alone would die of SIGBUS on it
+        target.write_bytes((BUNDLE / "Contents" / "Linux-x86-64" / "deflicker_core.so").read_bytes()[:4096])
+    elif core == "foreign":
+        shutil.copy2(built(SELFTEST) / "Contents" / "Linux-x86-64" / "HostSelfTest.ofx", target)
+    run = run_host("describe", binary.parents[2], env={"DEFLICKER_OFX_LOG": ""}, ok=False)  # "": unset
+    assert run.returncode == 3 and run.stderr == f"ofxhost: error: {binary} reports no plugins (OfxGetNumberOfPlugins() == 0)\n", \
+        run.explain()
+    lines = (binary.parent / "deflicker-ofx.log").read_text().splitlines()  # beside the binary: no $DEFLICKER_OFX_LOG
+    why = {"missing": ": cannot open shared object file", "garbage": ": file too short", "truncated": ": truncated (4096 bytes",
+           "foreign": " lacks the dfk_core_* entry points"}[core]
+    assert len(lines) == 1 and " [ERROR] pid " in lines[0] and f"{target}{why}" in lines[0], lines
+    assert lines[0].endswith("(0 plugins: the bundle is incomplete or damaged, reinstall it)"), lines
+    log = tmp_path / "chosen.log"  # $DEFLICKER_OFX_LOG wins, as in the core
+    assert run_host("describe", binary.parents[2], env={"DEFLICKER_OFX_LOG": str(log)}, ok=False).returncode == 3
+    assert log.read_text().split(" ofx: ")[1] == lines[0].split(" ofx: ")[1] + "\n"
 
 
 def test_reopened_project_keeps_its_hidden_params(still, tmp_path):

@@ -22,9 +22,11 @@ from deflicker.settings import Settings
 ROOT = Path(__file__).resolve().parents[1]
 BUILD = Path(os.environ.get("DEFLICKER_BUILD_DIR", ROOT / "build"))
 BUNDLE = BUILD / "Deflicker.ofx.bundle"
-BINARY = BUNDLE / "Contents" / "Linux-x86-64" / "Deflicker.ofx"
+BINARY = BUNDLE / "Contents" / "Linux-x86-64" / "Deflicker.ofx"  # the loader the host loads
+CORE = BINARY.parent / "deflicker_core.so"  # the plugin, the bridge and the embedded Python
 CHECK = BUILD / "deflicker_bridge_check"
 ENTRY_POINTS = {"OfxGetNumberOfPlugins", "OfxGetPlugin", "OfxSetHost"}
+CORE_ENTRY_POINTS = {"dfk_core_get_number_of_plugins", "dfk_core_get_plugin", "dfk_core_set_host"}  # plugin/core_api.h
 
 needs_toolchain = pytest.mark.skipif(
     not sys.platform.startswith("linux") or shutil.which("cmake") is None or shutil.which("g++") is None,
@@ -38,7 +40,8 @@ def built() -> Path:
     if not (BUILD / "CMakeCache.txt").exists():
         subprocess.run(["cmake", "-S", str(ROOT), "-B", str(BUILD), "-DCMAKE_BUILD_TYPE=Release",
                         f"-DPython_EXECUTABLE={sys.executable}"], check=True, capture_output=True)
-    subprocess.run(["cmake", "--build", str(BUILD), "-j2", "--target", "Deflicker", "deflicker_bridge_check"],
+    subprocess.run(["cmake", "--build", str(BUILD), "-j2", "--target", "Deflicker", "deflicker_core",
+                    "deflicker_bridge_check"],
                    check=True, capture_output=True)
     return BUNDLE
 
@@ -68,26 +71,28 @@ def _check(tmp_path: Path, *args: str, env: dict[str, str] | None = None) -> dic
 
 # ---------------------------------------------------------------- build products
 
-@needs_toolchain
-def test_exports_only_ofx_entry_points(built: Path) -> None:
-    out = subprocess.run(["nm", "-D", "--defined-only", str(BINARY)], check=True, capture_output=True, text=True)
+def _dynamic(binary: Path) -> tuple[set[str], str]:
+    """(the dynamic symbols ``binary`` defines, its ``readelf -d`` listing)."""
+    out = subprocess.run(["nm", "-D", "--defined-only", str(binary)], check=True, capture_output=True, text=True)
     names = {line.split()[-1] for line in out.stdout.splitlines() if line.strip()}
-    assert names == ENTRY_POINTS
+    return names, subprocess.run(["readelf", "-d", str(binary)], check=True, capture_output=True, text=True).stdout
 
 
 @needs_toolchain
-def test_bundle_layout_and_python_cfg(built: Path) -> None:
-    plist = (BUNDLE / "Contents" / "Info.plist").read_text()
-    assert "<string>Deflicker.ofx</string>" in plist and "com.atlasdeflicker.Deflicker" in plist
-    cfg = (BUNDLE / "Contents" / "Resources" / "python.cfg").read_text().splitlines()
-    entries = [tuple(part.strip() for part in line.split("=", 1)) for line in cfg if "=" in line and not line.startswith("#")]
-    keys = {k for k, _ in entries}
-    assert {"home", "stdlib", "path"} <= keys
-    assert all(Path(v).is_dir() for k, v in entries if k in ("home", "path"))
-    assert ("path", str(ROOT / "model")) in entries
-    needed = subprocess.run(["readelf", "-d", str(BINARY)], check=True, capture_output=True, text=True).stdout
-    assert "libstdc++" not in needed  # linked statically (Resolve ships its own)
-    assert "libpython3" in needed
+def test_loader_exports_only_ofx_entry_points_and_links_no_python(built: Path) -> None:
+    names, dynamic = _dynamic(BINARY)
+    assert names == ENTRY_POINTS
+    needed = [line for line in dynamic.splitlines() if "(NEEDED)" in line]
+    assert needed and not [line for line in needed if "python" in line.lower() or "libstdc++" in line], needed
+    assert "RPATH" not in dynamic and "RUNPATH" not in dynamic  # it finds the core by its own path, not a search
+
+
+@needs_toolchain
+def test_core_exports_only_its_entry_points_and_links_libpython(built: Path) -> None:
+    names, dynamic = _dynamic(CORE)
+    assert names == CORE_ENTRY_POINTS
+    assert "libstdc++" not in dynamic  # linked statically (Resolve ships its own)
+    assert "libpython3" in dynamic and "$ORIGIN/../Resources/python/lib" in dynamic
 
 
 def _param_table() -> str:

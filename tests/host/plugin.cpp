@@ -48,6 +48,8 @@ Plugin::Plugin(const std::string &bundle) : binary_(binaryPath(bundle)) {
   if (!getCount || !getPlugin) throw HostError(binary_ + " does not export OfxGetNumberOfPlugins/OfxGetPlugin", 3);
   if (setHost) require(setHost(&host().ofx), "OfxSetHost");
   count = getCount();
+  // A plugin that cannot work here (e.g. a loader whose core is missing) reports none, like hosts expect.
+  if (count <= 0) throw HostError(binary_ + " reports no plugins (OfxGetNumberOfPlugins() == " + std::to_string(count) + ")", 3);
   for (chosen = 0; chosen < count; ++chosen) {
     OfxPlugin *p = getPlugin(chosen);
     if (p && p->pluginApi && std::string(p->pluginApi) == kOfxImageEffectPluginApi &&
