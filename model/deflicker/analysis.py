@@ -18,7 +18,7 @@ import numpy as np
 
 from deflicker.atlas import FastAtlas, ShotFlows, fit_fast
 from deflicker.errors import ModelLoadError
-from deflicker.flow import flow_input, flow_pair
+from deflicker.flow import flow_input, flow_pair, flows_both
 from deflicker.image import local_correlation, proxy_shape, resize, rgb
 from deflicker.progress import CancelCheck, Progress, check_cancel, report, scaled
 from deflicker.settings import Settings
@@ -28,7 +28,7 @@ from deflicker.warp import inside_mask, warp
 log = logging.getLogger(__name__)
 
 #: Bumped whenever the analysis or its stored layout changes (old cache entries recompute).
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 
 Atlas = Union[FastAtlas, Any]  # FastAtlas or deflicker.atlas_neural.NeuralAtlas
 
@@ -192,8 +192,7 @@ def neighbour_flows(proxies: np.ndarray, settings: Settings, progress: Optional[
     scores = np.zeros(max(0, n - 1))
     for t in range(n - 1):
         check_cancel(cancel)
-        f, vf = flow_pair(proxies[t], proxies[t + 1], settings.flow)
-        b, vb = flow_pair(proxies[t + 1], proxies[t], settings.flow)
+        f, vf, b, vb = flows_both(proxies[t], proxies[t + 1], settings.flow)
         fw[t], vfw[t], bw[t], vbw[t] = f, vf, b, vb
         scores[t] = cut_score(proxies[t], proxies[t + 1], f, vf)
         report(progress, (t + 1) / max(1, n - 1), f"flow {t + 1}/{n - 1}")
@@ -245,4 +244,4 @@ def fit_shot(proxies: np.ndarray, flows: ShotFlows, settings: Settings, progress
                          flows.keys)
         return fit_neural(proxies.astype(np.float32), wide, settings.atlas, device=str(resolve_device(settings.device)),
                           progress=progress, cancel=cancel)
-    return fit_fast(proxies, flows, settings.atlas, progress=progress, cancel=cancel)
+    return fit_fast(proxies, flows, settings.atlas, settings.flow, progress=progress, cancel=cancel)

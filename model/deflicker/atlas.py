@@ -13,12 +13,18 @@ positions and solved exactly (sparse least squares, a few iteratively reweighted
 * **anchor**: the shot's middle frame defines atlas coordinates.
 
 The texture is then the minimizer of the RGB reconstruction loss given the mapping, with a
-per-frame colour gain in the reconstruction (``P_t ~ g_t * T(M_t(x))``): alternately the mean
-of every frame's gain-normalized pixels splatted into the atlas, and each frame's gains fitted
-against the texture. Without the gains, content seen by only a few frames (the edges of a pan)
-would keep those frames' flicker and the atlas would drift in brightness. ``A_t`` samples it back through
-``M_t``: temporally consistent (one texture for the shot) but structurally flawed (moving
+per-frame affine colour in the reconstruction (``P_t ~ g_t * T(M_t(x)) + b_t``, per channel):
+alternately the mean of every frame's colour-normalized pixels splatted into the atlas, and each
+frame's gains and offsets fitted against the texture. Without them, content seen by only a few
+frames (the edges of a pan) would keep those frames' flicker and the atlas would drift in
+brightness. ``A_t`` samples it back through ``M_t``: temporally consistent (one texture for the shot) but structurally flawed (moving
 objects and mapping errors blur or ghost), which is what the neural filter expects.
+
+Chained flows drift (a small bias per frame adds up over a shot), so the fit ends with
+passes that register every frame directly to the texture (the role of the paper's
+reconstruction loss for the mapping): DIS flow from the colour-normalized frame to A_t,
+nodes refitted to it, texture re-splatted. Where a frame's pixels stay unlike A_t after that
+(and unlike the flow mesh), they move on their own: ``FastAtlas.static``.
 
 Memory: the fit holds the shot's proxies and flows (proxy size x frame count); the result
 is the texture plus ``(n, gh, gw, 2)`` node positions.
@@ -26,7 +32,7 @@ is the texture plus ``(n, gh, gw, 2)`` node positions.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Optional
 
 import cv2
@@ -36,7 +42,8 @@ import scipy.sparse.linalg as spla
 
 from deflicker.image import local_contrast, local_correlation
 from deflicker.progress import CancelCheck, Progress, check_cancel, report
-from deflicker.settings import AtlasSettings
+from deflicker.flow import estimate_flow
+from deflicker.settings import AtlasSettings, FlowSettings
 
 log = logging.getLogger(__name__)
 
@@ -56,16 +63,34 @@ def sample_grid(h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
     return ys, xs
 #: Largest atlas canvas, in multiples of the proxy area (long pans get a coarser atlas).
 MAX_CANVAS = 12.0
-#: Huber scale of the flow residuals (atlas pixels) for the reweighted passes.
+#: Huber scale of the flow residuals (atlas pixels) for the first reweighted pass.
 HUBER = 1.0
+#: Tukey biweight cut-off (atlas pixels) of the later passes: farther correspondences (a moving
+#: object) get no weight at all; Huber alone leaves them ~1/r each, which biased the camera
+#: motion by ~0.2 px a frame towards the object and made the atlas drift by pixels over a shot.
+TUKEY = 3.0
 #: Mesh residual (atlas pixels) up to which a pixel counts as following the mapping.
 MOTION_OK = 1.5
 #: Local structure correlation below which A_t does not represent the frame (ramps to 2x).
 AGREE_LOW = 0.25
 #: Local contrast (luma std) below which a region counts as flat: any guide represents it.
 FLAT = 0.03
-#: Alternations between the texture and the per-frame gains.
+#: Alternations between the texture and the per-frame colour transforms.
 GAIN_PASSES = 3
+#: Passes registering every frame to the fitted texture (then re-splatting it): they remove
+#: the drift that chained flows accumulate, as the paper's reconstruction loss does. On the
+#: 600-frame synthetic pan, 2 passes left up to 2.5 px of drift against frame 0, 4 under 0.8 px.
+REGISTER_PASSES = 4
+#: DIS preset of the registration flows: their displacements are fractions of a pixel, and
+#: "fast" registers as well as "medium" on the synthetic clips in a fraction of the time.
+REGISTER_PRESET = "fast"
+#: Weight of the mesh-shape term of a frame's registration, relative to one flow point.
+REGISTER_STIFFNESS = 2.0
+#: DIS preset of the registration flows: their displacements are fractions of a pixel, and
+#: "fast" registers as well as "medium" on the synthetic clips in a fraction of the time.
+REGISTER_PRESET = "fast"
+#: Weight of the mesh-shape term of a frame's registration, relative to one flow point.
+
 
 
 @dataclass(frozen=True)
@@ -120,13 +145,21 @@ def fit_similarity(src: np.ndarray, dst: np.ndarray, weight: np.ndarray) -> np.n
     return np.array([[a.real, -a.imag, b.real], [a.imag, a.real, b.imag]])
 
 
+def robust_weights(residuals: np.ndarray, first: bool) -> np.ndarray:
+    """IRLS weights of residuals (atlas pixels): Huber on the ``first`` pass (a convex start from
+    the unweighted fit), Tukey's biweight after it (outliers such as moving objects drop out)."""
+    if first:
+        return np.minimum(1.0, HUBER / np.maximum(residuals, 1e-9))
+    return np.clip(1.0 - (residuals / TUKEY) ** 2, 0.0, 1.0) ** 2  # type: ignore[no-any-return]
+
+
 def _robust_similarity(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
-    """Similarity fit with a few Huber reweighting passes (outliers: moving objects)."""
+    """Similarity fit with a few reweighting passes (outliers: moving objects)."""
     weight = np.ones(len(src))
     s = fit_similarity(src, dst, weight)
-    for _ in range(3):
+    for i in range(4):
         res = np.linalg.norm(src @ s[:, :2].T + s[:, 2] - dst, axis=1)
-        weight = np.minimum(1.0, HUBER / np.maximum(res, 1e-9))
+        weight = robust_weights(res, first=i == 0)
         s = fit_similarity(src, dst, weight)
     return s
 
@@ -261,14 +294,14 @@ def _solve_window(pairs: _Pairs, sims: np.ndarray, init: np.ndarray, frames: ran
                            m + n * ne + np.arange(len(cols_anchor))])
     cols = np.concatenate([cols_flow.ravel(), cols_rig.ravel(), cols_anchor])
     rhs = np.concatenate([np.zeros((m, 2)), rhs_rig * np.sqrt(rigidity), rhs_anchor])
-    for _ in range(passes):
+    for i in range(passes):
         data = np.concatenate([(vals_flow * np.sqrt(weight)[:, None]).ravel(), (vals_rig * np.sqrt(rigidity)).ravel(),
                                np.full(len(cols_anchor), ANCHOR)])
         a = sp.csr_matrix((data, (rows, cols)), shape=(len(rhs), n * k))
         normal = (a.T @ a).tocsc() + sp.identity(n * k, format="csc") * 1e-6
         solution = spla.splu(normal).solve(np.asarray(a.T @ rhs) + 1e-6 * start)
         res = np.linalg.norm((solution[cols_flow] * vals_flow[..., None]).sum(1), axis=1)
-        weight = np.minimum(1.0, HUBER / np.maximum(res, 1e-9))
+        weight = robust_weights(res, first=i == 0)
     return solution.reshape(n, k, 2)
 
 
@@ -320,9 +353,9 @@ class FastAtlas:
     method = "fast"
 
     def __init__(self, texture: np.ndarray, weight: np.ndarray, nodes: np.ndarray, frame_shape: tuple[int, int],
-                 motion: Optional[np.ndarray] = None, gains: Optional[np.ndarray] = None):
+                 motion: Optional[np.ndarray] = None, colour: Optional[np.ndarray] = None):
         self.texture = np.ascontiguousarray(texture, dtype=np.float32)
-        self.gains = np.ones((len(nodes), 3), np.float32) if gains is None else np.asarray(gains, np.float32)
+        self.colour = identity_colour(len(nodes)) if colour is None else np.asarray(colour, np.float32)
         self.motion = None if motion is None else np.ascontiguousarray(motion, dtype=np.float16)
         self.weight = np.ascontiguousarray(weight, dtype=np.float32)
         self.nodes = np.ascontiguousarray(nodes, dtype=np.float64)
@@ -362,13 +395,13 @@ class FastAtlas:
         ``represented`` (in [0, 1]) is where A_t shows what the frame shows: the pixel follows
         the atlas mapping and its local structure matches A_t's (not a moving object, ghost or
         disocclusion the atlas got wrong). The guide is A_t there and elsewhere the frame's own
-        proxy divided by its fitted gains, whose appearance the gains already make consistent.
+        proxy with its fitted colour transform undone, which already makes its appearance consistent.
         ``coverage`` is how many frames back each pixel of A_t (its splat weight).
         """
         mx, my = self.mapping(t)
         atlas = cv2.remap(self.texture, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
         coverage = cv2.remap(self.weight, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0.0)
-        own = proxy / self.gains[t]
+        own = normalize_colour(proxy, self.colour[t])
         agree = np.clip((local_correlation(proxy, atlas) - AGREE_LOW) / AGREE_LOW, 0.0, 1.0)
         flat = np.clip(1.0 - local_contrast(own) / FLAT, 0.0, 1.0)  # nothing to disagree on
         shown = cv2.erode(np.maximum(agree, flat).astype(np.float32), np.ones((5, 5), np.uint8))
@@ -379,7 +412,7 @@ class FastAtlas:
     def to_arrays(self) -> dict[str, np.ndarray]:
         """Plain arrays for the cache."""
         out: dict[str, np.ndarray] = {"texture": self.texture, "weight": self.weight, "nodes": self.nodes,
-                                      "frame_shape": np.array(self.frame_shape, np.int64), "gains": self.gains}
+                                      "frame_shape": np.array(self.frame_shape, np.int64), "colour": self.colour}
         if self.motion is not None:
             out["motion"] = self.motion
         return out
@@ -389,29 +422,50 @@ class FastAtlas:
         """Rebuild from :meth:`to_arrays` output."""
         shape = tuple(int(v) for v in arrays["frame_shape"])
         return cls(arrays["texture"], arrays["weight"], arrays["nodes"], (shape[0], shape[1]), arrays.get("motion"),
-                   arrays["gains"])
+                   arrays["colour"])
 
 
-def frame_gains(proxies: np.ndarray, atlas: "FastAtlas") -> np.ndarray:
-    """Per-frame, per-channel gains g_t (n, 3) with P_t ~ g_t * A_t (least squares, outliers
-    trimmed), normalized to a geometric mean of 1 over the shot."""
-    gains = np.ones((len(proxies), 3))
+def identity_colour(n: int) -> np.ndarray:
+    """Per-frame colour transforms (n, 2, 3) that change nothing: gains 1, offsets 0."""
+    colour = np.zeros((n, 2, 3), np.float32)
+    colour[:, 0] = 1.0
+    return colour
+
+
+def normalize_colour(pixels: np.ndarray, colour: np.ndarray) -> np.ndarray:
+    """Undo one frame's colour transform ``colour`` = (gains, offsets), (2, 3): (P - b) / g."""
+    return ((pixels - colour[1]) / colour[0]).astype(np.float32)
+
+
+def frame_colours(proxies: np.ndarray, atlas: "FastAtlas") -> np.ndarray:
+    """Per-frame, per-channel affine colour (n, 2, 3): gains g_t and offsets b_t with
+    P_t ~ g_t * A_t + b_t (least squares, outliers trimmed), normalized so that the gains'
+    geometric mean is 1 and the offsets' mean 0 over the shot (the texture keeps the shot's
+    average look)."""
+    colour = identity_colour(len(proxies)).astype(np.float64)
     for t in range(len(proxies)):
-        a = atlas.frame(t).reshape(-1, 3).astype(np.float64)
-        p = proxies[t].reshape(-1, 3).astype(np.float64)
+        a = atlas.frame(t)[::2, ::2].reshape(-1, 3).astype(np.float64)  # every 4th pixel: 6 unknowns
+        p = proxies[t][::2, ::2].reshape(-1, 3).astype(np.float64)
         keep = np.ones(len(a), bool)
         for _ in range(2):
-            g = (a[keep] * p[keep]).sum(0) / np.maximum((a[keep] ** 2).sum(0), 1e-9)
-            res = np.abs(p - a * g).sum(1)
-            keep = res <= np.percentile(res, 80)
-        gains[t] = np.where(g > 1e-3, g, 1.0)
-    log_g = np.log(gains)
-    return np.exp(log_g - log_g.mean(0))
+            am, pm = a[keep].mean(0), p[keep].mean(0)
+            da, dp = a[keep] - am, p[keep] - pm
+            g = (da * dp).sum(0) / np.maximum((da ** 2).sum(0), 1e-9)
+            g = np.where(g > 1e-3, g, 1.0)
+            b = pm - g * am
+            res = np.abs(p - a * g - b).sum(1)
+            keep = keep & (res <= np.percentile(res[keep], 80))
+        colour[t] = g, b
+    g, b = colour[:, 0], colour[:, 1]
+    s = np.exp(np.log(g).mean(0))
+    g = g / s
+    c = b.mean(0) / g.mean(0)
+    return np.stack([g, b - g * c], axis=1).astype(np.float32)
 
 
 def splat_texture(proxies: np.ndarray, nodes: np.ndarray, canvas: tuple[int, int],
-                  gains: Optional[np.ndarray] = None, motion: Optional[np.ndarray] = None) -> tuple[np.ndarray, np.ndarray]:
-    """Mean of every frame's pixels (divided by its gains) splatted bilinearly at their atlas
+                  colour: Optional[np.ndarray] = None, motion: Optional[np.ndarray] = None) -> tuple[np.ndarray, np.ndarray]:
+    """Mean of every frame's pixels (its colour transform undone) splatted bilinearly at their atlas
     positions, independently moving pixels left out: (texture (Ha, Wa, 3), weight (Ha, Wa))."""
     n, h, w, _ = proxies.shape
     ha, wa = canvas
@@ -424,15 +478,15 @@ def splat_texture(proxies: np.ndarray, nodes: np.ndarray, canvas: tuple[int, int
         fx = np.clip(mx - x0, 0, 1).ravel()
         fy = np.clip(my - y0, 0, 1).ravel()
         base = (y0 * wa + x0).ravel()
-        colour = proxies[t].reshape(-1, 3).astype(np.float64)
-        if gains is not None:
-            colour = colour / gains[t]
+        pixels = proxies[t].reshape(-1, 3).astype(np.float64)
+        if colour is not None:
+            pixels = (pixels - colour[t, 1]) / colour[t, 0]
         keep = atlas.static(t).ravel().astype(np.float64) + 1e-3
         for off, wgt in ((0, (1 - fx) * (1 - fy)), (1, fx * (1 - fy)), (wa, (1 - fx) * fy), (wa + 1, fx * fy)):
             idx, wgt = base + off, wgt * keep
             acc[3] += np.bincount(idx, wgt, ha * wa)
             for c in range(3):
-                acc[c] += np.bincount(idx, wgt * colour[:, c], ha * wa)
+                acc[c] += np.bincount(idx, wgt * pixels[:, c], ha * wa)
     weight = acc[3].reshape(ha, wa)
     texture = (acc[:3] / np.maximum(acc[3], 1e-9)).T.reshape(ha, wa, 3)
     texture = _fill_holes(texture, weight)
@@ -453,7 +507,50 @@ def _fill_holes(texture: np.ndarray, weight: np.ndarray) -> np.ndarray:
     return filled
 
 
-def fit_fast(proxies: np.ndarray, flows: ShotFlows, settings: AtlasSettings, *,
+def register_nodes(proxy: np.ndarray, atlas: "FastAtlas", t: int, flow: FlowSettings) -> tuple[np.ndarray, np.ndarray]:
+    """Frame t's mesh nodes moved so that its colour-normalized proxy lands on the texture,
+    and the registration residual on the sample grid (atlas pixels; see :func:`motion_maps`).
+
+    DIS flow d from the normalized frame to A_t gives each sample-grid pixel x its atlas
+    position M_t(x + d(x)); the nodes are refitted to those (Tukey-weighted: moving objects and
+    pixels the texture does not show drop out) while each mesh edge keeps its current vector
+    (REGISTER_STIFFNESS), so the frame moves and bends only as far as the texture asks.
+    """
+    nodes = atlas.nodes[t]
+    gh, gw = nodes.shape[0] - 1, nodes.shape[1] - 1
+    h, w = atlas.frame_shape
+    mx, my = atlas.mapping(t)
+    d = estimate_flow(normalize_colour(proxy, atlas.colour[t]), atlas.frame(t), replace(flow, preset=REGISTER_PRESET))
+    ys, xs = sample_grid(h, w)
+    px = (xs + d[ys, xs, 0]).astype(np.float32).ravel()
+    py = (ys + d[ys, xs, 1]).astype(np.float32).ravel()
+    inside = (px >= 0) & (px <= w - 1) & (py >= 0) & (py <= h - 1)
+    target = np.stack([cv2.remap(m, px[:, None], py[:, None], cv2.INTER_LINEAR)[:, 0] for m in (mx, my)], 1)
+    points = np.stack([xs.ravel(), ys.ravel()], 1).astype(np.float64)
+    prior = atlas.static(t)[ys, xs].ravel() * inside
+    idx, wts = _basis(points, h, w, gh, gw)
+    k, m = (gh + 1) * (gw + 1), len(points)
+    edges = _edges(gh, gw)
+    flat = nodes.reshape(k, 2)
+    rows = np.concatenate([np.repeat(np.arange(m), 4), np.repeat(m + np.arange(len(edges)), 2)])
+    cols = np.concatenate([idx.ravel(), edges[:, ::-1].ravel()])
+    rhs = np.concatenate([target, (flat[edges[:, 1]] - flat[edges[:, 0]]) * np.sqrt(REGISTER_STIFFNESS)])
+    weight = prior.astype(np.float64)
+    solution = flat
+    for i in range(3):
+        data = np.concatenate([(wts * np.sqrt(weight)[:, None]).ravel(),
+                               np.tile([1.0, -1.0], len(edges)) * np.sqrt(REGISTER_STIFFNESS)])
+        a = sp.csr_matrix((data, (rows, cols)), shape=(len(rhs), k))
+        weighted = rhs.copy()
+        weighted[:m] *= np.sqrt(weight)[:, None]
+        normal = (a.T @ a).tocsc() + sp.identity(k, format="csc") * 1e-6
+        solution = spla.splu(normal).solve(np.asarray(a.T @ weighted) + 1e-6 * flat)
+        res = np.linalg.norm((solution[idx] * wts[..., None]).sum(1) - target, axis=1)
+        weight = prior * robust_weights(res, first=i == 0)
+    return solution.reshape(nodes.shape), np.where(inside, res, 0.0).reshape(ys.shape)
+
+
+def fit_fast(proxies: np.ndarray, flows: ShotFlows, settings: AtlasSettings, flow: FlowSettings = FlowSettings(), *,
              progress: Optional[Progress] = None, cancel: Optional[CancelCheck] = None) -> FastAtlas:
     """Fit the fast atlas of one shot from its (n, h, w, 3) proxies and flows (module doc)."""
     n, h, w, _ = proxies.shape
@@ -478,10 +575,23 @@ def fit_fast(proxies: np.ndarray, flows: ShotFlows, settings: AtlasSettings, *,
     nodes = (nodes - lo) * scale
     canvas = (int(np.ceil((hi[1] - lo[1]) * scale)) + 2, int(np.ceil((hi[0] - lo[0]) * scale)) + 2)
     report(progress, 0.7, "atlas: texture")
-    gains = np.ones((n, 3))
-    for i in range(GAIN_PASSES):
+    colour = identity_colour(n)
+    unregistered: Optional[np.ndarray] = None
+    texture: np.ndarray  # first splatted in pass 0, registered against from pass GAIN_PASSES on
+    weight: np.ndarray
+    passes = GAIN_PASSES + REGISTER_PASSES
+    for i in range(passes):
         check_cancel(cancel)
-        texture, weight = splat_texture(proxies, nodes, canvas, gains, motion)
-        gains = frame_gains(proxies, FastAtlas(texture, weight, nodes, (h, w), motion))
-        report(progress, 0.7 + 0.3 * (i + 1) / GAIN_PASSES, "atlas: texture")
-    return FastAtlas(texture, weight, nodes, (h, w), motion, gains)
+        if i >= GAIN_PASSES and n > 1:
+            fitted = FastAtlas(texture, weight, nodes, (h, w), motion, colour)
+            registered = [register_nodes(proxies[t], fitted, t, flow) for t in range(n)]
+            nodes = np.stack([r[0] for r in registered])
+            unregistered = np.stack([r[1] for r in registered])
+        texture, weight = splat_texture(proxies, nodes, canvas, colour, motion)
+        colour = frame_colours(proxies, FastAtlas(texture, weight, nodes, (h, w), motion))
+        report(progress, 0.7 + 0.3 * (i + 1) / passes, "atlas: texture")
+    if unregistered is not None:
+        # Moving = unlike the mesh by both measures: the flow pairs' residual alone flags whole
+        # background regions next to a fast object, the registration's alone flags local flicker.
+        motion = unregistered if motion is None else np.minimum(motion, unregistered)
+    return FastAtlas(texture, weight, nodes, (h, w), motion, colour)
