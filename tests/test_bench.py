@@ -138,9 +138,10 @@ def test_speed_suite_at_a_tiny_size(tmp_path, capsys):
     rows = json.loads((tmp_path / "speed.json").read_text())["rows"]
     assert [r["frames"] for r in rows] == [8, 16] and all("error" not in r for r in rows), rows
     assert rows[0]["render_seconds_per_frame"] > 0 and "render_seconds_per_frame" not in rows[1]
+    assert rows[0]["queue_seconds_per_frame"] >= rows[0]["queue_net_seconds_per_frame"] > 0
     assert all(r["analysis_seconds_per_frame"] > 0 and r["rss_mb"] > r["peak_mb"] >= 0 for r in rows)
     assert sum(ln.startswith("64x48") for ln in text.splitlines()) == 2
-    assert "linear growth at 64x48" in text and "SKIP  render at 1080p" in text
+    assert "linear growth at 64x48" in text and "SKIP  render queue at 1080p" in text
     assert (tmp_path / "flow.json").exists() and "brightness normalization" in text  # --flow
 
 

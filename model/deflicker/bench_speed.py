@@ -6,6 +6,13 @@ memory. Each (size, frame count) case runs in a fresh Python process, so its pea
 its own: ``peak MB`` is above the process's baseline after imports, ``RSS MB`` the whole
 process. Baselines from the same run: the cost of synthesizing a frame, and ffmpeg's
 ``deflicker`` filter on the same frames.
+
+Render is timed two ways: *random access* (one frame asked for alone, as a host scrubbing the
+timeline does: its whole refinement window is filtered and its flows estimated from cold) and
+*render queue* (the first frames in order through :func:`deflicker.engine.render_in_order` with
+one worker per core of the issue's 2-core machine, what a host's render queue or ``deflicker
+run`` does: each frame's filter and flows are computed once and shared by its neighbours).
+The 1080p target applies to the render queue; both are printed.
 """
 from __future__ import annotations
 
@@ -30,9 +37,12 @@ from deflicker.source import CallbackSource, ClipInfo
 log = logging.getLogger(__name__)
 
 HEADERS = ("size", "frames", "analysis s/frame", "net of synth", "synth s/frame", "peak MB", "RSS MB",
-           "render s/frame", "net of synth", "ffmpeg s/frame")
+           "random access s/frame", "net of synth", "render queue s/frame", "net of synth", "ffmpeg s/frame")
 FFMPEG_FRAMES = 12
-FORMATS = ("", "", ".4f", ".4f", ".4f", ".0f", ".0f", ".4f", ".4f", ".4f")
+FORMATS = ("", "", ".4f", ".4f", ".4f", ".0f", ".0f", ".4f", ".4f", ".4f", ".4f", ".4f")
+#: Frames the render-queue timing renders in order, and its workers (the issue's 2 CPU cores).
+QUEUE_FRAMES = 24
+QUEUE_WORKERS = 2
 
 
 def photo_source(size: tuple[int, int], frames: int, seed: int = 0,
@@ -136,8 +146,26 @@ def run_case(spec: dict[str, Any]) -> dict[str, Any]:
             net.append(max(0.0, times[-1] - len(fetched) * synth_s))  # the source frames it read are not ours
         out["render_seconds_per_frame"] = statistics.median(times)
         out["render_net_seconds_per_frame"] = statistics.median(net)
+        out.update(render_queue_timing(engine.open(source), fetched, synth_s))
         out["ffmpeg_seconds_per_frame"] = ffmpeg_seconds_per_frame(source, FFMPEG_FRAMES, FFMPEG_FILTER)
     return out
+
+
+def render_queue_timing(session: Any, fetched: list[int], synth_s: float) -> dict[str, float]:
+    """Seconds per frame of the first QUEUE_FRAMES frames rendered in order by QUEUE_WORKERS
+    workers (a fresh session: nothing memoized), gross and net of the frames' synthesis (which
+    runs in the workers too, so it is shared among them)."""
+    from deflicker.engine import render_in_order
+
+    session.analyze()  # a cache hit: the analysis is not what is timed
+    n = min(len(session), QUEUE_FRAMES)
+    fetched.clear()
+    t0 = time.perf_counter()
+    for _ in render_in_order(session, n, workers=QUEUE_WORKERS):
+        pass
+    wall = time.perf_counter() - t0
+    return {"queue_seconds_per_frame": wall / n,
+            "queue_net_seconds_per_frame": max(0.0, wall - len(fetched) * synth_s / QUEUE_WORKERS) / n}
 
 
 def _run_child(spec: dict[str, Any]) -> dict[str, Any]:
@@ -181,21 +209,24 @@ def speed_targets(rows: list[dict[str, Any]]) -> list[str]:
     add(None if not big else max(r["rss_mb"] for r in big) < 2048, "peak memory < 2 GB for 1000 frames of 1080p: "
         + ("not run" if not big else f"{max(r['rss_mb'] for r in big):.0f} MB RSS "
            f"({max(r['peak_mb'] for r in big):.0f} MB above baseline)"))
-    hd_r = next((r for r in hd_rows if "render_seconds_per_frame" in r), None)
-    uhd_r = next((r for r in _get(rows, uhd) if "render_seconds_per_frame" in r), None)
-    add(None if hd_r is None else hd_r["render_net_seconds_per_frame"] <= 0.25, "render at 1080p <= 0.25 s/frame: "
-        + ("not run" if hd_r is None else f"{hd_r['render_net_seconds_per_frame']:.3f} s/frame net of the source "
-           f"frames' synthesis ({hd_r['render_seconds_per_frame']:.3f} gross)"))
-    ratio = (uhd_r["render_net_seconds_per_frame"] / max(hd_r["render_net_seconds_per_frame"], 1e-9)
+    hd_r = next((r for r in hd_rows if "queue_seconds_per_frame" in r), None)
+    uhd_r = next((r for r in _get(rows, uhd) if "queue_seconds_per_frame" in r), None)
+    add(None if hd_r is None else hd_r["queue_net_seconds_per_frame"] <= 0.25,
+        "render queue at 1080p on 2 cores <= 0.25 s/frame: "
+        + ("not run" if hd_r is None else f"{hd_r['queue_net_seconds_per_frame']:.3f} s/frame net of the source "
+           f"frames' synthesis ({hd_r['queue_seconds_per_frame']:.3f} gross; random access "
+           f"{hd_r['render_net_seconds_per_frame']:.3f} s for one frame alone, one thread)"))
+    ratio = (uhd_r["queue_net_seconds_per_frame"] / max(hd_r["queue_net_seconds_per_frame"], 1e-9)
              if hd_r is not None and uhd_r is not None else None)
     add(None if ratio is None else ratio <= 2.5, "render 4K / 1080p <= 2.5x: "
-        + ("not run" if ratio is None else f"{ratio:.2f}x (net)"))
+        + ("not run" if ratio is None else f"{ratio:.2f}x (render queue, net)"))
     return lines
 
 
 def _table_rows(rows: list[dict[str, Any]]) -> list[list[Any]]:
     keys = ("analysis_seconds_per_frame", "analysis_net_seconds_per_frame", "synth_seconds_per_frame", "peak_mb",
-            "rss_mb", "render_seconds_per_frame", "render_net_seconds_per_frame", "ffmpeg_seconds_per_frame")
+            "rss_mb", "render_seconds_per_frame", "render_net_seconds_per_frame", "queue_seconds_per_frame",
+            "queue_net_seconds_per_frame", "ffmpeg_seconds_per_frame")
     out = []
     for r in rows:
         if "error" in r:

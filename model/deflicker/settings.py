@@ -47,7 +47,7 @@ def _require(cond: bool, message: str) -> None:
 class FlowSettings:
     """Optical flow (OpenCV DIS) on brightness-normalized proxy frames."""
 
-    preset: str = "medium"  # DIS preset: ultrafast | fast | medium
+    preset: str = "medium"  # DIS preset of the analysis flows: ultrafast | fast | medium
     normalize_brightness: bool = True
     fb_threshold: float = 1.0  # forward-backward consistency tolerance, proxy pixels
 
