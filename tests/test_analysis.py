@@ -6,7 +6,7 @@ import pytest
 
 from deflicker.analysis import ClipAnalysis, analyze_clip
 from deflicker.errors import Cancelled, ModelLoadError
-from deflicker.metrics import ewarp
+from deflicker.metrics import ewarp, floor
 from deflicker.settings import Settings
 from deflicker.source import ArraySource
 from deflicker.synth import make_clip
@@ -31,11 +31,48 @@ def _atlas_clip(analysis: ClipAnalysis, n: int) -> np.ndarray:
 def test_atlas_frames_are_consistent(clip, analysis):
     atlas = _atlas_clip(analysis, len(clip.flickering))
     args = (clip.flow_prev, clip.valid_prev, clip.flow_first, clip.valid_first)
-    assert ewarp(atlas, *args) < 0.4 * ewarp(clip.flickering, *args)
+    # nearly as consistent as the clean clip itself (measured 1.45x; the flicker is 15x)
+    assert ewarp(atlas, *args) < 2.0 * floor(clip)
     # one shot, and the atlas looks like the scene (not a flat colour)
     assert list(analysis.shots) == [0, len(clip.flickering)]
     corr = np.corrcoef(atlas[5].ravel(), clip.clean[5].ravel())[0, 1]
     assert corr > 0.8
+
+
+def test_mapping_does_not_drift_from_the_first_frame(clip, analysis):
+    """Every frame's pixels land where frame 0's partners (exact flow) land: the registration
+    to the texture removes the drift that chained flows accumulate over a shot."""
+    import cv2
+
+    atlas = analysis.atlases[0]
+    h, w = atlas.frame_shape
+    gy, gx = np.mgrid[0:h, 0:w].astype(np.float32)
+    first_x, first_y = atlas.mapping(0)
+    errors = []
+    for t in range(1, len(clip.flickering)):
+        mx, my = atlas.mapping(t)
+        f, valid = clip.flow_first[t], clip.valid_first[t]
+        px = cv2.remap(first_x, gx + f[..., 0], gy + f[..., 1], cv2.INTER_LINEAR)
+        py = cv2.remap(first_y, gx + f[..., 0], gy + f[..., 1], cv2.INTER_LINEAR)
+        errors.append(np.median(np.hypot(mx - px, my - py)[valid]))
+    assert max(errors) < 0.5, errors
+
+
+def test_colour_fit_ignores_clipped_pixels():
+    from deflicker.atlas import FastAtlas, frame_colours
+
+    rng = np.random.default_rng(3)
+    texture = rng.uniform(0.05, 0.95, (24, 32, 3)).astype(np.float32)
+    nodes = np.stack(np.meshgrid(np.linspace(0, 31, 3), np.linspace(0, 23, 3)), -1)[None].repeat(2, 0)
+    atlas = FastAtlas(texture, np.ones((24, 32), np.float32), nodes, (24, 32))
+    gains = np.array([[0.7, 0.7, 0.7], [1.45, 1.45, 1.45]], np.float32)  # frame 1: a third clipped
+    proxies = np.clip(texture[None] * gains[:, None, None, :], 0.0, 1.0)
+    assert (proxies[1] >= 1.0).mean() > 0.25
+    fitted = frame_colours(proxies, atlas)
+    ratio = fitted[1, 0] / fitted[0, 0]
+    np.testing.assert_allclose(ratio, 1.45 / 0.7, rtol=0.01)
+    blind = frame_colours(proxies, atlas, display=False)  # as if the values could exceed 1
+    assert np.abs(blind[1, 0] / blind[0, 0] - 1.45 / 0.7).max() > 0.05
 
 
 def test_atlas_confidence_is_low_on_the_moving_object(clip, analysis):

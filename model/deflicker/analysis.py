@@ -227,14 +227,14 @@ def analyze_clip(source: FrameSource, settings: Settings, progress: Optional[Pro
         start, end = int(shots[i]), int(shots[i + 1])
         part = scaled(progress, 0.75 + 0.25 * start / len(proxies), 0.75 + 0.25 * end / len(proxies))
         sflows = shot_flows(proxies, flows, start, end, settings)
-        atlases.append(fit_shot(proxies[start:end], sflows, settings, part, cancel))
+        atlases.append(fit_shot(proxies[start:end], sflows, settings, part, cancel, display=scale == 1.0))
     report(progress, 1.0, "analysis done")
     return ClipAnalysis(shape=(proxies.shape[1], proxies.shape[2]), scale=scale, canonical=canonical, shots=shots,
                         atlases=atlases, method=settings.method)
 
 
 def fit_shot(proxies: np.ndarray, flows: ShotFlows, settings: Settings, progress: Optional[Progress],
-             cancel: Optional[CancelCheck]) -> Atlas:
+             cancel: Optional[CancelCheck], display: bool = True) -> Atlas:
     """The atlas of one shot with the settings' method."""
     if settings.method == "neural":
         from deflicker.atlas_neural import fit_neural
@@ -244,4 +244,4 @@ def fit_shot(proxies: np.ndarray, flows: ShotFlows, settings: Settings, progress
                          flows.keys)
         return fit_neural(proxies.astype(np.float32), wide, settings.atlas, device=str(resolve_device(settings.device)),
                           progress=progress, cancel=cancel)
-    return fit_fast(proxies, flows, settings.atlas, settings.flow, progress=progress, cancel=cancel)
+    return fit_fast(proxies, flows, settings.atlas, settings.flow, display=display, progress=progress, cancel=cancel)

@@ -77,6 +77,11 @@ AGREE_LOW = 0.25
 FLAT = 0.03
 #: Alternations between the texture and the per-frame colour transforms.
 GAIN_PASSES = 3
+#: Display-referred proxy values at or beyond which a channel counts as clipped (or crushed
+#: at 1 - CLIPPED): it says nothing about the frame's colour or the scene there, so the
+#: colour fit and the texture leave it out (the texture takes those texels from the frames
+#: that did see them).
+CLIPPED = 0.985
 #: Passes registering every frame to the fitted texture (then re-splatting it): they remove
 #: the drift that chained flows accumulate, as the paper's reconstruction loss does. On the
 #: 600-frame synthetic pan, 2 passes left up to 2.5 px of drift against frame 0, 4 under 0.8 px.
@@ -437,16 +442,23 @@ def normalize_colour(pixels: np.ndarray, colour: np.ndarray) -> np.ndarray:
     return ((pixels - colour[1]) / colour[0]).astype(np.float32)
 
 
-def frame_colours(proxies: np.ndarray, atlas: "FastAtlas") -> np.ndarray:
+def unclipped(pixels: np.ndarray) -> np.ndarray:
+    """(..., 3) display-referred pixels -> (...,) bool: no channel clipped or crushed (CLIPPED)."""
+    return (pixels.max(-1) < CLIPPED) & (pixels.min(-1) > 1.0 - CLIPPED)  # type: ignore[no-any-return]
+
+
+def frame_colours(proxies: np.ndarray, atlas: "FastAtlas", display: bool = True) -> np.ndarray:
     """Per-frame, per-channel affine colour (n, 2, 3): gains g_t and offsets b_t with
-    P_t ~ g_t * A_t + b_t (least squares, outliers trimmed), normalized so that the gains'
-    geometric mean is 1 and the offsets' mean 0 over the shot (the texture keeps the shot's
-    average look)."""
+    P_t ~ g_t * A_t + b_t (least squares, outliers trimmed, clipped pixels of ``display``-
+    referred proxies left out), normalized so that the gains' geometric mean is 1 and the
+    offsets' mean 0 over the shot (the texture keeps the shot's average look)."""
     colour = identity_colour(len(proxies)).astype(np.float64)
     for t in range(len(proxies)):
         a = atlas.frame(t)[::2, ::2].reshape(-1, 3).astype(np.float64)  # every 4th pixel: 6 unknowns
         p = proxies[t][::2, ::2].reshape(-1, 3).astype(np.float64)
-        keep = np.ones(len(a), bool)
+        keep = unclipped(p) if display else np.ones(len(a), bool)
+        if keep.mean() < 0.1:  # nearly all clipped: fit what there is
+            keep[:] = True
         for _ in range(2):
             am, pm = a[keep].mean(0), p[keep].mean(0)
             da, dp = a[keep] - am, p[keep] - pm
@@ -464,9 +476,11 @@ def frame_colours(proxies: np.ndarray, atlas: "FastAtlas") -> np.ndarray:
 
 
 def splat_texture(proxies: np.ndarray, nodes: np.ndarray, canvas: tuple[int, int],
-                  colour: Optional[np.ndarray] = None, motion: Optional[np.ndarray] = None) -> tuple[np.ndarray, np.ndarray]:
+                  colour: Optional[np.ndarray] = None, motion: Optional[np.ndarray] = None,
+                  display: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """Mean of every frame's pixels (its colour transform undone) splatted bilinearly at their atlas
-    positions, independently moving pixels left out: (texture (Ha, Wa, 3), weight (Ha, Wa))."""
+    positions, independently moving pixels and (``display``-referred) clipped ones all but left
+    out: (texture (Ha, Wa, 3), weight (Ha, Wa))."""
     n, h, w, _ = proxies.shape
     ha, wa = canvas
     atlas = FastAtlas(np.zeros((1, 1, 3), np.float32), np.zeros((1, 1), np.float32), nodes, (h, w), motion)
@@ -482,6 +496,8 @@ def splat_texture(proxies: np.ndarray, nodes: np.ndarray, canvas: tuple[int, int
         if colour is not None:
             pixels = (pixels - colour[t, 1]) / colour[t, 0]
         keep = atlas.static(t).ravel().astype(np.float64) + 1e-3
+        if display:
+            keep *= np.where(unclipped(proxies[t].reshape(-1, 3)), 1.0, 1e-3)
         for off, wgt in ((0, (1 - fx) * (1 - fy)), (1, fx * (1 - fy)), (wa, (1 - fx) * fy), (wa + 1, fx * fy)):
             idx, wgt = base + off, wgt * keep
             acc[3] += np.bincount(idx, wgt, ha * wa)
@@ -551,8 +567,10 @@ def register_nodes(proxy: np.ndarray, atlas: "FastAtlas", t: int, flow: FlowSett
 
 
 def fit_fast(proxies: np.ndarray, flows: ShotFlows, settings: AtlasSettings, flow: FlowSettings = FlowSettings(), *,
-             progress: Optional[Progress] = None, cancel: Optional[CancelCheck] = None) -> FastAtlas:
-    """Fit the fast atlas of one shot from its (n, h, w, 3) proxies and flows (module doc)."""
+             display: bool = True, progress: Optional[Progress] = None,
+             cancel: Optional[CancelCheck] = None) -> FastAtlas:
+    """Fit the fast atlas of one shot from its (n, h, w, 3) proxies and flows (module doc);
+    ``display``: the proxies are display-referred [0, 1] values that clip (not scaled HDR)."""
     n, h, w, _ = proxies.shape
     ref = n // 2
     gh, gw = grid_shape(h, w, settings.residual_grid)
@@ -587,8 +605,8 @@ def fit_fast(proxies: np.ndarray, flows: ShotFlows, settings: AtlasSettings, flo
             registered = [register_nodes(proxies[t], fitted, t, flow) for t in range(n)]
             nodes = np.stack([r[0] for r in registered])
             unregistered = np.stack([r[1] for r in registered])
-        texture, weight = splat_texture(proxies, nodes, canvas, colour, motion)
-        colour = frame_colours(proxies, FastAtlas(texture, weight, nodes, (h, w), motion))
+        texture, weight = splat_texture(proxies, nodes, canvas, colour, motion, display)
+        colour = frame_colours(proxies, FastAtlas(texture, weight, nodes, (h, w), motion), display)
         report(progress, 0.7 + 0.3 * (i + 1) / passes, "atlas: texture")
     if unregistered is not None:
         # Moving = unlike the mesh by both measures: the flow pairs' residual alone flags whole

@@ -84,3 +84,29 @@ def apply_to_proxy(proxy: np.ndarray, coeffs: np.ndarray) -> np.ndarray:
     if proxy.shape[:2] != coeffs.shape[:2]:
         raise InvalidSettingsError(f"proxy {proxy.shape[:2]} and coefficients {coeffs.shape[:2]} differ in size")
     return _transform(np.ascontiguousarray(proxy, dtype=np.float32), coeffs, 1.0)
+
+
+#: Input values within this of 0 or 1 start counting as clipped (fully at CLIP_RAMP / 2).
+CLIP_RAMP = 0.03
+
+
+def fill_clipped(corrected: np.ndarray, image: np.ndarray, guide: np.ndarray, *, strength: float = 1.0) -> np.ndarray:
+    """Clipped highlights (and crushed shadows) of a display-referred frame, filled from the guide.
+
+    Where an input channel sits at 1 the corrected value is only a lower bound of the scene's
+    (the flicker pushed it past white), so the output takes the larger of it and the guide,
+    whose texture comes from the frames that saw that detail; at 0, the smaller. ``corrected``
+    and ``image`` are (H, W, 3) full resolution, ``guide`` (h, w, 3) at proxy resolution,
+    upsampled only when a pixel needs it. Returns (H, W, 3) float32 (``corrected`` itself when
+    nothing is clipped).
+    """
+    high = np.clip((image - (1.0 - CLIP_RAMP)) / (CLIP_RAMP / 2), 0.0, 1.0)
+    low = np.clip((CLIP_RAMP - image) / (CLIP_RAMP / 2), 0.0, 1.0)
+    if not (high.any() or low.any()):
+        return corrected
+    shape = image.shape[:2]
+    up = cv2.resize(np.ascontiguousarray(guide, dtype=np.float32), (shape[1], shape[0]), interpolation=cv2.INTER_LINEAR)
+    target = corrected + np.float32(strength) * (up - corrected)
+    bound = np.where(high > 0, np.maximum(corrected, target), np.minimum(corrected, target))
+    weight = np.maximum(high, low)
+    return (corrected + weight * (bound - corrected)).astype(np.float32)

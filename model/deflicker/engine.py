@@ -68,6 +68,7 @@ class _Prepared:
 
     proxy: np.ndarray
     coeffs: np.ndarray
+    guide: Optional[np.ndarray] = None  # the filter's guide (proxy units), None for the identity
 
 
 class Engine:
@@ -206,10 +207,13 @@ class Session:
             atlas = analysis.atlas_frame(c, size=frame.shape[:2], proxy=analysis.proxy(frame)) * analysis.scale
             out[..., :3] = rgb(frame) + s.strength * (atlas - rgb(frame))
             return out
-        coeffs = self._coefficients(analysis, t, s, stage, frame)
-        from deflicker.correction import apply_affine
+        coeffs, guide = self._coefficients(analysis, t, s, stage, frame)
+        from deflicker.correction import apply_affine, fill_clipped
 
-        out[..., :3] = apply_affine(rgb(frame), coeffs, scale=analysis.scale, strength=s.strength)
+        corrected = apply_affine(rgb(frame), coeffs, scale=analysis.scale, strength=s.strength)
+        if guide is not None and analysis.scale == 1.0:
+            corrected = fill_clipped(corrected, rgb(frame), guide, strength=s.strength)
+        out[..., :3] = corrected
         return out
 
     def _render_settings(self, settings: Optional[Settings]) -> Settings:
@@ -221,9 +225,10 @@ class Session:
         return settings
 
     def _coefficients(self, analysis: "ClipAnalysis", t: int, s: Settings, stage: str,
-                      frame: np.ndarray) -> np.ndarray:
-        """Final proxy-resolution coefficients of frame t (filter, then stateless refinement);
-        ``frame`` is source frame t, already read (a host fetch is not repeated)."""
+                      frame: np.ndarray) -> tuple[np.ndarray, Optional[np.ndarray]]:
+        """Final proxy-resolution coefficients of frame t (filter, then stateless refinement) and
+        its filter guide (None without the filter); ``frame`` is source frame t, already read
+        (a host fetch is not repeated)."""
         from deflicker.refine import refine_coefficients
 
         c = int(analysis.canonical[t])
@@ -231,10 +236,10 @@ class Session:
         prepared = {i: self._prepared(analysis, i, s, identity=(stage == "refine-only"), frame=frame if i == t else None)
                     for i in window}
         if len(window) == 1:
-            return prepared[c].coeffs
+            return prepared[c].coeffs, prepared[c].guide
         flows = {i: self._flow(analysis, c, i, prepared[c].proxy, prepared[i].proxy, s) for i in window if i != c}
         return refine_coefficients(c, {i: p.coeffs for i, p in prepared.items()},
-                                   {i: p.proxy for i, p in prepared.items()}, flows, s.refine)
+                                   {i: p.proxy for i, p in prepared.items()}, flows, s.refine), prepared[c].guide
 
     def _flow(self, analysis: "ClipAnalysis", c: int, i: int, proxy_c: np.ndarray, proxy_i: np.ndarray,
               s: Settings) -> tuple[np.ndarray, np.ndarray]:
@@ -278,11 +283,12 @@ class Session:
                 return hit
         proxy = analysis.proxy(self.source[i] if frame is None else frame)
         if identity:
-            coeffs = identity_coefficients(*proxy.shape[:2])
+            prepared = _Prepared(proxy, identity_coefficients(*proxy.shape[:2]))
         else:
             model = self.engine.filter_model(s)
-            coeffs = predict_coefficients(model, proxy, *analysis.guide(i, proxy), locality=s.filter.locality)
-        prepared = _Prepared(proxy, coeffs)
+            guide, confidence = analysis.guide(i, proxy)
+            prepared = _Prepared(proxy, predict_coefficients(model, proxy, guide, confidence,
+                                                             locality=s.filter.locality), guide)
         with self._memo_lock:
             self._memo[key] = prepared
             self._trim_locked()
