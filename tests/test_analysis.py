@@ -123,3 +123,13 @@ def test_progress_and_cancel(clip):
 
     with pytest.raises(Cancelled):
         analyze_clip(ArraySource(clip.flickering), SMALL, cancel=cancel)
+
+
+def test_local_flicker_level_tells_global_from_local_flicker(analysis):
+    # the module's clip has global flicker (per-frame gain, colour and offset)
+    assert analysis.local_level(0) < 0.3
+    local = make_clip("local_rocket", size=(48, 64), frames=12, seed=2)
+    level = analyze_clip(ArraySource(local.flickering), SMALL).local_level(0)
+    assert level > 0.7, level
+    restored = ClipAnalysis.from_arrays(analysis.to_arrays())
+    assert restored.local_level(0) == analysis.local_level(0)

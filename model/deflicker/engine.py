@@ -238,8 +238,11 @@ class Session:
         if len(window) == 1:
             return prepared[c].coeffs, prepared[c].guide
         flows = {i: self._flow(analysis, c, i, prepared[c].proxy, prepared[i].proxy, s) for i in window if i != c}
+        # Shots whose flicker the per-frame colour explains need no local correction from the
+        # neighbours, only their agreement: a tighter outlier test there (half at level 0).
+        refine = replace(s.refine, outlier=s.refine.outlier * (0.5 + 0.5 * analysis.local_level(c)))
         return refine_coefficients(c, {i: p.coeffs for i, p in prepared.items()},
-                                   {i: p.proxy for i, p in prepared.items()}, flows, s.refine), prepared[c].guide
+                                   {i: p.proxy for i, p in prepared.items()}, flows, refine), prepared[c].guide
 
     def _flow(self, analysis: "ClipAnalysis", c: int, i: int, proxy_c: np.ndarray, proxy_i: np.ndarray,
               s: Settings) -> tuple[np.ndarray, np.ndarray]:
@@ -287,8 +290,9 @@ class Session:
         else:
             model = self.engine.filter_model(s)
             guide, confidence = analysis.guide(i, proxy)
-            prepared = _Prepared(proxy, predict_coefficients(model, proxy, guide, confidence,
-                                                             locality=s.filter.locality), guide)
+            coeffs = predict_coefficients(model, proxy, guide, confidence, locality=s.filter.locality,
+                                          reference=analysis.colour_coefficients(i), local_level=analysis.local_level(i))
+            prepared = _Prepared(proxy, coeffs, guide)
         with self._memo_lock:
             self._memo[key] = prepared
             self._trim_locked()

@@ -229,32 +229,40 @@ def anchor_to_guide(coeffs: np.ndarray, inp: np.ndarray, guide: np.ndarray, conf
     return scaled
 
 
-def toward_global(coeffs: np.ndarray, inp: np.ndarray, guide: np.ndarray, confidence: np.ndarray,
-                  locality: float) -> np.ndarray:
-    """Coefficients shrunk toward the frame's global colour transform: G + locality * (C - G).
-
-    G is the confidence-weighted least-squares affine fit (3x3 + offset) of the guide from the
-    input over the whole frame. Local deviations from it are where per-frame fitting noise
-    lives (the atlas's flaws vary from frame to frame), so shrinking them makes the output
-    more consistent and keeps more of the input's local contrast; the stateless refinement
-    then removes what is left of local flicker. (h,w,12) -> (h,w,12) float32.
-    """
-    if locality >= 1.0:
-        return coeffs
+def global_fit(inp: np.ndarray, guide: np.ndarray, confidence: np.ndarray) -> np.ndarray:
+    """G: the confidence-weighted least-squares affine fit (3x3 + offset) of the guide from the
+    input over the whole frame, as a 12-vector of :mod:`deflicker.correction`."""
     w = np.sqrt(np.asarray(confidence, np.float64).reshape(-1, 1)) + 1e-6
     x = np.hstack([inp.reshape(-1, 3).astype(np.float64), np.ones((w.size, 1))])
     fit = np.linalg.lstsq(x * w, guide.reshape(-1, 3).astype(np.float64) * w, rcond=None)[0]  # (4, 3)
-    glob = np.concatenate([fit[:3].T.ravel(), fit[3]]).astype(np.float32)
+    return np.concatenate([fit[:3].T.ravel(), fit[3]]).astype(np.float32)
+
+
+def toward_global(coeffs: np.ndarray, glob: np.ndarray, locality: float) -> np.ndarray:
+    """Coefficients shrunk toward a global colour transform: G + locality * (C - G).
+
+    Local deviations from the frame's global transform are where per-frame fitting noise
+    lives (the atlas's flaws vary from frame to frame), so shrinking them makes the output
+    more consistent and keeps more of the input's local contrast; the stateless refinement
+    then removes what is left of local flicker. (h,w,12), (12,) -> (h,w,12) float32.
+    """
+    if locality >= 1.0:
+        return coeffs
     return (glob + np.float32(locality) * (coeffs - glob)).astype(np.float32)
 
 
 def predict_coefficients(model: NeuralFilter, inp: np.ndarray, guide: np.ndarray,
                          confidence: Optional[np.ndarray] = None, *, anchor: bool = True,
-                         locality: float = 1.0) -> np.ndarray:
+                         locality: float = 1.0, reference: Optional[np.ndarray] = None,
+                         local_level: float = 1.0) -> np.ndarray:
     """Coefficients for one frame: (h,w,3) input and guide, (h,w) confidence -> (h,w,12) float32.
 
     With ``anchor`` the result goes through :func:`anchor_to_guide`, then through
-    :func:`toward_global` with ``locality`` (1 = the network's own local correction).
+    :func:`toward_global` with ``locality`` (1 = the network's own local correction) times
+    ``local_level``. The global transform is :func:`global_fit`, or where the atlas fitted
+    the frame's colour (``reference``, 12-vector) a blend: the reference alone at
+    ``local_level`` 0 (a shot whose flicker the per-frame colour explains: the atlas's fit is
+    robust, a per-frame lstsq is not), G alone at 1 (local flicker: G absorbs its mean).
     """
     device = next(model.parameters()).device
     if confidence is None:
@@ -270,4 +278,8 @@ def predict_coefficients(model: NeuralFilter, inp: np.ndarray, guide: np.ndarray
     coeffs = np.ascontiguousarray(out[0].permute(1, 2, 0).cpu().numpy(), dtype=np.float32)
     if anchor:
         coeffs = anchor_to_guide(coeffs, inp, guide, confidence)
-    return toward_global(coeffs, inp, guide, confidence, locality)
+    level = float(np.clip(local_level, 0.0, 1.0)) if reference is not None else 1.0
+    glob = global_fit(inp, guide, confidence) if level > 0.0 or reference is None else reference
+    if reference is not None and 0.0 < level < 1.0:
+        glob = (level * glob + (1.0 - level) * reference).astype(np.float32)
+    return toward_global(coeffs, glob, locality * level)
