@@ -110,3 +110,26 @@ def test_filter_then_refinement_on_a_flawed_guide():
     assert after_filter < 0.4 * raw and after_refine < 0.7 * after_filter
     psnr = [np.mean([10 * np.log10(1 / np.mean((a - b) ** 2)) for a, b in zip(f, clean)]) for f in (frames, refined)]
     assert psnr[1] > psnr[0] + 6
+
+
+def test_atlas_low_frequency_takes_the_atlas_look_and_keeps_the_structure():
+    from deflicker.refine import atlas_low_frequency
+
+    photo = cv2.resize(skimage.data.astronaut().astype(np.float32) / 255.0, (128, 96), interpolation=cv2.INTER_AREA)
+    yy, xx = np.mgrid[0:96, 0:128].astype(np.float32)
+    field = (1.0 + 0.3 * np.sin(xx / 20.0) * np.cos(yy / 15.0))[..., None]  # a local gain field
+    proxy = photo * field
+    atlas = cv2.GaussianBlur(photo, (0, 0), 1.0)  # the atlas: the scene's look, a little soft
+    coeffs = identity_coefficients(96, 128)
+    everywhere = np.ones((96, 128), np.float32)
+    moved = apply_to_proxy(proxy, atlas_low_frequency(coeffs, proxy, atlas, everywhere, 1.0))
+
+    def low(x: np.ndarray) -> np.ndarray:
+        return cv2.GaussianBlur(x, (0, 0), 6.0)
+
+    assert np.abs(low(moved) - low(photo)).mean() < 0.25 * np.abs(low(proxy) - low(photo)).mean()
+    detail = proxy - low(proxy)  # the input's fine structure is kept, not the atlas's softness
+    assert np.corrcoef((moved - low(moved)).ravel(), detail.ravel())[0, 1] > 0.9
+    np.testing.assert_array_equal(atlas_low_frequency(coeffs, proxy, atlas, everywhere, 0.0), coeffs)
+    untouched = atlas_low_frequency(coeffs, proxy, atlas, np.zeros((96, 128), np.float32), 1.0)
+    np.testing.assert_array_equal(untouched, coeffs)  # where the atlas does not show the frame

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from dataclasses import dataclass
-from typing import Any, Optional, Union
+from typing import Any, NamedTuple, Optional, Union
 
 import cv2
 import numpy as np
@@ -31,6 +31,14 @@ log = logging.getLogger(__name__)
 FORMAT_VERSION = 4
 
 Atlas = Union[FastAtlas, Any]  # FastAtlas or deflicker.atlas_neural.NeuralAtlas
+
+
+class Guide(NamedTuple):
+    """The filter's guide for one frame, all at proxy size, float32."""
+
+    image: np.ndarray  # (h, w, 3) proxy units: A_t, the frame's own pixels where A_t does not show it
+    confidence: np.ndarray  # (h, w) in [0, 1]: where the image's structure can be trusted
+    represented: np.ndarray  # (h, w) in [0, 1]: where the image is A_t (the atlas shows the frame)
 
 #: A shot's local-flicker level ramps from 0 to 1 as the median over its frames of
 #: :func:`local_mismatch` goes from LOCAL_LOW to LOCAL_HIGH (proxy units). Measured on the
@@ -107,7 +115,7 @@ class ClipAnalysis:
         atlas mapping, the gain-normalized frame itself on independently moving objects.
         """
         if proxy is not None:
-            frame = self.guide(t, proxy)[0]
+            frame = self.guide(t, proxy).image
         else:
             atlas, local = self._shot_atlas(t)
             frame = atlas.frame(local)
@@ -115,17 +123,18 @@ class ClipAnalysis:
 
     frame = atlas_frame  # the Atlas interface of issue 3: frame(t, size)
 
-    def guide(self, t: int, proxy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """The filter's guide for frame t (see :meth:`atlas_frame`) and where its structure can
-        be trusted, (h, w, 3) and (h, w) float32, the confidence in [0, 1]."""
+    def guide(self, t: int, proxy: np.ndarray) -> Guide:
+        """The filter's guide for frame t (see :meth:`atlas_frame`), where its structure can be
+        trusted, and where it is the atlas itself (:class:`Guide`)."""
         atlas, local = self._shot_atlas(t)
         if not isinstance(atlas, FastAtlas):
-            guide = atlas.frame(local)
-            return guide, cv2.GaussianBlur(local_correlation(proxy, guide), (0, 0), 1.5)
-        guide, keep, coverage = atlas.guide(local, proxy)
-        conf = local_correlation(proxy, guide)
+            image = atlas.frame(local)
+            trusted = cv2.GaussianBlur(local_correlation(proxy, image), (0, 0), 1.5)
+            return Guide(image, trusted, trusted)
+        image, keep, coverage = atlas.guide(local, proxy)
+        conf = local_correlation(proxy, image)
         conf *= keep * np.clip(coverage / 2.0, 0.0, 1.0) + (1.0 - keep)
-        return guide, cv2.GaussianBlur(conf, (0, 0), 1.5)
+        return Guide(image, cv2.GaussianBlur(conf, (0, 0), 1.5), keep)
 
     def colour_coefficients(self, t: int) -> Optional[np.ndarray]:
         """Frame t's fitted colour transform as a 12-vector of :mod:`deflicker.correction`
@@ -142,7 +151,7 @@ class ClipAnalysis:
 
     def atlas_confidence(self, t: int, proxy: np.ndarray) -> np.ndarray:
         """Where the guide's structure can be trusted for frame t's proxy, (h, w) float32 in [0, 1]."""
-        return self.guide(t, proxy)[1]
+        return self.guide(t, proxy).confidence
 
     def to_arrays(self) -> dict[str, np.ndarray]:
         """Plain arrays for the cache (``shotN.name`` per shot atlas)."""
@@ -281,8 +290,8 @@ def local_flicker_level(analysis: ClipAnalysis, proxies: np.ndarray, start: int,
     mismatch = []
     for t in range(start, end, max(1, (end - start) // 64)):  # at most ~64 frames a shot
         proxy = proxies[t].astype(np.float32)
-        guide, confidence = analysis.guide(t, proxy)
-        mismatch.append(local_mismatch(guide, normalize_colour(proxy, atlas.colour[t - start]), confidence))
+        guide = analysis.guide(t, proxy)
+        mismatch.append(local_mismatch(guide.image, normalize_colour(proxy, atlas.colour[t - start]), guide.confidence))
     return float(np.clip((np.median(mismatch) - LOCAL_LOW) / (LOCAL_HIGH - LOCAL_LOW), 0.0, 1.0))
 
 

@@ -25,7 +25,7 @@ from deflicker.settings import ANALYSIS_FIELDS, Settings
 from deflicker.source import FrameSource
 
 if TYPE_CHECKING:  # torch-heavy modules load lazily
-    from deflicker.analysis import ClipAnalysis
+    from deflicker.analysis import ClipAnalysis, Guide
     from deflicker.cache import AnalysisCache, ClipKey
     from deflicker.filter import NeuralFilter
 
@@ -68,7 +68,7 @@ class _Prepared:
 
     proxy: np.ndarray
     coeffs: np.ndarray
-    guide: Optional[np.ndarray] = None  # the filter's guide (proxy units), None for the identity
+    guide: Optional["Guide"] = None  # the filter's guide, None for the identity
 
 
 class Engine:
@@ -212,7 +212,7 @@ class Session:
 
         corrected = apply_affine(rgb(frame), coeffs, scale=analysis.scale, strength=s.strength)
         if guide is not None and analysis.scale == 1.0:
-            corrected = fill_clipped(corrected, rgb(frame), guide, strength=s.strength)
+            corrected = fill_clipped(corrected, rgb(frame), guide.image, strength=s.strength)
         out[..., :3] = corrected
         return out
 
@@ -225,24 +225,29 @@ class Session:
         return settings
 
     def _coefficients(self, analysis: "ClipAnalysis", t: int, s: Settings, stage: str,
-                      frame: np.ndarray) -> tuple[np.ndarray, Optional[np.ndarray]]:
-        """Final proxy-resolution coefficients of frame t (filter, then stateless refinement) and
-        its filter guide (None without the filter); ``frame`` is source frame t, already read
-        (a host fetch is not repeated)."""
-        from deflicker.refine import refine_coefficients
+                      frame: np.ndarray) -> tuple[np.ndarray, Optional["Guide"]]:
+        """Final proxy-resolution coefficients of frame t (filter, stateless refinement, then the
+        atlas's low frequencies in shots with local flicker) and its filter guide (None without
+        the filter); ``frame`` is source frame t, already read (a host fetch is not repeated)."""
+        from deflicker.refine import atlas_low_frequency, refine_coefficients
 
         c = int(analysis.canonical[t])
         window = self.window(t, s, stage=stage, analysis=analysis)
         prepared = {i: self._prepared(analysis, i, s, identity=(stage == "refine-only"), frame=frame if i == t else None)
                     for i in window}
-        if len(window) == 1:
-            return prepared[c].coeffs, prepared[c].guide
-        flows = {i: self._flow(analysis, c, i, prepared[c].proxy, prepared[i].proxy, s) for i in window if i != c}
-        # Shots whose flicker the per-frame colour explains need no local correction from the
-        # neighbours, only their agreement: a tighter outlier test there (half at level 0).
-        refine = replace(s.refine, outlier=s.refine.outlier * (0.5 + 0.5 * analysis.local_level(c)))
-        return refine_coefficients(c, {i: p.coeffs for i, p in prepared.items()},
-                                   {i: p.proxy for i, p in prepared.items()}, flows, refine), prepared[c].guide
+        own = prepared[c]
+        coeffs = own.coeffs
+        level = analysis.local_level(c)
+        if len(window) > 1:
+            flows = {i: self._flow(analysis, c, i, own.proxy, prepared[i].proxy, s) for i in window if i != c}
+            # Shots whose flicker the per-frame colour explains need no local correction from the
+            # neighbours, only their agreement: a tighter outlier test there (half at level 0).
+            refine = replace(s.refine, outlier=s.refine.outlier * (0.5 + 0.5 * level))
+            coeffs = refine_coefficients(c, {i: p.coeffs for i, p in prepared.items()},
+                                         {i: p.proxy for i, p in prepared.items()}, flows, refine)
+        if own.guide is not None and level > 0.0:
+            coeffs = atlas_low_frequency(coeffs, own.proxy, own.guide.image, own.guide.represented, level)
+        return coeffs, own.guide
 
     def _flow(self, analysis: "ClipAnalysis", c: int, i: int, proxy_c: np.ndarray, proxy_i: np.ndarray,
               s: Settings) -> tuple[np.ndarray, np.ndarray]:
@@ -289,8 +294,8 @@ class Session:
             prepared = _Prepared(proxy, identity_coefficients(*proxy.shape[:2]))
         else:
             model = self.engine.filter_model(s)
-            guide, confidence = analysis.guide(i, proxy)
-            coeffs = predict_coefficients(model, proxy, guide, confidence, locality=s.filter.locality,
+            guide = analysis.guide(i, proxy)
+            coeffs = predict_coefficients(model, proxy, guide.image, guide.confidence, locality=s.filter.locality,
                                           reference=analysis.colour_coefficients(i), local_level=analysis.local_level(i))
             prepared = _Prepared(proxy, coeffs, guide)
         with self._memo_lock:

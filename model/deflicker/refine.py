@@ -71,3 +71,26 @@ def refine_coefficients(t: int, coeffs: dict[int, np.ndarray], proxies: dict[int
     # Mean residual is acc / count; its count-weighted low-pass is blur(acc) / blur(count).
     c_t[..., 9:12] += _blur(acc, settings.sigma) / _blur(count, settings.sigma)[..., None]
     return c_t
+
+
+#: Gaussian sigma of :func:`atlas_low_frequency`, as a fraction of the proxy's long side.
+ATLAS_LOW_SIGMA = 1.0 / 85.0
+
+
+def atlas_low_frequency(coeffs: np.ndarray, proxy: np.ndarray, guide: np.ndarray, represented: np.ndarray,
+                        level: float) -> np.ndarray:
+    """Coefficients whose output takes the atlas's low frequencies where the atlas shows the frame.
+
+    Local flicker (a gain field, per-frame local processing) survives the filter's smooth
+    affine correction in part; the atlas's appearance does not flicker. The low-frequency
+    difference blur(A_t - O_t) (sigma ATLAS_LOW_SIGMA of the long side), weighted by where
+    A_t represents the frame and by the shot's local-flicker ``level`` in [0, 1], is folded
+    into the offsets: structure stays the input's, and at full resolution it is a smooth
+    offset field. (h, w, 12) -> (h, w, 12) float32.
+    """
+    out = apply_to_proxy(np.ascontiguousarray(proxy, dtype=np.float32), coeffs)
+    sigma = max(1.0, ATLAS_LOW_SIGMA * max(proxy.shape[:2]))
+    weight = np.float32(level) * np.asarray(represented, np.float32)[..., None]
+    moved = np.array(coeffs, dtype=np.float32, copy=True)
+    moved[..., 9:12] += weight * _blur(np.asarray(guide, np.float32) - out, sigma)
+    return moved
