@@ -100,10 +100,10 @@ def fill_clipped(corrected: np.ndarray, image: np.ndarray, guide: np.ndarray, *,
     upsampled only when a pixel needs it. Returns (H, W, 3) float32 (``corrected`` itself when
     nothing is clipped).
     """
+    if float(image.max()) <= 1.0 - CLIP_RAMP and float(image.min()) >= CLIP_RAMP:
+        return corrected  # the common case, without a full-size temporary
     high = np.clip((image - (1.0 - CLIP_RAMP)) / (CLIP_RAMP / 2), 0.0, 1.0)
     low = np.clip((CLIP_RAMP - image) / (CLIP_RAMP / 2), 0.0, 1.0)
-    if not (high.any() or low.any()):
-        return corrected
     shape = image.shape[:2]
     up = cv2.resize(np.ascontiguousarray(guide, dtype=np.float32), (shape[1], shape[0]), interpolation=cv2.INTER_LINEAR)
     target = corrected + np.float32(strength) * (up - corrected)

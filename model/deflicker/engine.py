@@ -210,9 +210,10 @@ class Session:
         coeffs, guide = self._coefficients(analysis, t, s, stage, frame)
         from deflicker.correction import apply_affine, fill_clipped
 
-        corrected = apply_affine(rgb(frame), coeffs, scale=analysis.scale, strength=s.strength)
+        image = rgb(frame)
+        corrected = apply_affine(image, coeffs, scale=analysis.scale, strength=s.strength)
         if guide is not None and analysis.scale == 1.0:
-            corrected = fill_clipped(corrected, rgb(frame), guide.image, strength=s.strength)
+            corrected = fill_clipped(corrected, image, guide.image, strength=s.strength)
         out[..., :3] = corrected
         return out
 
