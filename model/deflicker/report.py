@@ -45,8 +45,12 @@ def write_report(path: Union[str, Path], before: np.ndarray, after: np.ndarray,
 
     path = Path(path)
     cols = max(1, len(thumbs))
-    fig = plt.figure(figsize=(2.4 * max(cols, 3), 7.5))
-    grid = fig.add_gridspec(3, cols, height_ratios=[1.3, 1, 1])
+    width = 2.4 * max(cols, 3)
+    first = next(iter(thumbs.values()), None)
+    aspect = first[0].shape[0] / first[0].shape[1] if first is not None else 0.5625
+    thumb_h = width / cols * aspect + 0.35  # rows about as tall as the thumbnails (and their titles)
+    fig = plt.figure(figsize=(width, 3.0 + 2 * thumb_h))
+    grid = fig.add_gridspec(3, cols, height_ratios=[3.0, thumb_h, thumb_h])
     ax = fig.add_subplot(grid[0, :])
     ax.plot(before, label="input", color="tab:red", lw=1)
     ax.plot(after, label="deflickered", color="tab:blue", lw=1.5)
