@@ -160,3 +160,17 @@ def test_neural_method_renders_through_the_engine_and_cache(tmp_path):
     again.analyze()
     assert again.cache_path == first.cache_path
     assert np.array_equal(again.render(2), out)
+
+
+def test_flat_flickering_clip_is_one_shot_and_keeps_its_level(tmp_path):
+    """A clear sky or a grey card: no structure to match, only the flicker. It is one shot (not
+    a cut at every frame) and the output keeps the clip's average level, steady."""
+    rng = np.random.default_rng(0)
+    gains = rng.uniform(0.7, 1.3, 8).astype(np.float32)
+    frames = np.full((8, 48, 64, 3), 0.5, np.float32) * gains[:, None, None, None]
+    frames += rng.normal(0, 0.003, frames.shape).astype(np.float32)  # sensor noise
+    session = _session(frames, cache_dir=tmp_path)
+    assert list(session.analyze().shots) == [0, 8]
+    means = np.stack([session.render(t) for t in range(8)]).mean(axis=(1, 2, 3))
+    assert np.ptp(means) < 0.01 * np.ptp(frames.mean(axis=(1, 2, 3)))
+    assert abs(means.mean() - frames.mean()) < 0.05

@@ -19,7 +19,7 @@ import numpy as np
 from deflicker.atlas import FastAtlas, ShotFlows, fit_fast
 from deflicker.errors import ModelLoadError
 from deflicker.flow import flow_input, flow_pair, flows_both
-from deflicker.image import local_correlation, proxy_shape, resize, rgb
+from deflicker.image import local_contrast, local_correlation, proxy_shape, resize, rgb
 from deflicker.progress import CancelCheck, Progress, check_cancel, report, scaled
 from deflicker.settings import Settings
 from deflicker.source import FrameSource
@@ -55,9 +55,18 @@ def clip_scale(proxies: np.ndarray) -> float:
     return max(1.0, high)
 
 
+#: Proxies whose mean local contrast (luma std over 7x7 windows, proxy units) is below this hold
+#: no structure to compare (a clear sky, a black frame, the bottom of a fade): two such
+#: neighbours do not make a cut, whatever their brightness does (that may be the flicker).
+FLAT_FRAME = 0.008
+
+
 def cut_score(a: np.ndarray, b: np.ndarray, flow_ab: np.ndarray, valid_ab: np.ndarray) -> float:
     """1 - (correlation of frame a with frame b warped into it, brightness normalized) x
-    (share of consistent flow, saturating at half the frame): near 0 within a shot, near 1 at a cut."""
+    (share of consistent flow, saturating at half the frame): near 0 within a shot, near 1 at a
+    cut; 0 between two flat frames (FLAT_FRAME)."""
+    if float(local_contrast(a).mean()) < FLAT_FRAME and float(local_contrast(b).mean()) < FLAT_FRAME:
+        return 0.0
     ya = flow_input(a).astype(np.float32)
     yb = warp(flow_input(b).astype(np.float32), flow_ab)
     inside = inside_mask(flow_ab)

@@ -77,6 +77,8 @@ AGREE_LOW = 0.25
 FLAT = 0.03
 #: Alternations between the texture and the per-frame colour transforms.
 GAIN_PASSES = 3
+#: Spread (std, proxy units) below which a channel of A_t is flat for the colour fit.
+FLAT_CHANNEL = 0.01
 #: Display-referred proxy values at or beyond which a channel counts as clipped (or crushed
 #: at 1 - CLIPPED): it says nothing about the frame's colour or the scene there, so the
 #: colour fit and the texture leave it out (the texture takes those texels from the frames
@@ -465,6 +467,11 @@ def frame_colours(proxies: np.ndarray, atlas: "FastAtlas", display: bool = True)
             g = (da * dp).sum(0) / np.maximum((da ** 2).sum(0), 1e-9)
             g = np.where(g > 1e-3, g, 1.0)
             b = pm - g * am
+            # A channel with no contrast cannot tell a gain from an offset (noise would pick
+            # one at random and drift the texture's level): a gain alone there.
+            flat = np.sqrt((da ** 2).mean(0)) < FLAT_CHANNEL
+            g = np.where(flat, pm / np.maximum(am, 1e-6), g)
+            b = np.where(flat, 0.0, b)
             res = np.abs(p - a * g - b).sum(1)
             keep = keep & (res <= np.percentile(res[keep], 80))
         colour[t] = g, b
