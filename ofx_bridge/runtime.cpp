@@ -12,20 +12,9 @@
 
 #include "runtime.h"
 
-#ifdef _WIN32
-#ifndef NOMINMAX
-#define NOMINMAX
-#endif
-#include <windows.h>
-#include <process.h>
-#else
-#include <dlfcn.h>
-#include <unistd.h>
-#endif
+#include "log_record.h"  // and the platform headers
 
-#include <chrono>
 #include <cstdlib>
-#include <ctime>
 #include <filesystem>
 #include <fstream>
 #include <mutex>
@@ -84,14 +73,6 @@ fs::path bundle_root(const fs::path &path) {
     if (name.size() > 7 && name.compare(name.size() - 7, 7, ".bundle") == 0) return out;
   }
   return path;
-}
-
-int process_id() {
-#ifdef _WIN32
-  return _getpid();
-#else
-  return static_cast<int>(getpid());
-#endif
 }
 
 /** The log file as UTF-8: $DEFLICKER_OFX_LOG, else beside this binary if writable, else the temp dir. */
@@ -326,19 +307,10 @@ void log_line(int level, const std::string &message) noexcept {
   static std::mutex mutex;
   static const char *const names[] = {"DEBUG", "INFO", "WARNING", "ERROR"};
   try {
-    const std::time_t now = std::chrono::system_clock::to_time_t(std::chrono::system_clock::now());
-    std::tm tm{};
-#ifdef _WIN32
-    gmtime_s(&tm, &now);
-#else
-    gmtime_r(&now, &tm);
-#endif
-    char stamp[32];
-    std::strftime(stamp, sizeof stamp, "%Y-%m-%d %H:%M:%S", &tm);
+    const std::string line = log_record(names[level < 0 ? 0 : (level > 3 ? 3 : level)], message);
     const std::lock_guard<std::mutex> lock(mutex);
     std::ofstream out(path_from_utf8(log_file()), std::ios::app);
-    out << stamp << " [" << names[level < 0 ? 0 : (level > 3 ? 3 : level)] << "] pid " << process_id()
-        << " ofx: " << message << '\n';
+    out << line << '\n';
   } catch (...) {
     // Logging must never take the host down.
   }

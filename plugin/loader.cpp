@@ -15,17 +15,8 @@
 // goes to the plugin's log ($DEFLICKER_OFX_LOG, else beside this binary, else the temp folder, as
 // in ofx_bridge/runtime.cpp). Nothing here throws across the C ABI.
 #include "core_api.h"
+#include "log_record.h"  // and the platform headers
 
-#ifdef _WIN32
-#ifndef NOMINMAX
-#define NOMINMAX
-#endif
-#include <windows.h>
-#include <process.h>
-#else
-#include <dlfcn.h>
-#include <unistd.h>
-#endif
 #ifdef __linux__
 #include <link.h>  // ElfW
 #include <sys/stat.h>
@@ -34,7 +25,6 @@
 
 #include <cstdio>
 #include <cstdlib>
-#include <ctime>
 #include <string>
 
 #ifndef DFK_CORE_FILE
@@ -157,18 +147,7 @@ void log_error(const Path &dir, const std::string &message) noexcept {
     else if (dir.empty() || (out = open_append(dir + kSeparator + kLogFile)) == nullptr)
       out = open_append(temp_dir() + kSeparator + kLogFile);
     if (out == nullptr) return;
-    const std::time_t now = std::time(nullptr);
-    std::tm tm{};
-#ifdef _WIN32
-    gmtime_s(&tm, &now);
-    const int pid = _getpid();
-#else
-    gmtime_r(&now, &tm);
-    const int pid = static_cast<int>(getpid());
-#endif
-    char stamp[32];
-    std::strftime(stamp, sizeof stamp, "%Y-%m-%d %H:%M:%S", &tm);
-    std::fprintf(out, "%s [ERROR] pid %d ofx: %s\n", stamp, pid, message.c_str());
+    std::fprintf(out, "%s\n", dfk::log_record("ERROR", message).c_str());
     std::fclose(out);
   } catch (...) {
     // Logging must never take the host down.
