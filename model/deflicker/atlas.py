@@ -40,9 +40,10 @@ import numpy as np
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
+from deflicker.correction import CLIP_RAMP
+from deflicker.flow import estimate_flow
 from deflicker.image import local_contrast, local_correlation
 from deflicker.progress import CancelCheck, Progress, check_cancel, report
-from deflicker.flow import estimate_flow
 from deflicker.settings import AtlasSettings, FlowSettings
 
 log = logging.getLogger(__name__)
@@ -83,7 +84,7 @@ FLAT_CHANNEL = 0.01
 #: at 1 - CLIPPED): it says nothing about the frame's colour or the scene there, so the
 #: colour fit and the texture leave it out (the texture takes those texels from the frames
 #: that did see them).
-CLIPPED = 0.985
+CLIPPED = 1.0 - CLIP_RAMP / 2  # where correction.fill_clipped fills fully
 #: Passes registering every frame to the fitted texture (then re-splatting it): they remove
 #: the drift that chained flows accumulate, as the paper's reconstruction loss does. On the
 #: 600-frame synthetic pan, 2 passes left up to 2.5 px of drift against frame 0, 4 under 0.8 px.

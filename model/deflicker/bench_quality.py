@@ -193,14 +193,9 @@ def render_markdown(results: dict[str, Any], targets_md: str) -> str:
 
 def plot_brightness(path: Path, entry: dict[str, Any]) -> Path:
     """brightness_<clip>.png: mean brightness per frame of input, clean and each method."""
-    import matplotlib
+    from deflicker.report import agg_pyplot, save_png
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from deflicker.io_atomic import replaced_on_success
-
-    fig, ax = plt.subplots(figsize=(9, 4))
+    fig, ax = agg_pyplot().subplots(figsize=(9, 4))
     styles: dict[str, dict[str, Any]] = {"input": {"color": "tab:red", "lw": 1.0},
                                          "clean": {"color": "black", "lw": 1.5, "ls": "--"}}
     palette = iter(["tab:blue", "tab:orange", "tab:green", "tab:purple", "tab:brown", "tab:pink", "tab:olive",
@@ -212,13 +207,7 @@ def plot_brightness(path: Path, entry: dict[str, Any]) -> Path:
     ax.set_ylabel("mean brightness")
     ax.set_title(f"{entry['name']} ({entry['family']})")
     ax.legend(loc="best", fontsize=8)
-    fig.tight_layout()
-    try:
-        with replaced_on_success(path) as tmp:
-            fig.savefig(tmp, dpi=80, format="png")
-    finally:
-        plt.close(fig)
-    return path
+    return save_png(fig, path, dpi=80)
 
 
 def run_quality(names: list[str], clips: Iterator["SynthClip"], methods: list[str], context: BenchContext,

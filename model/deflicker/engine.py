@@ -202,15 +202,15 @@ class Session:
         if s.strength == 0.0:
             return np.array(frame, dtype=np.float32, copy=True)
         out = np.array(frame, dtype=np.float32, copy=True)
+        image = rgb(frame)
         if stage == "atlas":
             c = int(analysis.canonical[t])
             atlas = analysis.atlas_frame(c, size=frame.shape[:2], proxy=analysis.proxy(frame)) * analysis.scale
-            out[..., :3] = rgb(frame) + s.strength * (atlas - rgb(frame))
+            out[..., :3] = image + s.strength * (atlas - image)
             return out
         coeffs, guide = self._coefficients(analysis, t, s, stage, frame)
         from deflicker.correction import apply_affine, fill_clipped
 
-        image = rgb(frame)
         corrected = apply_affine(image, coeffs, scale=analysis.scale, strength=s.strength)
         if guide is not None and analysis.scale == 1.0:
             corrected = fill_clipped(corrected, image, guide.image, strength=s.strength)

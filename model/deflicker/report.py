@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Union
+from typing import Any, Union
 
 import numpy as np
 
@@ -38,12 +38,7 @@ class ReportCollector:
 def write_report(path: Union[str, Path], before: np.ndarray, after: np.ndarray,
                  thumbs: dict[int, tuple[np.ndarray, np.ndarray]], *, title: str = "") -> Path:
     """Plot brightness curves (top) and before/after thumbnails (bottom rows) into a PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    path = Path(path)
+    plt = agg_pyplot()
     cols = max(1, len(thumbs))
     width = 2.4 * max(cols, 3)
     first = next(iter(thumbs.values()), None)
@@ -65,10 +60,28 @@ def write_report(path: Union[str, Path], before: np.ndarray, after: np.ndarray,
             sub.set_xticks([])
             sub.set_yticks([])
             sub.set_title(f"{'before' if row == 0 else 'after'} t={t}", fontsize=8)
-    fig.tight_layout()
+    return save_png(fig, path, dpi=90)
+
+
+def agg_pyplot() -> Any:
+    """matplotlib.pyplot on the file-only Agg backend (no display needed)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def save_png(fig: Any, path: Union[str, Path], *, dpi: int) -> Path:
+    """Lay out a matplotlib figure, write it as a PNG atomically (temp file, then rename) and
+    close it, whatever happens; returns the path."""
+    plt = agg_pyplot()
+    path = Path(path)
     try:
+        fig.tight_layout()
         with replaced_on_success(path) as tmp:
-            fig.savefig(tmp, dpi=90, format="png")
+            fig.savefig(tmp, dpi=dpi, format="png")
     finally:
         plt.close(fig)
     return path
