@@ -65,14 +65,29 @@ def test_colour_fit_ignores_clipped_pixels():
     texture = rng.uniform(0.05, 0.95, (24, 32, 3)).astype(np.float32)
     nodes = np.stack(np.meshgrid(np.linspace(0, 31, 3), np.linspace(0, 23, 3)), -1)[None].repeat(2, 0)
     atlas = FastAtlas(texture, np.ones((24, 32), np.float32), nodes, (24, 32))
-    gains = np.array([[0.7, 0.7, 0.7], [1.45, 1.45, 1.45]], np.float32)  # frame 1: a third clipped
+    gains = np.array([[0.6, 0.6, 0.6], [2.2, 2.2, 2.2]], np.float32)  # frame 1: over half clipped
     proxies = np.clip(texture[None] * gains[:, None, None, :], 0.0, 1.0)
-    assert (proxies[1] >= 1.0).mean() > 0.25
+    assert (proxies[1] >= 1.0).mean() > 0.5  # more than a robust fit alone could reject
     fitted = frame_colours(proxies, atlas)
     ratio = fitted[1, 0] / fitted[0, 0]
-    np.testing.assert_allclose(ratio, 1.45 / 0.7, rtol=0.01)
+    np.testing.assert_allclose(ratio, 2.2 / 0.6, rtol=0.01)
     blind = frame_colours(proxies, atlas, display=False)  # as if the values could exceed 1
-    assert np.abs(blind[1, 0] / blind[0, 0] - 1.45 / 0.7).max() > 0.05
+    assert np.abs(blind[1, 0] / blind[0, 0] - 2.2 / 0.6).max() > 0.05
+
+
+def test_colour_fit_is_not_pulled_by_an_object_the_texture_lacks():
+    from deflicker.atlas import FastAtlas, frame_colours
+
+    rng = np.random.default_rng(4)
+    texture = rng.uniform(0.05, 0.6, (48, 64, 3)).astype(np.float32)
+    nodes = np.stack(np.meshgrid(np.linspace(0, 63, 3), np.linspace(0, 47, 3)), -1)[None].repeat(2, 0)
+    atlas = FastAtlas(texture, np.ones((48, 64), np.float32), nodes, (48, 64))
+    gains = np.array([[0.9, 1.0, 1.1], [1.2, 0.8, 1.3]], np.float32)
+    proxies = texture[None] * gains[:, None, None, :]
+    proxies[1, 8:36, 10:50] = rng.uniform(0.3, 0.7, (28, 40, 3))  # an object over a third of frame 1
+    fitted = frame_colours(proxies, atlas)
+    np.testing.assert_allclose(fitted[1, 0] / fitted[0, 0], gains[1] / gains[0], rtol=0.01)
+    np.testing.assert_allclose(fitted[:, 1], 0.0, atol=0.01)
 
 
 def test_atlas_confidence_is_low_on_the_moving_object(clip, analysis):

@@ -137,6 +137,12 @@ def test_analyze_cli_writes_the_cache_and_reports_it(frames, tmp_path, capsys):
     assert main(["analyze", str(tmp_path / "missing.mkv")]) == 3
 
 
+def _default_sigint() -> None:
+    """In the child: Ctrl-C's default action, even under a shell that started the suite in the
+    background (those ignore SIGINT, the child inherits that and Python then keeps it ignored)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_analyze_ctrl_c_leaves_no_partial_entry(tmp_path):
     _, noisy = flicker_clip(n=200, h=96, w=128)
     clip = tmp_path / "long.mkv"
@@ -144,7 +150,7 @@ def test_analyze_ctrl_c_leaves_no_partial_entry(tmp_path):
     cache = tmp_path / "cache"
     proc = subprocess.Popen([sys.executable, "-m", "deflicker", "analyze", str(clip), "--analysis-size", "96",
                              "--cache-dir", str(cache)], stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"}, preexec_fn=_default_sigint)
     deadline = time.time() + 120
     while time.time() < deadline and not (cache.exists() and any(cache.glob("*.lock"))):
         time.sleep(0.05)
