@@ -28,7 +28,7 @@ from deflicker.warp import inside_mask, warp
 log = logging.getLogger(__name__)
 
 #: Bumped whenever the analysis or its stored layout changes (old cache entries recompute).
-FORMAT_VERSION = 5
+FORMAT_VERSION = 6
 
 Atlas = Union[FastAtlas, Any]  # FastAtlas or deflicker.atlas_neural.NeuralAtlas
 
@@ -140,7 +140,7 @@ class ClipAnalysis:
             image = atlas.frame(local)
             trusted = cv2.GaussianBlur(local_correlation(proxy, image), (0, 0), 1.5)
             return Guide(image, trusted, trusted)
-        image, keep, coverage = atlas.guide(local, proxy)
+        image, keep, coverage = atlas.guide(local, proxy, display=self.scale == 1.0)
         conf = local_correlation(proxy, image)
         conf *= keep * np.clip(coverage / 2.0, 0.0, 1.0) + (1.0 - keep)
         return Guide(image, cv2.GaussianBlur(conf, (0, 0), 1.5), keep)

@@ -24,7 +24,8 @@ Chained flows drift (a small bias per frame adds up over a shot), so the fit end
 passes that register every frame directly to the texture (the role of the paper's
 reconstruction loss for the mapping): DIS flow from the colour-normalized frame to A_t,
 nodes refitted to it, texture re-splatted. Where a frame's pixels stay unlike A_t after that
-(and unlike the flow mesh), they move on their own: ``FastAtlas.static``.
+(and unlike the flow mesh), they move on their own: ``FastAtlas.static``. The shot's dominant
+moving object gets a texture of its own, :mod:`deflicker.atlas_object`.
 
 Memory: the fit holds the shot's proxies and flows (proxy size x frame count); the result
 is the texture plus ``(n, gh, gw, 2)`` node positions.
@@ -40,7 +41,8 @@ import numpy as np
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
-from deflicker.correction import CLIP_RAMP
+from deflicker.atlas_object import MOVING, ObjectLayer, fit_object_layer
+from deflicker.atlas_texture import clipped_amount, fill_holes, splat, unclipped
 from deflicker.flow import estimate_flow
 from deflicker.image import local_contrast, local_correlation
 from deflicker.progress import CancelCheck, Progress, check_cancel, report
@@ -86,11 +88,6 @@ FLAT_CHANNEL = 0.01
 #: balance (grey-world) through the shot; the biweight follows the true gains to ~0.5%.
 COLOUR_PASSES = 6
 COLOUR_TUKEY = 4.685
-#: Display-referred proxy values at or beyond which a channel counts as clipped (or crushed
-#: at 1 - CLIPPED): it says nothing about the frame's colour or the scene there, so the
-#: colour fit and the texture leave it out (the texture takes those texels from the frames
-#: that did see them).
-CLIPPED = 1.0 - CLIP_RAMP / 2  # where correction.fill_clipped fills fully
 #: Passes registering every frame to the fitted texture (then re-splatting it): they remove
 #: the drift that chained flows accumulate, as the paper's reconstruction loss does. On the
 #: 600-frame synthetic pan, 2 passes left up to 2.5 px of drift against frame 0, 4 under 0.8 px.
@@ -138,14 +135,14 @@ def grid_shape(h: int, w: int, cells: int) -> tuple[int, int]:
 
 
 #: The identity as a (2, 3) affine.
-_IDENTITY = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+IDENTITY = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
 
 
 def fit_similarity(src: np.ndarray, dst: np.ndarray, weight: np.ndarray) -> np.ndarray:
     """Weighted least-squares similarity (2, 3) with dst ~ s R src + t; (k, 2) points each."""
     wsum = float(weight.sum())
     if wsum < 1e-6 or len(src) < 3:
-        return _IDENTITY.copy()
+        return IDENTITY.copy()
     zs, zd = src[:, 0] + 1j * src[:, 1], dst[:, 0] + 1j * dst[:, 1]
     ms, md = (weight * zs).sum() / wsum, (weight * zd).sum() / wsum
     cs, cd = zs - ms, zd - md
@@ -163,7 +160,7 @@ def robust_weights(residuals: np.ndarray, first: bool) -> np.ndarray:
     return np.clip(1.0 - (residuals / TUKEY) ** 2, 0.0, 1.0) ** 2  # type: ignore[no-any-return]
 
 
-def _robust_similarity(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+def robust_similarity(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
     """Similarity fit with a few reweighting passes (outliers: moving objects)."""
     weight = np.ones(len(src))
     s = fit_similarity(src, dst, weight)
@@ -189,7 +186,7 @@ class _Pairs:
     xs: np.ndarray  # (k, 2)
 
 
-def _grid_matches(flow: np.ndarray, valid: np.ndarray, h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
+def grid_matches(flow: np.ndarray, valid: np.ndarray, h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
     """(points, their flow partners), (k, 2) float64 each: the valid sample-grid pixels of a flow."""
     ys, xs = sample_grid(h, w)
     grid = np.stack([xs.ravel(), ys.ravel()], 1).astype(np.float64)
@@ -203,7 +200,7 @@ def _sample_pairs(flows: ShotFlows, h: int, w: int) -> _Pairs:
     ts, ss, pt, ps = [], [], [], []
 
     def add(t: int, s: int, flow: np.ndarray, valid: np.ndarray) -> None:
-        src, dst = _grid_matches(flow, valid, h, w)
+        src, dst = grid_matches(flow, valid, h, w)
         ts.append(np.full(len(src), t))
         ss.append(np.full(len(src), s))
         pt.append(src)
@@ -223,11 +220,11 @@ def _sample_pairs(flows: ShotFlows, h: int, w: int) -> _Pairs:
 def chain_similarities(flows: ShotFlows, n: int, ref: int, h: int, w: int) -> np.ndarray:
     """Global similarity (n, 2, 3) of every frame into the reference frame's coordinates."""
     out = np.zeros((n, 2, 3))
-    out[ref] = _IDENTITY
+    out[ref] = IDENTITY
 
     def step(flow: np.ndarray, valid: np.ndarray) -> np.ndarray:  # similarity src-frame -> dst-frame
-        src, dst = _grid_matches(flow, valid, h, w)
-        return _robust_similarity(src, dst) if len(src) >= 8 else _IDENTITY.copy()
+        src, dst = grid_matches(flow, valid, h, w)
+        return robust_similarity(src, dst) if len(src) >= 8 else IDENTITY.copy()
 
     for t in range(ref + 1, n):  # frame t -> t-1 uses bw[t-1] = f_{t->t-1}
         out[t] = _compose(out[t - 1], step(flows.bw[t - 1], flows.valid_bw[t - 1]))
@@ -363,13 +360,15 @@ class FastAtlas:
     method = "fast"
 
     def __init__(self, texture: np.ndarray, weight: np.ndarray, nodes: np.ndarray, frame_shape: tuple[int, int],
-                 motion: Optional[np.ndarray] = None, colour: Optional[np.ndarray] = None):
+                 motion: Optional[np.ndarray] = None, colour: Optional[np.ndarray] = None,
+                 objects: Optional[ObjectLayer] = None):
         self.texture = np.ascontiguousarray(texture, dtype=np.float32)
         self.colour = identity_colour(len(nodes)) if colour is None else np.asarray(colour, np.float32)
         self.motion = None if motion is None else np.ascontiguousarray(motion, dtype=np.float16)
         self.weight = np.ascontiguousarray(weight, dtype=np.float32)
         self.nodes = np.ascontiguousarray(nodes, dtype=np.float64)
         self.frame_shape = (int(frame_shape[0]), int(frame_shape[1]))
+        self.objects = objects
         h, w = self.frame_shape
         self._wy = mesh_weights(h, nodes.shape[1] - 1)
         self._wx = mesh_weights(w, nodes.shape[2] - 1)
@@ -399,25 +398,56 @@ class FastAtlas:
         res = cv2.resize(res, (w, h), interpolation=cv2.INTER_LINEAR)
         return np.clip(1.0 - (res - MOTION_OK) / MOTION_OK, 0.0, 1.0).astype(np.float32)
 
-    def guide(self, t: int, proxy: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def moving(self, t: int, proxy: np.ndarray) -> np.ndarray:
+        """(h, w) bool: frame t's pixels that move on their own, unlike the mapping and with a
+        structure unlike A_t's (the margin :meth:`static` leaves around an object is not)."""
+        own = normalize_colour(proxy, self.colour[t])
+        flat = np.clip(1.0 - local_contrast(own) / FLAT, 0.0, 1.0)
+        return (self.static(t) < MOVING) & (_shown(proxy, self.frame(t), flat) < MOVING)  # type: ignore[no-any-return]
+
+    def guide(self, t: int, proxy: np.ndarray, display: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(guide, represented, coverage) of frame t, each at proxy size, float32.
 
         ``represented`` (in [0, 1]) is where A_t shows what the frame shows: the pixel follows
         the atlas mapping and its local structure matches A_t's (not a moving object, ghost or
         disocclusion the atlas got wrong). The guide is A_t there and elsewhere the frame's own
-        proxy with its fitted colour transform undone, which already makes its appearance consistent.
+        proxy with its fitted colour transform undone, which already makes its appearance
+        consistent, except where a ``display``-referred frame clipped: there it takes the object
+        layer (:mod:`deflicker.atlas_object`) where that is brighter (darker for crushed shadows).
         ``coverage`` is how many frames back each pixel of A_t (its splat weight).
         """
         mx, my = self.mapping(t)
         atlas = cv2.remap(self.texture, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
         coverage = cv2.remap(self.weight, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0.0)
         own = normalize_colour(proxy, self.colour[t])
-        agree = np.clip((local_correlation(proxy, atlas) - AGREE_LOW) / AGREE_LOW, 0.0, 1.0)
         flat = np.clip(1.0 - local_contrast(own) / FLAT, 0.0, 1.0)  # nothing to disagree on
-        shown = cv2.erode(np.maximum(agree, flat).astype(np.float32), np.ones((5, 5), np.uint8))
-        keep = np.minimum(self.static(t), cv2.GaussianBlur(shown, (0, 0), 1.0))
-        guide = (keep[..., None] * atlas + (1.0 - keep[..., None]) * own).astype(np.float32)
-        return guide, keep, coverage
+        keep = np.minimum(self.static(t), _shown(proxy, atlas, flat))
+        guide = keep[..., None] * atlas + (1.0 - keep[..., None]) * own
+        if self.objects is not None:
+            guide = self._with_object(t, proxy, own, atlas, guide, keep, display)
+        return guide.astype(np.float32), keep.astype(np.float32), coverage
+
+    def _with_object(self, t: int, proxy: np.ndarray, own: np.ndarray, atlas: np.ndarray, guide: np.ndarray,
+                     keep: np.ndarray, display: bool) -> np.ndarray:
+        """The guide with frame t's object layer: where A_t shows the object but its texture's
+        local structure matches the frame less well than the object layer's (a ghost of the
+        object smeared into the atlas while it moved with the camera), the layer instead; and
+        where the frame clipped (its pixels only bound the scene) off the atlas, the layer where
+        it is brighter (darker for crushed shadows)."""
+        assert self.objects is not None
+        layer, _ = self.objects.frame(t, self.frame_shape)
+        on = self.objects.covers(t, self.frame_shape).astype(np.float32) * np.float32(self.objects.trust[t])
+        if not on.any():
+            return guide
+        atlas_fit = cv2.GaussianBlur(local_correlation(proxy, atlas), (0, 0), 2.0)
+        layer_fit = cv2.GaussianBlur(local_correlation(proxy, layer), (0, 0), 2.0)
+        better = np.clip((layer_fit - atlas_fit) / OBJECT_BETTER, 0.0, 1.0) * on
+        guide = guide + (keep * better)[..., None] * (layer - atlas)
+        if display:
+            high, low = clipped_amount(proxy)
+            bound = own + high * (np.maximum(own, layer) - own) + low * (np.minimum(own, layer) - own)
+            guide = guide + ((1.0 - keep) * on)[..., None] * (bound - own)
+        return guide
 
     def to_arrays(self) -> dict[str, np.ndarray]:
         """Plain arrays for the cache."""
@@ -425,6 +455,8 @@ class FastAtlas:
                                       "frame_shape": np.array(self.frame_shape, np.int64), "colour": self.colour}
         if self.motion is not None:
             out["motion"] = self.motion
+        if self.objects is not None:
+            out.update(self.objects.to_arrays(OBJECT_PREFIX))
         return out
 
     @classmethod
@@ -432,7 +464,22 @@ class FastAtlas:
         """Rebuild from :meth:`to_arrays` output."""
         shape = tuple(int(v) for v in arrays["frame_shape"])
         return cls(arrays["texture"], arrays["weight"], arrays["nodes"], (shape[0], shape[1]), arrays.get("motion"),
-                   arrays["colour"])
+                   arrays["colour"], ObjectLayer.from_arrays(arrays, OBJECT_PREFIX))
+
+
+#: Cache key prefix of the object layer's arrays.
+OBJECT_PREFIX = "object_"
+#: Local-correlation margin over A_t's at which the object layer fully replaces A_t.
+OBJECT_BETTER = 0.1
+
+
+def _shown(proxy: np.ndarray, texture_frame: np.ndarray, flat: np.ndarray) -> np.ndarray:
+    """Where a texture seen from the frame shows the frame's structure, (h, w) float32 in [0, 1]:
+    local correlation from AGREE_LOW up (or flat, ``flat``: nothing to disagree on), eroded and
+    softened so that it ends before the structure stops matching."""
+    agree = np.clip((local_correlation(proxy, texture_frame) - AGREE_LOW) / AGREE_LOW, 0.0, 1.0)
+    shown = cv2.erode(np.maximum(agree, flat).astype(np.float32), np.ones((5, 5), np.uint8))
+    return cv2.GaussianBlur(shown, (0, 0), 1.0)  # type: ignore[no-any-return]
 
 
 def identity_colour(n: int) -> np.ndarray:
@@ -445,11 +492,6 @@ def identity_colour(n: int) -> np.ndarray:
 def normalize_colour(pixels: np.ndarray, colour: np.ndarray) -> np.ndarray:
     """Undo one frame's colour transform ``colour`` = (gains, offsets), (2, 3): (P - b) / g."""
     return ((pixels - colour[1]) / colour[0]).astype(np.float32)
-
-
-def unclipped(pixels: np.ndarray) -> np.ndarray:
-    """(..., 3) display-referred pixels -> (...,) bool: no channel clipped or crushed (CLIPPED)."""
-    return (pixels.max(-1) < CLIPPED) & (pixels.min(-1) > 1.0 - CLIPPED)  # type: ignore[no-any-return]
 
 
 def fit_channel_affine(a: np.ndarray, p: np.ndarray, weight: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -516,50 +558,28 @@ def splat_texture(proxies: np.ndarray, nodes: np.ndarray, canvas: tuple[int, int
     acc = np.zeros((4, ha * wa))
     for t in range(n):
         mx, my = atlas.mapping(t)
-        x0 = np.clip(np.floor(mx).astype(int), 0, wa - 2)
-        y0 = np.clip(np.floor(my).astype(int), 0, ha - 2)
-        fx = np.clip(mx - x0, 0, 1).ravel()
-        fy = np.clip(my - y0, 0, 1).ravel()
-        base = (y0 * wa + x0).ravel()
         pixels = proxies[t].reshape(-1, 3).astype(np.float64)
         if colour is not None:
             pixels = (pixels - colour[t, 1]) / colour[t, 0]
         keep = atlas.static(t).ravel().astype(np.float64) + 1e-3
         if display:
             keep *= np.where(unclipped(proxies[t].reshape(-1, 3)), 1.0, 1e-3)
-        for off, wgt in ((0, (1 - fx) * (1 - fy)), (1, fx * (1 - fy)), (wa, (1 - fx) * fy), (wa + 1, fx * fy)):
-            idx, wgt = base + off, wgt * keep
-            acc[3] += np.bincount(idx, wgt, ha * wa)
-            for c in range(3):
-                acc[c] += np.bincount(idx, wgt * pixels[:, c], ha * wa)
+        splat(acc, mx, my, pixels, keep, canvas)
     weight = acc[3].reshape(ha, wa)
     texture = (acc[:3] / np.maximum(acc[3], 1e-9)).T.reshape(ha, wa, 3)
-    texture = _fill_holes(texture, weight)
-    return texture.astype(np.float32), weight.astype(np.float32)
+    return fill_holes(texture, weight).astype(np.float32), weight.astype(np.float32)
 
 
-def _fill_holes(texture: np.ndarray, weight: np.ndarray) -> np.ndarray:
-    """Texels no frame reached take the normalized-blur of their neighbours (no black seams)."""
-    known = (weight > 1e-6).astype(np.float32)
-    if known.all():
-        return texture
-    filled = texture.copy()
-    for sigma in (1.0, 3.0, 9.0):
-        num = cv2.GaussianBlur((texture * known[..., None]).astype(np.float32), (0, 0), sigma)
-        den = cv2.GaussianBlur(known, (0, 0), sigma)[..., None]
-        hole = (known < 0.5)[..., None] & (den > 1e-3)
-        filled = np.where(hole & (filled == 0), num / np.maximum(den, 1e-6), filled)
-    return filled
-
-
-def register_nodes(proxy: np.ndarray, atlas: "FastAtlas", t: int, flow: FlowSettings) -> tuple[np.ndarray, np.ndarray]:
+def register_nodes(proxy: np.ndarray, atlas: "FastAtlas", t: int, flow: FlowSettings,
+                   display: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """Frame t's mesh nodes moved so that its colour-normalized proxy lands on the texture,
     and the registration residual on the sample grid (atlas pixels; see :func:`motion_maps`).
 
     DIS flow d from the normalized frame to A_t gives each sample-grid pixel x its atlas
     position M_t(x + d(x)); the nodes are refitted to those (Tukey-weighted: moving objects and
-    pixels the texture does not show drop out) while each mesh edge keeps its current vector
-    (REGISTER_STIFFNESS), so the frame moves and bends only as far as the texture asks.
+    pixels the texture does not show drop out, and so do ``display``-referred clipped ones)
+    while each mesh edge keeps its current vector (REGISTER_STIFFNESS), so the frame moves and
+    bends only as far as the texture asks.
     """
     nodes = atlas.nodes[t]
     gh, gw = nodes.shape[0] - 1, nodes.shape[1] - 1
@@ -573,6 +593,8 @@ def register_nodes(proxy: np.ndarray, atlas: "FastAtlas", t: int, flow: FlowSett
     target = np.stack([cv2.remap(m, px[:, None], py[:, None], cv2.INTER_LINEAR)[:, 0] for m in (mx, my)], 1)
     points = np.stack([xs.ravel(), ys.ravel()], 1).astype(np.float64)
     prior = atlas.static(t)[ys, xs].ravel() * inside
+    if display:  # clipped or crushed pixels lost their structure: the flow there is a guess
+        prior = prior * unclipped(proxy[ys, xs]).ravel()
     idx, wts = _basis(points, h, w, gh, gw)
     k, m = (gh + 1) * (gw + 1), len(points)
     edges = _edges(gh, gw)
@@ -631,7 +653,7 @@ def fit_fast(proxies: np.ndarray, flows: ShotFlows, settings: AtlasSettings, flo
         check_cancel(cancel)
         if i >= GAIN_PASSES and n > 1:
             fitted = FastAtlas(texture, weight, nodes, (h, w), motion, colour)
-            registered = [register_nodes(proxies[t], fitted, t, flow) for t in range(n)]
+            registered = [register_nodes(proxies[t], fitted, t, flow, display) for t in range(n)]
             nodes = np.stack([r[0] for r in registered])
             unregistered = np.stack([r[1] for r in registered])
         texture, weight = splat_texture(proxies, nodes, canvas, colour, motion, display)
@@ -641,4 +663,9 @@ def fit_fast(proxies: np.ndarray, flows: ShotFlows, settings: AtlasSettings, flo
         # Moving = unlike the mesh by both measures: the flow pairs' residual alone flags whole
         # background regions next to a fast object, the registration's alone flags local flicker.
         motion = unregistered if motion is None else np.minimum(motion, unregistered)
-    return FastAtlas(texture, weight, nodes, (h, w), motion, colour)
+    fitted = FastAtlas(texture, weight, nodes, (h, w), motion, colour)
+    if motion is not None:
+        moving = np.stack([fitted.moving(t, proxies[t]) for t in range(n)])
+        unmapped = np.stack([fitted.static(t) < MOVING for t in range(n)])
+        fitted.objects = fit_object_layer(proxies, moving, unmapped, colour, flows, flow, display)
+    return fitted

@@ -62,7 +62,7 @@ class AtlasSettings:
 
     irls_passes: int = 3  # reweighted least-squares passes of the fast mapping fit (0: global motion only)
     key_gap: int = 8  # frames between keyframe pairs with a direct flow (bounds long-term drift)
-    rigidity: float = 4.0  # weight of each mesh edge's rigidity term, relative to one flow point
+    rigidity: float = 8.0  # weight of each mesh edge's rigidity term, relative to one flow point (4 bent the mesh around clipped regions)
     neural_iterations: int = 2000  # optimizer steps of the neural atlas (per shot)
     neural_width: int = 256  # hidden width of the neural atlas MLPs (paper: 256; 64 is usable on a CPU)
     neural_batch: int = 10000  # pixels sampled per neural atlas step (paper: 10,000)

@@ -27,7 +27,7 @@ import numpy as np
 from deflicker.errors import InvalidSettingsError, VideoIOError
 from deflicker.settings import parse_size
 from deflicker.synth_flicker import KINDS
-from deflicker.synth_motion import PHOTOS, exact_flow, make_scene, render
+from deflicker.synth_motion import PHOTOS, Scene, exact_flow, make_scene, render
 
 log = logging.getLogger(__name__)
 
@@ -87,15 +87,22 @@ def _check_shape(size: Sequence[int], frames: int) -> tuple[int, int]:
     return int(size[0]), int(size[1])
 
 
-def make_clip(name: str, *, size: Sequence[int] = (96, 128), frames: int = 24, seed: int = 0) -> SynthClip:
-    """Render clip ``name`` at ``size`` = (H, W) with ``frames`` frames; same arguments, same clip."""
+def make_scene_for(name: str, *, size: Sequence[int] = (96, 128), frames: int = 24, seed: int = 0) -> Scene:
+    """The scene (camera and object motion, textures) that clip ``name`` is rendered from."""
     kind, photo = parse_name(name)
     h, w = _check_shape(size, frames)
     if seed < 0:
         raise InvalidSettingsError(f"the seed must be >= 0, not {seed}")
-    key = zlib.crc32(name.encode())
     object_photo = PHOTOS[(PHOTOS.index(photo) + 2) % len(PHOTOS)]
-    scene = make_scene(photo, object_photo, (h, w), frames, np.random.default_rng([seed, key, 0]))
+    return make_scene(photo, object_photo, (h, w), frames, np.random.default_rng([seed, zlib.crc32(name.encode()), 0]))
+
+
+def make_clip(name: str, *, size: Sequence[int] = (96, 128), frames: int = 24, seed: int = 0) -> SynthClip:
+    """Render clip ``name`` at ``size`` = (H, W) with ``frames`` frames; same arguments, same clip."""
+    kind, _ = parse_name(name)
+    scene = make_scene_for(name, size=size, frames=frames, seed=seed)
+    h, w = scene.size
+    key = zlib.crc32(name.encode())
     layers = [render(scene, t) for t in range(frames)]
     clean = np.stack([layer.image for layer in layers])
     flow_prev = np.zeros((frames, h, w, 2), np.float32)

@@ -1,0 +1,60 @@
+"""Building atlas textures: bilinear splatting of frame pixels, hole filling, and which pixels
+are clipped (and so say nothing about the scene)."""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from deflicker.correction import CLIP_RAMP
+
+#: Display-referred proxy values at or beyond which a channel counts as clipped (or crushed
+#: at 1 - CLIPPED): it says nothing about the frame's colour or the scene there, so the
+#: colour fit and the textures leave it out (a texture takes those texels from the frames
+#: that did see them).
+CLIPPED = 1.0 - CLIP_RAMP / 2  # where correction.fill_clipped fills fully
+
+
+def unclipped(pixels: np.ndarray) -> np.ndarray:
+    """(..., 3) display-referred pixels -> (...,) bool: no channel clipped or crushed (CLIPPED)."""
+    return (pixels.max(-1) < CLIPPED) & (pixels.min(-1) > 1.0 - CLIPPED)  # type: ignore[no-any-return]
+
+
+def clipped_amount(pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(..., 3) display-referred pixels -> (high, low), each (..., 3) float32 in [0, 1]: how far
+    each channel is into clipping and into crushing, over the ramp of
+    :func:`deflicker.correction.fill_clipped`."""
+    high = np.clip((pixels - (1.0 - CLIP_RAMP)) / (CLIP_RAMP / 2), 0.0, 1.0).astype(np.float32)
+    low = np.clip((CLIP_RAMP - pixels) / (CLIP_RAMP / 2), 0.0, 1.0).astype(np.float32)
+    return high, low
+
+
+def splat(acc: np.ndarray, mx: np.ndarray, my: np.ndarray, pixels: np.ndarray, weight: np.ndarray,
+          canvas: tuple[int, int]) -> None:
+    """Add one frame's pixels bilinearly at texture positions (``mx``, ``my``), (h, w) each, into
+    ``acc`` (4, Ha * Wa): weighted RGB sums in rows 0-2, the weights in row 3. ``pixels`` (h*w, 3)
+    and ``weight`` (h*w,) follow the frame's pixels in raster order."""
+    ha, wa = canvas
+    x0 = np.clip(np.floor(mx).astype(int), 0, wa - 2)
+    y0 = np.clip(np.floor(my).astype(int), 0, ha - 2)
+    fx = np.clip(mx - x0, 0, 1).ravel()
+    fy = np.clip(my - y0, 0, 1).ravel()
+    base = (y0 * wa + x0).ravel()
+    for off, wgt in ((0, (1 - fx) * (1 - fy)), (1, fx * (1 - fy)), (wa, (1 - fx) * fy), (wa + 1, fx * fy)):
+        idx, wgt = base + off, wgt * weight
+        acc[3] += np.bincount(idx, wgt, ha * wa)
+        for c in range(3):
+            acc[c] += np.bincount(idx, wgt * pixels[:, c], ha * wa)
+
+
+def fill_holes(texture: np.ndarray, weight: np.ndarray) -> np.ndarray:
+    """Texels no frame reached take the normalized-blur of their neighbours (no black seams)."""
+    known = (weight > 1e-6).astype(np.float32)
+    if known.all():
+        return texture
+    filled = texture.copy()
+    for sigma in (1.0, 3.0, 9.0):
+        num = cv2.GaussianBlur((texture * known[..., None]).astype(np.float32), (0, 0), sigma)
+        den = cv2.GaussianBlur(known, (0, 0), sigma)[..., None]
+        hole = (known < 0.5)[..., None] & (den > 1e-3)
+        filled = np.where(hole & (filled == 0), num / np.maximum(den, 1e-6), filled)
+    return filled
