@@ -412,8 +412,8 @@ class FastAtlas:
         the atlas mapping and its local structure matches A_t's (not a moving object, ghost or
         disocclusion the atlas got wrong). The guide is A_t there and elsewhere the frame's own
         proxy with its fitted colour transform undone, which already makes its appearance
-        consistent, except where a ``display``-referred frame clipped: there it takes the object
-        layer (:mod:`deflicker.atlas_object`) where that is brighter (darker for crushed shadows).
+        consistent; the object layer (:mod:`deflicker.atlas_object`) replaces a ghost of the
+        object in A_t and bounds clipped pixels (:meth:`_with_object`).
         ``coverage`` is how many frames back each pixel of A_t (its splat weight).
         """
         mx, my = self.mapping(t)
