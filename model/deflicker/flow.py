@@ -2,10 +2,10 @@
 
 Flicker changes brightness, globally and locally, so flow is estimated on brightness-normalized
 frames unless the settings say otherwise: each pixel's luma minus its local mean, divided by
-its local contrast (Gaussian windows of a fixed fraction of the frame's long side). That is
+its local contrast (Gaussian windows of a fixed fraction of the frame's long side, LOCAL_SCALE). That is
 invariant to smooth gain fields (local flicker, mains bands) as well as global ones; on the
-synthetic local-flicker clips it cuts the endpoint error about tenfold against a per-frame
-standardization (``deflicker bench flow`` measures it).
+synthetic local-flicker clip it cuts the endpoint error twentyfold (7.4 -> 0.35 px) against a
+per-frame standardization (``deflicker bench flow`` measures it).
 Conventions for flows and warping are in :mod:`deflicker.warp`.
 """
 from __future__ import annotations
