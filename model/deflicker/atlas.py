@@ -42,7 +42,7 @@ import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
 from deflicker.atlas_object import MOVING, ObjectLayer, fit_object_layer
-from deflicker.atlas_texture import clipped_amount, fill_holes, splat, unclipped
+from deflicker.atlas_texture import canvas_box, clipped_amount, fill_holes, normalize_colour, splat, unclipped
 from deflicker.flow import estimate_flow
 from deflicker.image import local_contrast, local_correlation
 from deflicker.progress import CancelCheck, Progress, check_cancel, report
@@ -398,12 +398,17 @@ class FastAtlas:
         res = cv2.resize(res, (w, h), interpolation=cv2.INTER_LINEAR)
         return np.clip(1.0 - (res - MOTION_OK) / MOTION_OK, 0.0, 1.0).astype(np.float32)
 
-    def moving(self, t: int, proxy: np.ndarray) -> np.ndarray:
-        """(h, w) bool: frame t's pixels that move on their own, unlike the mapping and with a
-        structure unlike A_t's (the margin :meth:`static` leaves around an object is not)."""
+    def _own(self, t: int, proxy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(frame t's proxy with its colour transform undone, where it is flat: nothing there
+        for a texture to disagree with), (h, w, 3) and (h, w) float32."""
         own = normalize_colour(proxy, self.colour[t])
-        flat = np.clip(1.0 - local_contrast(own) / FLAT, 0.0, 1.0)
-        return (self.static(t) < MOVING) & (_shown(proxy, self.frame(t), flat) < MOVING)  # type: ignore[no-any-return]
+        return own, np.clip(1.0 - local_contrast(own) / FLAT, 0.0, 1.0)
+
+    def unlike_texture(self, t: int, proxy: np.ndarray) -> np.ndarray:
+        """(h, w) bool: frame t's pixels whose structure A_t does not show; with ``static(t) <
+        MOVING`` the pixels that move on their own (not the margin :meth:`static` leaves)."""
+        _, flat = self._own(t, proxy)
+        return _shown(local_correlation(proxy, self.frame(t)), flat) < MOVING  # type: ignore[no-any-return]
 
     def guide(self, t: int, proxy: np.ndarray, display: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(guide, represented, coverage) of frame t, each at proxy size, float32.
@@ -419,28 +424,29 @@ class FastAtlas:
         mx, my = self.mapping(t)
         atlas = cv2.remap(self.texture, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
         coverage = cv2.remap(self.weight, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0.0)
-        own = normalize_colour(proxy, self.colour[t])
-        flat = np.clip(1.0 - local_contrast(own) / FLAT, 0.0, 1.0)  # nothing to disagree on
-        keep = np.minimum(self.static(t), _shown(proxy, atlas, flat))
+        own, flat = self._own(t, proxy)
+        atlas_fit = local_correlation(proxy, atlas)
+        keep = np.minimum(self.static(t), _shown(atlas_fit, flat))
         guide = keep[..., None] * atlas + (1.0 - keep[..., None]) * own
         if self.objects is not None:
-            guide = self._with_object(t, proxy, own, atlas, guide, keep, display)
+            guide = self._with_object(t, proxy, own, atlas, atlas_fit, guide, keep, display)
         return guide.astype(np.float32), keep.astype(np.float32), coverage
 
-    def _with_object(self, t: int, proxy: np.ndarray, own: np.ndarray, atlas: np.ndarray, guide: np.ndarray,
-                     keep: np.ndarray, display: bool) -> np.ndarray:
+    def _with_object(self, t: int, proxy: np.ndarray, own: np.ndarray, atlas: np.ndarray, atlas_fit: np.ndarray,
+                     guide: np.ndarray, keep: np.ndarray, display: bool) -> np.ndarray:
         """The guide with frame t's object layer: where A_t shows the object but its texture's
         local structure matches the frame less well than the object layer's (a ghost of the
         object smeared into the atlas while it moved with the camera), the layer instead; and
         where the frame clipped (its pixels only bound the scene) off the atlas, the layer where
-        it is brighter (darker for crushed shadows)."""
+        it is brighter (darker for crushed shadows). ``atlas_fit``: the local correlation of the
+        proxy and A_t."""
         assert self.objects is not None
-        layer, _ = self.objects.frame(t, self.frame_shape)
-        on = self.objects.covers(t, self.frame_shape).astype(np.float32) * np.float32(self.objects.trust[t])
+        layer, covered = self.objects.frame(t, self.frame_shape)
+        on = covered.astype(np.float32) * np.float32(self.objects.trust[t])
         if not on.any():
             return guide
-        atlas_fit = cv2.GaussianBlur(local_correlation(proxy, atlas), (0, 0), 2.0)
         layer_fit = cv2.GaussianBlur(local_correlation(proxy, layer), (0, 0), 2.0)
+        atlas_fit = cv2.GaussianBlur(atlas_fit, (0, 0), 2.0)
         better = np.clip((layer_fit - atlas_fit) / OBJECT_BETTER, 0.0, 1.0) * on
         guide = guide + (keep * better)[..., None] * (layer - atlas)
         if display:
@@ -473,11 +479,11 @@ OBJECT_PREFIX = "object_"
 OBJECT_BETTER = 0.1
 
 
-def _shown(proxy: np.ndarray, texture_frame: np.ndarray, flat: np.ndarray) -> np.ndarray:
-    """Where a texture seen from the frame shows the frame's structure, (h, w) float32 in [0, 1]:
-    local correlation from AGREE_LOW up (or flat, ``flat``: nothing to disagree on), eroded and
-    softened so that it ends before the structure stops matching."""
-    agree = np.clip((local_correlation(proxy, texture_frame) - AGREE_LOW) / AGREE_LOW, 0.0, 1.0)
+def _shown(correlation: np.ndarray, flat: np.ndarray) -> np.ndarray:
+    """Where a texture seen from the frame shows the frame's structure, (h, w) float32 in [0, 1],
+    from their local ``correlation``: from AGREE_LOW up (or ``flat``: nothing to disagree on),
+    eroded and softened so that it ends before the structure stops matching."""
+    agree = np.clip((correlation - AGREE_LOW) / AGREE_LOW, 0.0, 1.0)
     shown = cv2.erode(np.maximum(agree, flat).astype(np.float32), np.ones((5, 5), np.uint8))
     return cv2.GaussianBlur(shown, (0, 0), 1.0)  # type: ignore[no-any-return]
 
@@ -487,11 +493,6 @@ def identity_colour(n: int) -> np.ndarray:
     colour = np.zeros((n, 2, 3), np.float32)
     colour[:, 0] = 1.0
     return colour
-
-
-def normalize_colour(pixels: np.ndarray, colour: np.ndarray) -> np.ndarray:
-    """Undo one frame's colour transform ``colour`` = (gains, offsets), (2, 3): (P - b) / g."""
-    return ((pixels - colour[1]) / colour[0]).astype(np.float32)
 
 
 def fit_channel_affine(a: np.ndarray, p: np.ndarray, weight: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -638,11 +639,8 @@ def fit_fast(proxies: np.ndarray, flows: ShotFlows, settings: AtlasSettings, flo
     else:
         nodes = _similarity_nodes(sims, h, w, gh, gw).reshape(n, gh + 1, gw + 1, 2)
     check_cancel(cancel)
-    lo = nodes.reshape(-1, 2).min(0) - 2.0
-    hi = nodes.reshape(-1, 2).max(0) + 2.0
-    scale = min(1.0, float(np.sqrt(MAX_CANVAS * h * w / np.prod(hi - lo + 1))))
+    lo, scale, canvas = canvas_box(nodes.reshape(-1, 2), h, w, MAX_CANVAS)
     nodes = (nodes - lo) * scale
-    canvas = (int(np.ceil((hi[1] - lo[1]) * scale)) + 2, int(np.ceil((hi[0] - lo[0]) * scale)) + 2)
     report(progress, 0.7, "atlas: texture")
     colour = identity_colour(n)
     unregistered: Optional[np.ndarray] = None
@@ -665,7 +663,7 @@ def fit_fast(proxies: np.ndarray, flows: ShotFlows, settings: AtlasSettings, flo
         motion = unregistered if motion is None else np.minimum(motion, unregistered)
     fitted = FastAtlas(texture, weight, nodes, (h, w), motion, colour)
     if motion is not None:
-        moving = np.stack([fitted.moving(t, proxies[t]) for t in range(n)])
         unmapped = np.stack([fitted.static(t) < MOVING for t in range(n)])
+        moving = unmapped & np.stack([fitted.unlike_texture(t, proxies[t]) for t in range(n)])
         fitted.objects = fit_object_layer(proxies, moving, unmapped, colour, flows, flow, display)
     return fitted

@@ -19,13 +19,13 @@ clipped pixels off the atlas.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Optional
 
 import cv2
 import numpy as np
 
-from deflicker.atlas_texture import fill_holes, splat, unclipped
+from deflicker.atlas_texture import canvas_box, fill_holes, normalize_colour, splat, unclipped
 from deflicker.flow import estimate_flow
 from deflicker.settings import FlowSettings
 
@@ -61,21 +61,20 @@ class ObjectLayer:
     weight: np.ndarray
     transforms: np.ndarray  # (n, 2, 3)
     trust: np.ndarray  # (n,)
+    cover: float = field(init=False)  # splat weight from which a texel is the object
+
+    def __post_init__(self) -> None:
+        self.cover = cover_weight(self.weight)
 
     def frame(self, t: int, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
-        """(object texture seen from frame t (h, w, 3), its splat weight there (h, w))."""
+        """(object texture seen from frame t (h, w, 3), the pixels it covers (:meth:`covers`))."""
         mx, my = _maps(self.transforms[t], *shape)
         image = cv2.remap(self.texture, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-        weight = cv2.remap(self.weight, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0.0)
-        return image, weight
+        return image, _covered(self.weight, self.cover, mx, my)
 
     def covers(self, t: int, shape: tuple[int, int]) -> np.ndarray:
-        """(h, w) bool: the pixels of frame t that the object texture covers (its splat weight
-        at least COVERED of its typical weight: a halo that few frames reached is not)."""
-        mx, my = _maps(self.transforms[t], *shape)
-        weight = cv2.remap(self.weight, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0.0)
-        reached = self.weight[self.weight > 1e-3]
-        return weight >= COVERED * (float(np.percentile(reached, 90)) if reached.size else 1.0)  # type: ignore[no-any-return]
+        """(h, w) bool: the pixels of frame t that the object texture covers (:func:`cover_weight`)."""
+        return _covered(self.weight, self.cover, *_maps(self.transforms[t], *shape))
 
     def to_arrays(self, prefix: str) -> dict[str, np.ndarray]:
         """Plain arrays for the cache, keys starting with ``prefix``."""
@@ -89,6 +88,19 @@ class ObjectLayer:
             return None
         return cls(np.asarray(arrays[f"{prefix}texture"], np.float32), np.asarray(arrays[f"{prefix}weight"], np.float32),
                    np.asarray(arrays[f"{prefix}transforms"], np.float64), np.asarray(arrays[f"{prefix}trust"], np.float64))
+
+
+def cover_weight(weight: np.ndarray) -> float:
+    """The splat weight from which a texel counts as the object: COVERED of its typical (90th
+    percentile) weight, so that a halo few frames reached does not."""
+    reached = weight[weight > 1e-3]
+    return COVERED * (float(np.percentile(reached, 90)) if reached.size else 1.0)
+
+
+def _covered(weight: np.ndarray, cover: float, mx: np.ndarray, my: np.ndarray) -> np.ndarray:
+    """(h, w) bool: the frame pixels at texture positions (``mx``, ``my``) whose weight reaches ``cover``."""
+    seen = cv2.remap(weight, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0.0)
+    return seen >= cover  # type: ignore[no-any-return]
 
 
 def _to_affine(s: np.ndarray) -> np.ndarray:
@@ -122,7 +134,7 @@ def _shifted(flow: np.ndarray, valid: np.ndarray, where: np.ndarray) -> np.ndarr
 
 
 def _propagate(steps: list[Optional[np.ndarray]], flows: "ShotFlows", ref: int, first: np.ndarray,
-               weight: Optional[np.ndarray]) -> np.ndarray:
+               weight: Optional[np.ndarray] = None) -> np.ndarray:
     """(n, 3, 3) frame -> texture transforms from frame ``ref``'s (``first``): each frame from its
     neighbour's through the step between them, or where there is none, by the median flow over
     the neighbour's pixels that the texture's ``weight`` covers (the whole frame without one)."""
@@ -131,10 +143,12 @@ def _propagate(steps: list[Optional[np.ndarray]], flows: "ShotFlows", ref: int, 
     out[ref] = first
     h, w = flows.fw.shape[1:3]
 
+    cover = None if weight is None else cover_weight(weight)
+
     def covered(t: int) -> np.ndarray:
-        if weight is None:
+        if weight is None or cover is None:
             return np.ones((h, w), bool)
-        return ObjectLayer(np.zeros(weight.shape + (3,), np.float32), weight, out[:, :2], np.ones(n)).covers(t, (h, w))
+        return _covered(weight, cover, *_maps(out[t, :2], h, w))
 
     for t in range(ref + 1, n):  # frame t -> t-1 -> ... -> ref
         step = steps[t - 1]
@@ -149,15 +163,13 @@ def _propagate(steps: list[Optional[np.ndarray]], flows: "ShotFlows", ref: int, 
 
 def _canvas(to_ref: np.ndarray, moving: np.ndarray) -> tuple[np.ndarray, tuple[int, int]]:
     """(3, 3) reference -> texture shift and the texture's (Ho, Wo): the box of every moving
-    pixel's reference position, at most MAX_CANVAS proxy areas."""
+    pixel's reference position, at most MAX_CANVAS proxy areas (:func:`canvas_box`)."""
     n, h, w = moving.shape
     ys, xs = np.nonzero(moving.reshape(n * h, w))
     frames, ys = ys // h, ys % h
     refs = np.einsum("kij,kj->ki", to_ref[frames][:, :2], np.stack([xs, ys, np.ones(len(xs))], 1))
-    lo, hi = refs.min(0) - 2.0, refs.max(0) + 2.0
-    scale = min(1.0, float(np.sqrt(MAX_CANVAS * h * w / np.prod(hi - lo + 1))))
-    shift = np.array([[scale, 0.0, -lo[0] * scale], [0.0, scale, -lo[1] * scale], [0.0, 0.0, 1.0]])
-    return shift, (int(np.ceil((hi[1] - lo[1]) * scale)) + 2, int(np.ceil((hi[0] - lo[0]) * scale)) + 2)
+    lo, scale, canvas = canvas_box(refs, h, w, MAX_CANVAS)
+    return np.array([[scale, 0.0, -lo[0] * scale], [0.0, scale, -lo[1] * scale], [0.0, 0.0, 1.0]]), canvas
 
 
 def _maps(a: np.ndarray, h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
@@ -177,7 +189,7 @@ class _Frames:
 
     def normalized(self, t: int) -> np.ndarray:
         """Frame t with its colour transform undone, (h, w, 3) float32."""
-        return ((self.proxies[t] - self.colour[t, 1]) / self.colour[t, 0]).astype(np.float32)  # type: ignore[no-any-return]
+        return normalize_colour(self.proxies[t], self.colour[t])
 
     def weights(self, t: int) -> np.ndarray:
         """Frame t's splat weights, (h, w) float64."""
@@ -237,9 +249,9 @@ def fit_object_layer(proxies: np.ndarray, moving: np.ndarray, unmapped: np.ndarr
         return None
     ref = int(np.argmax(moving.reshape(n, -1).sum(1)))
     steps = _object_steps(unmapped, flows, h, w)
-    shift, canvas = _canvas(_propagate(steps, flows, ref, np.eye(3), None), moving)
+    shift, canvas = _canvas(_propagate(steps, flows, ref, np.eye(3)), moving)
     frames = _Frames(proxies, moving, colour, display)
-    layer = _splat_layer(frames, _propagate(steps, flows, ref, shift, None)[:, :2], canvas)
+    layer = _splat_layer(frames, _propagate(steps, flows, ref, shift)[:, :2], canvas)
     # Where the object moved nearly with the camera, follow the flow where the texture has it.
     layer = _splat_layer(frames, _propagate(steps, flows, ref, shift, layer.weight)[:, :2], canvas)
     for _ in range(REGISTER_PASSES):
@@ -254,8 +266,7 @@ def trust(layer: ObjectLayer, t: int, frames: _Frames) -> float:
     """How well the layer shows frame t where it covers it (unclipped pixels), in [0, 1]: 1 up to
     a median difference of TRUST_ERROR (normalized units), 0 from twice that (tracking lost);
     1 where it covers too little of the frame to tell."""
-    seen, _ = layer.frame(t, frames.moving.shape[1:])
-    on = layer.covers(t, frames.moving.shape[1:])
+    seen, on = layer.frame(t, frames.moving.shape[1:])
     if frames.display:
         on &= unclipped(frames.proxies[t])
     if on.sum() < MIN_POINTS:

@@ -19,6 +19,20 @@ def unclipped(pixels: np.ndarray) -> np.ndarray:
     return (pixels.max(-1) < CLIPPED) & (pixels.min(-1) > 1.0 - CLIPPED)  # type: ignore[no-any-return]
 
 
+def normalize_colour(pixels: np.ndarray, colour: np.ndarray) -> np.ndarray:
+    """Undo one frame's colour transform ``colour`` = (gains, offsets), (2, 3): (P - b) / g."""
+    return ((pixels - colour[1]) / colour[0]).astype(np.float32)
+
+
+def canvas_box(points: np.ndarray, h: int, w: int, max_canvas: float) -> tuple[np.ndarray, float, tuple[int, int]]:
+    """(lo, scale, (Ha, Wa)) of a texture holding ``points`` (k, 2) texture positions with a
+    2-texel margin: texture = (position - lo) * scale, at most ``max_canvas`` (h, w) frame areas
+    (a long pan gets a coarser texture, never a huge one)."""
+    lo, hi = points.min(0) - 2.0, points.max(0) + 2.0
+    scale = min(1.0, float(np.sqrt(max_canvas * h * w / np.prod(hi - lo + 1))))
+    return lo, scale, (int(np.ceil((hi[1] - lo[1]) * scale)) + 2, int(np.ceil((hi[0] - lo[0]) * scale)) + 2)
+
+
 def clipped_amount(pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(..., 3) display-referred pixels -> (high, low), each (..., 3) float32 in [0, 1]: how far
     each channel is into clipping and into crushing, over the ramp of

@@ -87,6 +87,11 @@ def _check_shape(size: Sequence[int], frames: int) -> tuple[int, int]:
     return int(size[0]), int(size[1])
 
 
+def _name_key(name: str) -> int:
+    """The clip name's part of its random seeds (the same clip name, the same draws)."""
+    return zlib.crc32(name.encode())
+
+
 def make_scene_for(name: str, *, size: Sequence[int] = (96, 128), frames: int = 24, seed: int = 0) -> Scene:
     """The scene (camera and object motion, textures) that clip ``name`` is rendered from."""
     kind, photo = parse_name(name)
@@ -94,7 +99,7 @@ def make_scene_for(name: str, *, size: Sequence[int] = (96, 128), frames: int = 
     if seed < 0:
         raise InvalidSettingsError(f"the seed must be >= 0, not {seed}")
     object_photo = PHOTOS[(PHOTOS.index(photo) + 2) % len(PHOTOS)]
-    return make_scene(photo, object_photo, (h, w), frames, np.random.default_rng([seed, zlib.crc32(name.encode()), 0]))
+    return make_scene(photo, object_photo, (h, w), frames, np.random.default_rng([seed, _name_key(name), 0]))
 
 
 def make_clip(name: str, *, size: Sequence[int] = (96, 128), frames: int = 24, seed: int = 0) -> SynthClip:
@@ -102,7 +107,6 @@ def make_clip(name: str, *, size: Sequence[int] = (96, 128), frames: int = 24, s
     kind, _ = parse_name(name)
     scene = make_scene_for(name, size=size, frames=frames, seed=seed)
     h, w = scene.size
-    key = zlib.crc32(name.encode())
     layers = [render(scene, t) for t in range(frames)]
     clean = np.stack([layer.image for layer in layers])
     flow_prev = np.zeros((frames, h, w, 2), np.float32)
@@ -113,7 +117,7 @@ def make_clip(name: str, *, size: Sequence[int] = (96, 128), frames: int = 24, s
         flow_first[t], valid_first[t] = exact_flow(scene, layers, t, 0)
         if t > 0:
             flow_prev[t], valid_prev[t] = exact_flow(scene, layers, t, t - 1)
-    flickering = KINDS[kind](clean, np.random.default_rng([seed, key, 1]))
+    flickering = KINDS[kind](clean, np.random.default_rng([seed, _name_key(name), 1]))
     family = family_of(kind)
     return SynthClip(name=name, family=family, clean=clean, flickering=flickering.astype(np.float32),
                      flow_prev=flow_prev, valid_prev=valid_prev, flow_first=flow_first, valid_first=valid_first,
