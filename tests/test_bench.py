@@ -25,14 +25,14 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 @pytest.fixture(scope="module")
 def quality(tmp_path_factory) -> tuple[Path, str, dict]:
-    """One tiny quality run with raw, clean and ffmpeg: (out dir, stdout, bench.json)."""
+    """One tiny quality run with raw, clean, look and ffmpeg: (out dir, stdout, bench.json)."""
     import contextlib
     import io
 
     out = tmp_path_factory.mktemp("bench")
     buf = io.StringIO()
     with contextlib.redirect_stdout(buf):
-        code = main(["bench", "--out", str(out), *TINY, "--only", CLIPS, "--methods", "raw,clean,ffmpeg"])
+        code = main(["bench", "--out", str(out), *TINY, "--only", CLIPS, "--methods", "raw,clean,look,ffmpeg"])
     assert code == 0
     return out, buf.getvalue(), json.loads((out / "bench.json").read_text())
 
@@ -68,6 +68,15 @@ def test_raw_is_the_reference_and_clean_scores_the_floor(quality):
     raw = _row(results, "global_w1", "raw")
     assert raw["ratio_floor"] > 5.0  # raw is far above the floor
     assert _row(results, "processed_clahe", "raw")["psnr"] is None  # inf (PSNR to itself) is null in JSON
+
+
+def test_look_row_only_on_processed_clips(quality):
+    _, text, results = quality
+    assert "look" not in next(e for e in results["clips"] if e["family"] == "global")["rows"]
+    look, raw = _row(results, "processed_clahe", "look"), _row(results, "processed_clahe", "raw")
+    assert 0 < look["ewarp"] < raw["ewarp"] and look["psnr"] > 15.0  # consistent, and the processed look
+    assert "look (flicker-free look)" in text
+    assert results["families"]["processed"]["look"]["clips"] == 1
 
 
 def test_ffmpeg_runs_for_real_and_changes_the_result(quality):
@@ -227,3 +236,16 @@ def test_targets_logic_on_known_numbers():
     assert status("processed clips") == {"SKIP"}
     ffmpeg = next(t for t in targets if "Ewarp(full) < Ewarp(ffmpeg)" in t.name)
     assert "local_b" in ffmpeg.measured and "1/2 clips" in ffmpeg.measured
+
+
+def test_removal_targets_name_the_flicker_free_looks_bound():
+    detail = _entry("processed_detail_x", "processed", 0.04, 0.015, full=0.037, look=0.034)
+    levels = _entry("processed_autolevels_y", "processed", 0.05, 0.005, full=0.008, look=0.007)
+    targets = {t.name: t for t in check_targets({"clips": [detail, levels]})}
+    removal = targets["processed clips: (raw - full) >= 0.6 (raw - floor)"]
+    assert removal.status == "FAIL" and "1/2 clips pass" in removal.measured
+    # the look removes (0.04 - 0.034) / 0.025 = 0.24 on the detail clip; full removes 0.5 of (raw - look)
+    assert "processed_detail_x: the flicker-free look itself removes 0.240, full removes 0.500 of (raw - look)" \
+        in removal.measured
+    assert "processed_autolevels_y" not in removal.measured.split(";", 1)[1]  # its look reaches 0.6
+    assert targets["every clip: (raw - full) >= 0.6 (raw - floor)"].measured == removal.measured

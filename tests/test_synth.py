@@ -10,8 +10,10 @@ import pytest
 from deflicker.cli import main
 from deflicker.errors import InvalidSettingsError
 from deflicker.image import luminance
-from deflicker.synth import FAMILIES, clip_names, load_clip, make_clip, make_set, parse_name, save_clip
-from deflicker.synth_flicker import KINDS
+from deflicker.metrics import floor, psnr, score
+from deflicker.synth import (FAMILIES, clip_names, flicker_free_look, load_clip, make_clip, make_set, parse_name,
+                            save_clip)
+from deflicker.synth_flicker import KINDS, PROCESSING
 from deflicker.synth_motion import exact_flow, make_scene, render
 from deflicker.warp import inside_mask, sample_grid, warp
 
@@ -92,6 +94,26 @@ def test_every_kind_flickers_and_keeps_structure(kind):
     for clean, flick in zip(clip.clean, clip.flickering):
         a, b = _structure(clean).ravel(), _structure(flick).ravel()
         assert np.corrcoef(a, b)[0, 1] > 0.5  # edges stay where they are
+
+
+@pytest.mark.parametrize("kind", list(PROCESSING))
+def test_flicker_free_look_is_the_processed_look_without_flicker(kind):
+    clip = make_clip(f"{kind}_coffee", size=(96, 128), frames=8)
+    look = flicker_free_look(clip)
+    assert look is not None and look.shape == clip.clean.shape and look.dtype == np.float32
+    assert np.array_equal(look, flicker_free_look(clip))  # deterministic
+    # the processed look: nearer the processed input than the clean clip is
+    assert psnr(look, clip.flickering) > psnr(clip.clean, clip.flickering) + 3.0
+    # and consistent: its Ewarp is below the input's
+    assert score(look, clip)["ewarp"] < score(clip.flickering, clip)["ewarp"]
+
+
+def test_flicker_free_look_of_detail_enhancement_sits_far_above_the_clean_floor():
+    clip = make_clip("processed_detail_motorcycle", size=(96, 128), frames=8)
+    look = flicker_free_look(clip)
+    assert look is not None
+    assert score(look, clip)["ewarp"] > 1.8 * floor(clip)  # amplified detail: larger warp interpolation error
+    assert flicker_free_look(make_clip("global_w1_motorcycle", size=(48, 64), frames=3)) is None
 
 
 def test_names_and_set():

@@ -1,7 +1,9 @@
 """Methods the quality benchmark scores, plugged in by name.
 
 :data:`METHODS` maps a name to ``callable(clip, context) -> (N, H, W, 3) float32 frames``.
-``raw`` is the flickering input, ``clean`` the clean clip (its Ewarp is the floor), ``ffmpeg``
+``raw`` is the flickering input, ``clean`` the clean clip (its Ewarp is the floor), ``look``
+the flicker-free processed look of a processed clip (:func:`deflicker.synth.flicker_free_look`;
+a method returns None where it does not apply), ``ffmpeg``
 is ffmpeg's ``deflicker`` filter run by a real ffmpeg process, and the engine methods render
 one :data:`deflicker.engine.STAGES` stage each from one shared analysis per clip.
 Add a method with :func:`register_method`.
@@ -13,7 +15,7 @@ import shutil
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional, TypeVar
 
 import numpy as np
 
@@ -34,12 +36,13 @@ log = logging.getLogger(__name__)
 #: Run on 16-bit RGB pipes, so quantization stays far below the metrics.
 FFMPEG_FILTER = "deflicker=size=5:mode=pm"
 
-MethodFn = Callable[["SynthClip", "BenchContext"], np.ndarray]
+T = TypeVar("T")
+MethodFn = Callable[["SynthClip", "BenchContext"], Optional[np.ndarray]]
 METHODS: dict[str, MethodFn] = {}
 #: Methods rendered by the engine: they share one analysis per clip (timed separately).
 ENGINE_METHODS: set[str] = set()
 #: Rows that are references rather than deflickerers (shown marked in tables).
-REFERENCES = {"raw": "input", "clean": "floor"}
+REFERENCES = {"raw": "input", "clean": "floor", "look": "flicker-free look"}
 
 
 @dataclass
@@ -156,6 +159,12 @@ def _clean(clip: "SynthClip", context: BenchContext) -> np.ndarray:
     return clip.clean
 
 
+def _look(clip: "SynthClip", context: BenchContext) -> Optional[np.ndarray]:
+    from deflicker.synth import flicker_free_look
+
+    return flicker_free_look(clip)
+
+
 def ffmpeg_command(width: int, height: int, vf: str, *, fps: float = 24.0) -> list[str]:
     """ffmpeg reading rgb48le frames on stdin, filtering with ``vf``, writing rgb48le on stdout."""
     exe = shutil.which("ffmpeg")
@@ -223,12 +232,13 @@ def engine_method(stage: str) -> MethodFn:
 
 register_method("raw", _raw)
 register_method("clean", _clean)
+register_method("look", _look)
 register_method("ffmpeg", _ffmpeg)
 for _stage in ("atlas", "filter", "refine-only", "full"):
     register_method(_stage, engine_method(_stage), engine=True)
 
 
-def timed(fn: Callable[[], np.ndarray]) -> tuple[np.ndarray, float, float]:
+def timed(fn: Callable[[], T]) -> tuple[T, float, float]:
     """(result, seconds, peak MiB above baseline) of ``fn()``."""
     with Measured() as m:
         out = fn()

@@ -62,8 +62,10 @@ def iter_clips(*, data: Optional[Path], size: tuple[int, int], frames: int, long
     return names, (synth.load_clip(paths[n]) for n in names)
 
 
-def _score_method(name: str, clip: "SynthClip", context: BenchContext) -> tuple[Optional[np.ndarray], dict[str, Any]]:
-    """Run one method on one clip: (frames or None, row with the scores, time and memory)."""
+def _score_method(name: str, clip: "SynthClip", context: BenchContext
+                  ) -> tuple[Optional[np.ndarray], Optional[dict[str, Any]]]:
+    """Run one method on one clip: (frames or None, row with the scores, time and memory); the
+    row is None where the method does not apply to the clip."""
     from deflicker import metrics
 
     extra_s, extra_mb = 0.0, 0.0
@@ -72,7 +74,10 @@ def _score_method(name: str, clip: "SynthClip", context: BenchContext) -> tuple[
         extra_s, extra_mb = stats.seconds, stats.peak_mb
     context.child_peak_mb = 0.0
     try:
-        frames, seconds, peak = timed(lambda: np.asarray(METHODS[name](clip, context), dtype=np.float32))
+        result, seconds, peak = timed(lambda: METHODS[name](clip, context))
+        if result is None:
+            return None, None
+        frames = np.asarray(result, dtype=np.float32)
         peak += context.child_peak_mb
         if frames.shape != clip.flickering.shape[:3] + (3,):
             raise ValueError(f"returned shape {frames.shape}, expected {clip.flickering.shape}")
@@ -109,12 +114,13 @@ def score_clip(clip: "SynthClip", methods: list[str], context: BenchContext,
     try:
         for name in methods:
             frames, row = _score_method(name, clip, context)
-            if frames is not None:
+            if frames is not None and row is not None:
                 row["ratio_raw"] = row["ewarp"] / raw_ewarp if raw_ewarp > 0 else math.nan
                 row["ratio_floor"] = row["ewarp"] / floor if floor > 0 else math.nan
                 if name not in REFERENCES:
                     entry["brightness"][name] = brightness(frames)
-            entry["rows"][name] = row
+            if row is not None:
+                entry["rows"][name] = row
             if on_method is not None:
                 on_method(name)
     finally:

@@ -18,7 +18,7 @@ import logging
 import os
 import shutil
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Iterator, Optional, Sequence
 
@@ -26,7 +26,7 @@ import numpy as np
 
 from deflicker.errors import InvalidSettingsError, VideoIOError
 from deflicker.settings import parse_size
-from deflicker.synth_flicker import KINDS
+from deflicker.synth_flicker import KINDS, PROCESSING
 from deflicker.synth_motion import PHOTOS, Scene, exact_flow, make_scene, render
 
 log = logging.getLogger(__name__)
@@ -122,6 +122,26 @@ def make_clip(name: str, *, size: Sequence[int] = (96, 128), frames: int = 24, s
     return SynthClip(name=name, family=family, clean=clean, flickering=flickering.astype(np.float32),
                      flow_prev=flow_prev, valid_prev=valid_prev, flow_first=flow_first, valid_first=valid_first,
                      target_is_clean=family != "processed", seed=seed)
+
+
+def flicker_free_look(clip: SynthClip) -> Optional[np.ndarray]:
+    """The processed look of a processed clip without its flicker, (N, H, W, 3) float32; None
+    for the other families (their flicker-free look is ``clip.clean``).
+
+    The clip's image operation runs once on the scene's photo and once on its object texture,
+    and the frames are rendered from those with the clip's own motion (the camera maps about
+    one photo pixel to one frame pixel, so the operation sees detail at the frames' scale). Its
+    Ewarp is the floor of that look: an operation that amplifies fine detail (detail
+    enhancement) raises the interpolation error of every warp, flicker or not.
+    """
+    kind, _ = parse_name(clip.name)
+    op = PROCESSING.get(kind)
+    if op is None:
+        return None
+    n, h, w = clip.clean.shape[:3]
+    scene = make_scene_for(clip.name, size=(h, w), frames=n, seed=clip.seed)
+    scene = replace(scene, background=op(scene.background), texture=op(scene.texture))
+    return np.stack([render(scene, t).image for t in range(n)])
 
 
 def make_set(*, size: Sequence[int] = (96, 128), frames: int = 24, seed: int = 0, long_frames: int = 600,

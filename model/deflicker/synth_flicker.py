@@ -150,6 +150,15 @@ def _global(window: int) -> Flicker:
     return apply
 
 
+#: processed kind -> the image operation it runs on every frame
+PROCESSING: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+    "processed_autolevels": autolevels,
+    "processed_greyworld": greyworld,
+    "processed_clahe": clahe,
+    "processed_stylize": stylize,
+    "processed_detail": detail,
+}
+
 #: flicker kind (the clip name without its photo) -> function
 KINDS: dict[str, Flicker] = {
     "global_w1": _global(1),
@@ -158,10 +167,6 @@ KINDS: dict[str, Flicker] = {
     "local": local_flicker,
     "mains": mains_flicker,
     "timelapse": timelapse_flicker,
-    "processed_autolevels": per_frame(autolevels),
-    "processed_greyworld": per_frame(greyworld),
-    "processed_clahe": per_frame(clahe),
-    "processed_stylize": per_frame(stylize),
-    "processed_detail": per_frame(detail),
+    **{kind: per_frame(op) for kind, op in PROCESSING.items()},
     "long_global": _global(3),
 }
