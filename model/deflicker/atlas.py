@@ -41,6 +41,8 @@ import numpy as np
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
+from deflicker.atlas_geometry import (IDENTITY, compose, grid_matches, robust_similarity, robust_weights, sample_grid,
+                                      sample_stride)
 from deflicker.atlas_object import MOVING, ObjectLayer, fit_object_layer
 from deflicker.atlas_texture import canvas_box, clipped_amount, fill_holes, normalize_colour, splat, unclipped
 from deflicker.flow import estimate_flow
@@ -50,28 +52,8 @@ from deflicker.settings import AtlasSettings, FlowSettings
 
 log = logging.getLogger(__name__)
 
-#: Flow points sampled per frame pair, about (on a regular grid of at least every 4th pixel).
-PAIR_POINTS = 600
-
-
-def sample_stride(h: int, w: int) -> int:
-    """Grid step of the flow samples for (h, w) proxies: about PAIR_POINTS per pair, at least 4."""
-    return max(4, int(round(float(np.sqrt(h * w / PAIR_POINTS)))))
-
-
-def sample_grid(h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
-    """(ys, xs) of the flow sample grid, each (gh, gw) int."""
-    step = sample_stride(h, w)
-    ys, xs = np.mgrid[step // 2:h:step, step // 2:w:step]
-    return ys, xs
 #: Largest atlas canvas, in multiples of the proxy area (long pans get a coarser atlas).
 MAX_CANVAS = 12.0
-#: Huber scale of the flow residuals (atlas pixels) for the first reweighted pass.
-HUBER = 1.0
-#: Tukey biweight cut-off (atlas pixels) of the later passes: farther correspondences (a moving
-#: object) get no weight at all; Huber alone leaves them ~1/r each, which biased the camera
-#: motion by ~0.2 px a frame towards the object and made the atlas drift by pixels over a shot.
-TUKEY = 3.0
 #: Mesh residual (atlas pixels) up to which a pixel counts as following the mapping.
 MOTION_OK = 1.5
 #: Local structure correlation below which A_t does not represent the frame (ramps to 2x).
@@ -97,7 +79,6 @@ REGISTER_PASSES = 4
 REGISTER_PRESET = "fast"
 #: Weight of the mesh-shape term of a frame's registration, relative to one flow point.
 REGISTER_STIFFNESS = 2.0
-
 
 
 @dataclass(frozen=True)
@@ -134,48 +115,6 @@ def grid_shape(h: int, w: int, cells: int) -> tuple[int, int]:
     return cells, max(1, int(round(cells * w / h)))
 
 
-#: The identity as a (2, 3) affine.
-IDENTITY = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
-
-
-def fit_similarity(src: np.ndarray, dst: np.ndarray, weight: np.ndarray) -> np.ndarray:
-    """Weighted least-squares similarity (2, 3) with dst ~ s R src + t; (k, 2) points each."""
-    wsum = float(weight.sum())
-    if wsum < 1e-6 or len(src) < 3:
-        return IDENTITY.copy()
-    zs, zd = src[:, 0] + 1j * src[:, 1], dst[:, 0] + 1j * dst[:, 1]
-    ms, md = (weight * zs).sum() / wsum, (weight * zd).sum() / wsum
-    cs, cd = zs - ms, zd - md
-    den = float((weight * np.abs(cs) ** 2).sum())
-    a = (weight * np.conj(cs) * cd).sum() / den if den > 1e-9 else 1.0 + 0j
-    b = md - a * ms
-    return np.array([[a.real, -a.imag, b.real], [a.imag, a.real, b.imag]])
-
-
-def robust_weights(residuals: np.ndarray, first: bool) -> np.ndarray:
-    """IRLS weights of residuals (atlas pixels): Huber on the ``first`` pass (a convex start from
-    the unweighted fit), Tukey's biweight after it (outliers such as moving objects drop out)."""
-    if first:
-        return np.minimum(1.0, HUBER / np.maximum(residuals, 1e-9))
-    return np.clip(1.0 - (residuals / TUKEY) ** 2, 0.0, 1.0) ** 2  # type: ignore[no-any-return]
-
-
-def robust_similarity(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
-    """Similarity fit with a few reweighting passes (outliers: moving objects)."""
-    weight = np.ones(len(src))
-    s = fit_similarity(src, dst, weight)
-    for i in range(4):
-        res = np.linalg.norm(src @ s[:, :2].T + s[:, 2] - dst, axis=1)
-        weight = robust_weights(res, first=i == 0)
-        s = fit_similarity(src, dst, weight)
-    return s
-
-
-def _compose(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """(2, 3) affine of x -> a(b(x))."""
-    return np.hstack([a[:, :2] @ b[:, :2], (a[:, :2] @ b[:, 2] + a[:, 2])[:, None]])
-
-
 @dataclass(frozen=True)
 class _Pairs:
     """Flow correspondences: frame indices and pixel positions of both ends."""
@@ -184,15 +123,6 @@ class _Pairs:
     s: np.ndarray
     xt: np.ndarray  # (k, 2)
     xs: np.ndarray  # (k, 2)
-
-
-def grid_matches(flow: np.ndarray, valid: np.ndarray, h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
-    """(points, their flow partners), (k, 2) float64 each: the valid sample-grid pixels of a flow."""
-    ys, xs = sample_grid(h, w)
-    grid = np.stack([xs.ravel(), ys.ravel()], 1).astype(np.float64)
-    ok = valid[ys, xs].ravel()
-    f = flow[ys, xs].reshape(-1, 2).astype(np.float64)
-    return grid[ok], grid[ok] + f[ok]
 
 
 def _sample_pairs(flows: ShotFlows, h: int, w: int) -> _Pairs:
@@ -227,9 +157,9 @@ def chain_similarities(flows: ShotFlows, n: int, ref: int, h: int, w: int) -> np
         return robust_similarity(src, dst) if len(src) >= 8 else IDENTITY.copy()
 
     for t in range(ref + 1, n):  # frame t -> t-1 uses bw[t-1] = f_{t->t-1}
-        out[t] = _compose(out[t - 1], step(flows.bw[t - 1], flows.valid_bw[t - 1]))
+        out[t] = compose(out[t - 1], step(flows.bw[t - 1], flows.valid_bw[t - 1]))
     for t in range(ref - 1, -1, -1):  # frame t -> t+1 uses fw[t]
-        out[t] = _compose(out[t + 1], step(flows.fw[t], flows.valid_fw[t]))
+        out[t] = compose(out[t + 1], step(flows.fw[t], flows.valid_fw[t]))
     return out
 
 

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Optional
 import cv2
 import numpy as np
 
+from deflicker.atlas_geometry import grid_matches, robust_similarity, sample_grid
 from deflicker.atlas_texture import canvas_box, fill_holes, normalize_colour, splat, unclipped
 from deflicker.flow import estimate_flow
 from deflicker.settings import FlowSettings
@@ -111,7 +112,6 @@ def _object_steps(moving: np.ndarray, flows: "ShotFlows", h: int, w: int) -> lis
     """Per neighbour pair (t, t+1) the object's similarity frame t+1 -> frame t, fitted to the
     flow at the pixels that move on their own in both; None where too few do (the object moved
     nearly with the camera there)."""
-    from deflicker.atlas import grid_matches, robust_similarity
 
     steps: list[Optional[np.ndarray]] = []
     for t in range(len(flows.bw)):
@@ -216,7 +216,6 @@ def _register(layer: ObjectLayer, t: int, normalized: np.ndarray, points: np.nda
     """Frame t's transform refitted so that its object pixels (``points``) land on the object
     texture: DIS flow from the normalized frame to the texture seen from the frame, robust
     similarity."""
-    from deflicker.atlas import robust_similarity, sample_grid
 
     h, w = points.shape
     ys, xs = sample_grid(h, w)
