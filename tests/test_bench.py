@@ -77,6 +77,7 @@ def test_look_row_only_on_processed_clips(quality):
     assert 0 < look["ewarp"] < raw["ewarp"] and look["psnr"] > 15.0  # consistent, and the processed look
     assert "look (flicker-free look)" in text
     assert results["families"]["processed"]["look"]["clips"] == 1
+    assert "look" not in results["families"]["all"]  # a mean over the processed clips only would mislead
 
 
 def test_ffmpeg_runs_for_real_and_changes_the_result(quality):

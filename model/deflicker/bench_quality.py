@@ -145,8 +145,8 @@ def aggregate(clips: list[dict[str, Any]], methods: list[str]) -> dict[str, dict
         out[family] = {}
         for name in methods:
             ok = [e for e in members if "error" not in e["rows"].get(name, {"error": 1})]
-            if not ok:
-                continue
+            if not ok or any(name not in e["rows"] for e in members):
+                continue  # not run, or a reference that only some of the group's clips have (look)
             rows = [e["rows"][name] for e in ok]
             ewarp = _mean(r["ewarp"] for r in rows)
             raw, floor = _mean(e["raw_ewarp"] for e in ok), _mean(e["floor"] for e in ok)
