@@ -141,6 +141,14 @@ def test_bad_options_exit_2_with_one_line(tmp_path, capsys, argv, word):
     assert len(err.splitlines()) == 1 and word in err and "Traceback" not in err
 
 
+@pytest.mark.parametrize("suite", ["quality", "speed", "flow", "plugin"])
+def test_an_output_folder_that_refuses_files_is_refused_before_any_work(capsys, suite):
+    # /proc: the mode bits say writable to root, yet no file can be made there
+    assert main(["bench", suite, "--out", "/proc/deflicker-bench", *TINY]) == 3
+    err = capsys.readouterr().err.strip()
+    assert err.splitlines() == [err] and err.startswith("deflicker: error: cannot write /proc/deflicker-bench")
+
+
 def test_speed_suite_at_a_tiny_size(tmp_path, capsys):
     assert main(["bench", "speed", "--sizes", "64x48", "--frames", "8,16", "--render-frames", "2",
                  "--analysis-size", "64", "--out", str(tmp_path), "--flow", "--only", "global_w1", "--size", "64x48"]) == 0

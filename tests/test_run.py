@@ -55,13 +55,15 @@ def _run_cli(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "deflicker", *args], capture_output=True, text=True)
 
 
-@pytest.mark.parametrize("case, code", [("missing", 3), ("unwritable", 3), ("same", 3), ("strength", 2),
-                                        ("range", 2), ("empty", 3)])
+@pytest.mark.parametrize("case, code", [("missing", 3), ("unwritable", 3), ("refusing", 3), ("report", 3), ("same", 3),
+                                        ("strength", 2), ("range", 2), ("empty", 3)])
 def test_run_errors_are_one_line(case, code, clip_file, tmp_path):
     out = str(tmp_path / "o.mkv")
     args = {
         "missing": ["run", str(tmp_path / "nope.mp4"), "-o", out],
         "unwritable": ["run", str(clip_file), "-o", str(clip_file) + "/sub/o.mkv"],
+        "refusing": ["run", str(clip_file), "-o", "/proc/o.mkv"],  # mode bits say writable to root
+        "report": ["run", str(clip_file), "-o", out, "--report", "/proc/r.png"],  # refused before the render
         "same": ["run", str(clip_file), "-o", str(clip_file)],
         "strength": ["run", str(clip_file), "-o", out, "--strength", "2"],
         "range": ["run", str(clip_file), "-o", out, "--frames", "5:3"],
@@ -72,5 +74,8 @@ def test_run_errors_are_one_line(case, code, clip_file, tmp_path):
     lines = [line for line in proc.stderr.replace("\r", "\n").splitlines() if line.strip()]
     assert lines and "Traceback" not in proc.stderr
     assert lines[-1].startswith(("deflicker: error:", "deflicker run: error:"))  # ours, or argparse's usage error
+    if case in ("refusing", "report"):
+        assert lines[-1].startswith("deflicker: error: cannot write /proc/")
+        assert len(lines) == 1  # refused before any work: no progress bar either
     assert not Path(out).exists()
     assert clip_file.stat().st_size > 0

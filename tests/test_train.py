@@ -55,6 +55,12 @@ def test_data_excludes_held_out_and_degradations_behave():
     assert procedural_image(np.random.default_rng(1)).shape == (192, 192, 3)
 
 
+def test_an_output_folder_that_refuses_files_is_refused_before_training(capsys):
+    assert main(["train-filter", "--steps", "1", "--out", "/proc/deflicker-weights"]) == 3
+    err = capsys.readouterr().err.strip()
+    assert err.splitlines() == [err] and err.startswith("deflicker: error: cannot write /proc/deflicker-weights")
+
+
 def test_bad_config_is_rejected(tmp_path):
     with pytest.raises(InvalidSettingsError):
         train_filter(TrainConfig(steps=0), tmp_path)

@@ -22,6 +22,7 @@ from typing import Any
 from deflicker.bench_common import parse_int_list, size_label, write_json, write_text
 from deflicker.bench_methods import METHODS
 from deflicker.errors import InvalidSettingsError
+from deflicker.io_atomic import output_folder
 from deflicker.settings import parse_size
 
 log = logging.getLogger(__name__)
@@ -73,6 +74,7 @@ def run_command(args: argparse.Namespace) -> int:
     if args.long_frames != 0 and args.long_frames < 2:
         raise InvalidSettingsError(f"--long-frames must be 0 or at least 2, not {args.long_frames}")
     args.analysis_size = _analysis_size(args.analysis_size)
+    output_folder(args.out)
     if args.suite == "quality":
         return _quality(args)
     if args.suite == "speed":
@@ -101,7 +103,6 @@ def _quality(args: argparse.Namespace) -> int:
                                 "seed": args.seed, "analysis_size": args.analysis_size,
                                 "ffmpeg_filter": args.ffmpeg_filter or FFMPEG_FILTER,
                                 "data": str(args.data) if args.data else None}
-    args.out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="deflicker-bench-cache-") as cache:
         context = BenchContext(settings=Settings(analysis_size=args.analysis_size), cache_dir=Path(cache),
                                ffmpeg_filter=settings["ffmpeg_filter"])
@@ -136,7 +137,6 @@ def _plugin(args: argparse.Namespace) -> int:
         return 3
     size = parse_size(args.size or "1080p")
     frames = _frames(args, 24)
-    args.out.mkdir(parents=True, exist_ok=True)
     try:
         figures = bench_plugin.run(args.out, frames=frames, size=size)
     except FileNotFoundError as exc:

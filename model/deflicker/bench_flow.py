@@ -78,8 +78,7 @@ def run_flow(args: argparse.Namespace, *, size: tuple[int, int], frames: int) ->
                f"per-clip ratio {float(np.nanmean([r['ratio'] for r in results['clips']])):.2f}x on average; "
                f"better on {helped}/{len(results['clips'])} clips")
     results["target"] = verdict
-    out: Path = args.out
-    out.mkdir(parents=True, exist_ok=True)
+    out: Path = args.out  # created by `deflicker bench` before any work
     write_json(out / "flow.json", results)
     write_text(out / "flow.md", f"# deflicker bench flow ({size_label(size)}, {frames} frames)\n\n"
                "End-point error in pixels of DIS flow f_{t->t-1} against the exact flow, over valid pixels.\n\n"

@@ -247,8 +247,7 @@ def run_speed(args: argparse.Namespace, *, sizes: list[tuple[int, int]], frame_c
                         "render_frames": args.render_frames if i == 0 else 0, "cache_dir": cache}
                 rows.append(_run_child(spec))
     targets = speed_targets(rows)
-    out: Path = args.out
-    out.mkdir(parents=True, exist_ok=True)
+    out: Path = args.out  # created by `deflicker bench` before any work
     write_json(out / "speed.json", {"suite": "speed", "analysis_size": args.analysis_size, "rows": rows,
                                     "targets": targets})
     write_text(out / "speed.md", f"# deflicker bench speed (analysis size {args.analysis_size})\n\n"

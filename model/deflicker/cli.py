@@ -11,7 +11,7 @@ import argparse
 import importlib
 import logging
 import sys
-from typing import Callable, Iterator, Optional, Sequence
+from typing import Any, Callable, Iterator, Optional, Sequence
 
 from deflicker import __version__
 from deflicker.errors import DeflickerError
@@ -32,18 +32,24 @@ def tqdm_progress(desc: str) -> tuple[Callable[[float, str], None], Callable[[],
     """A (progress, close) pair drawing a tqdm bar on stderr for a fraction-based callback."""
     from tqdm import tqdm
 
-    bar = tqdm(total=1000, desc=desc, unit="‰", leave=False, file=sys.stderr,
-               bar_format="{desc}: {percentage:3.0f}%|{bar}| {elapsed}<{remaining} {postfix}")
+    bars: list[Any] = []  # drawn on the first report, so a refusal up front prints only its own line
     state = {"n": 0}
 
     def progress(fraction: float, label: str) -> None:
+        if not bars:
+            bars.append(tqdm(total=1000, desc=desc, unit="‰", leave=False, file=sys.stderr,
+                             bar_format="{desc}: {percentage:3.0f}%|{bar}| {elapsed}<{remaining} {postfix}"))
         n = int(round(fraction * 1000))
         if n > state["n"]:
-            bar.update(n - state["n"])
+            bars[0].update(n - state["n"])
             state["n"] = n
-        bar.set_postfix_str(label, refresh=False)
+        bars[0].set_postfix_str(label, refresh=False)
 
-    return progress, bar.close
+    def close() -> None:
+        for bar in bars:
+            bar.close()
+
+    return progress, close
 
 
 def version_text() -> str:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Optional
 
 from deflicker.errors import DeflickerError, VideoIOError
+from deflicker.io_atomic import output_folder
 from deflicker.progress import Progress, report
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -80,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
 
     progress, close = tqdm_progress("deflicker (OFX plugin)")
     try:
-        args.out.mkdir(parents=True, exist_ok=True)
+        output_folder(args.out)
         result = args.out / f"{args.input.stem}_deflickered.mkv"
         frames = render_through_plugin(args.host, args.bundle, args.input, result, progress)
         close()

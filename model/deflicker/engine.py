@@ -346,6 +346,8 @@ def process(engine: Engine, src: Union[str, Path], dst: Union[str, Path], *,
     from deflicker.report import ReportCollector
 
     check_output_path(dst, [src])
+    if report:
+        check_output_path(report, [src, dst])
     with engine.open(src, frame_range=frame_range) as session:
         t0 = time.perf_counter()
         session.analyze(scaled(progress, 0.0, 0.5), cancel)

@@ -51,7 +51,10 @@ os.umask(_UMASK)
 def temp_file_for(path: Path) -> Path:
     """A new hidden empty temp file beside ``path`` with the same extension (so muxers see it),
     with the permissions an ordinary new file gets (mkstemp's own are owner-only)."""
-    fd, name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".part{path.suffix}", dir=_parent(path))
+    try:
+        fd, name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".part{path.suffix}", dir=_parent(path))
+    except OSError as exc:
+        raise VideoIOError(f"cannot write {path}: {exc.strerror or exc}") from None
     os.close(fd)
     os.chmod(name, 0o666 & ~_UMASK)
     return Path(name)
@@ -110,4 +113,27 @@ def check_output_path(out: PathLike, inputs: Iterable[PathLike] = ()) -> Path:
         raise VideoIOError(f"cannot write {out}: {existing} is not a folder")
     if not os.access(existing, os.W_OK | os.X_OK):
         raise VideoIOError(f"cannot write {out}: {existing} is not writable")
+    _probe(existing, out)
     return path
+
+
+def output_folder(path: PathLike) -> Path:
+    """The folder ``path`` for a command's outputs, checked writable (see :func:`check_output_path`)
+    and created, before any work; VideoIOError in one line when it cannot be."""
+    folder = check_output_path(path)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise VideoIOError(f"cannot create {folder}: {exc.strerror or exc}") from None
+    return folder
+
+
+def _probe(folder: Path, out: PathLike) -> None:
+    """Create and remove a file in ``folder``: permission bits do not tell everything (a
+    read-only mount, /proc, a full quota, root on a folder it may not write)."""
+    try:
+        fd, name = tempfile.mkstemp(prefix=".deflicker-probe.", dir=folder)
+    except OSError as exc:
+        raise VideoIOError(f"cannot write {out}: {folder} refuses new files ({exc.strerror or exc})") from None
+    os.close(fd)
+    os.unlink(name)

@@ -20,8 +20,9 @@ import torch
 import torch.nn.functional as F
 
 from deflicker import degrade
-from deflicker.errors import InvalidSettingsError, VideoIOError
+from deflicker.errors import InvalidSettingsError
 from deflicker.filter import DEFAULT_WEIGHTS, NeuralFilter, apply_coefficients, save_filter
+from deflicker.io_atomic import output_folder
 from deflicker.progress import CancelCheck, Progress, check_cancel, report
 from deflicker.train_data import training_images, validation_images
 
@@ -108,11 +109,7 @@ def train_filter(config: TrainConfig, out_dir: Path, *, progress: Optional[Progr
     """Train F from scratch, write ``filter.pt`` and ``filter.json`` into ``out_dir``; returns the recipe."""
     if config.steps < 1 or config.batch < 1 or config.crop < 32 or config.threads < 1:
         raise InvalidSettingsError("steps, batch and threads must be >= 1 and crop >= 32")
-    out_dir = Path(out_dir)
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise VideoIOError(f"cannot create {out_dir}: {exc.strerror}") from None
+    out_dir = output_folder(out_dir)
     torch.set_num_threads(config.threads)
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
