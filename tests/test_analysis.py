@@ -1,6 +1,7 @@
 """The per-clip analysis: atlas consistency, shots, repeated frames, HDR scale, arrays."""
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 
@@ -42,7 +43,6 @@ def test_atlas_frames_are_consistent(clip, analysis):
 def test_mapping_does_not_drift_from_the_first_frame(clip, analysis):
     """Every frame's pixels land where frame 0's partners (exact flow) land: the registration
     to the texture removes the drift that chained flows accumulate over a shot."""
-    import cv2
 
     atlas = analysis.atlases[0]
     h, w = atlas.frame_shape
@@ -73,6 +73,39 @@ def test_colour_fit_ignores_clipped_pixels():
     np.testing.assert_allclose(ratio, 2.2 / 0.6, rtol=0.01)
     blind = frame_colours(proxies, atlas, display=False)  # as if the values could exceed 1
     assert np.abs(blind[1, 0] / blind[0, 0] - 2.2 / 0.6).max() > 0.05
+
+
+def test_colour_fit_censors_clipped_channels_instead_of_leaving_them_out():
+    """A flawed A_t (its own errors) and half of one channel clipped: leaving the clipped pixels
+    out keeps a narrow spread of the rest, and the gain flattens; censoring them keeps it."""
+    from deflicker.atlas import FastAtlas, frame_colours, robust_channel_affine
+    from deflicker.atlas_texture import unclipped
+
+    rng = np.random.default_rng(2)
+    h, w = 48, 64
+    truth = cv2.GaussianBlur(rng.uniform(0.05, 0.95, (h, w, 3)).astype(np.float32), (0, 0), 1.0)
+    truth = (truth - truth.min()) / (truth.max() - truth.min()) * 0.85 + 0.08
+    flawed = (truth + rng.normal(0, 0.04, truth.shape)).astype(np.float32)
+    nodes = np.stack(np.meshgrid(np.linspace(0, w - 1, 3), np.linspace(0, h - 1, 3)), -1)[None].repeat(2, 0)
+    atlas = FastAtlas(flawed, np.ones((h, w), np.float32), nodes, (h, w))
+    gains = np.array([[0.8, 0.8, 0.8], [1.9, 1.2, 1.2]], np.float32)
+    proxies = np.clip(truth[None] * gains[:, None, None, :], 0.0, 1.0)
+    assert (proxies[1, ..., 0] >= 1.0).mean() > 0.45
+    mean = truth.reshape(-1, 3).mean(0)
+    want = gains[1] / gains[0]
+    fitted = frame_colours(proxies, atlas)
+    level = (fitted[1, 0] * mean + fitted[1, 1]) / (fitted[0, 0] * mean + fitted[0, 1])
+    np.testing.assert_allclose(level, want, rtol=0.015)  # the brightness the deflicker evens out
+    np.testing.assert_allclose(fitted[1, 0] / fitted[0, 0], want, rtol=0.06)
+    a = flawed[::2, ::2].reshape(-1, 3).astype(np.float64)
+    left_out = []
+    for proxy in proxies:
+        p = proxy[::2, ::2].reshape(-1, 3).astype(np.float64)
+        keep = unclipped(p)
+        left_out.append(robust_channel_affine(a[keep], p[keep], display=False))
+    assert left_out[1][0][0] / left_out[0][0][0] < 0.85 * want[0]  # the flattened red gain it replaces
+    old_level = (left_out[1][0] * mean + left_out[1][1]) / (left_out[0][0] * mean + left_out[0][1])
+    assert old_level[0] < 0.96 * want[0]
 
 
 def test_colour_fit_is_not_pulled_by_an_object_the_texture_lacks():

@@ -44,7 +44,7 @@ import scipy.sparse.linalg as spla
 from deflicker.atlas_geometry import (IDENTITY, compose, grid_matches, robust_similarity, robust_weights, sample_grid,
                                       sample_stride)
 from deflicker.atlas_object import MOVING, ObjectLayer, fit_object_layer
-from deflicker.atlas_texture import canvas_box, clipped_amount, fill_holes, normalize_colour, splat, unclipped
+from deflicker.atlas_texture import CLIPPED, canvas_box, clipped_amount, fill_holes, normalize_colour, splat, unclipped
 from deflicker.flow import estimate_flow
 from deflicker.image import local_contrast, local_correlation
 from deflicker.progress import CancelCheck, Progress, check_cancel, report
@@ -441,35 +441,48 @@ def fit_channel_affine(a: np.ndarray, p: np.ndarray, weight: np.ndarray) -> tupl
     return np.where(flat, pm / np.maximum(am, 1e-6), g), np.where(flat, 0.0, b)
 
 
-def robust_channel_affine(a: np.ndarray, p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def robust_channel_affine(a: np.ndarray, p: np.ndarray, display: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """:func:`fit_channel_affine` reweighted COLOUR_PASSES times with Tukey's biweight on each
     channel's residuals, scaled by their MAD: moving objects, ghosts and misregistered edges
     drop out instead of pulling the gain. It starts from the median ratio p / a (a gain alone),
-    which a third of the pixels off cannot move, where a least-squares start would be."""
-    lit = a > 0.02
-    g = np.array([np.median(p[lit[:, c], c] / a[lit[:, c], c]) if lit[:, c].any() else 1.0 for c in range(3)])
+    which a third of the pixels off cannot move, where a least-squares start would be.
+
+    ``display``-referred values are censored at the clipping level (CLIPPED): a channel clipped
+    in ``p`` says only that g * a + b reaches the clip there (crushed: stays below the floor).
+    Each pass, such a sample counts at max(p, prediction) (min for crushed), so it pulls only a
+    prediction that contradicts it. Leaving clipped pixels out instead keeps the darker ones
+    alone, whose narrow spread of ``a`` (against A_t's own errors) flattened the gain: a frame
+    with 40% of its red clipped got a red gain of 0.6 and an offset of 0.4 (truth 1.5 and 0).
+    """
+    if display:
+        high, low = p >= CLIPPED, p <= 1.0 - CLIPPED
+    else:
+        high = low = np.zeros(p.shape, bool)
+    free = ~(high | low)
+    start = free & (a > 0.02)
+    g = np.array([np.median(p[start[:, c], c] / a[start[:, c], c]) if start[:, c].any() else 1.0 for c in range(3)])
     b = np.zeros(3)
     for _ in range(COLOUR_PASSES):
-        res = p - g * a - b
-        scale = 1.4826 * np.median(np.abs(res), axis=0) + 1e-4
+        pred = g * a + b
+        target = np.where(high, np.maximum(p, pred), np.where(low, np.minimum(p, pred), p))
+        res = target - pred
+        scale = np.array([1.4826 * np.median(np.abs(res[free[:, c], c])) if free[:, c].any() else 0.0
+                          for c in range(3)]) + 1e-4
         weight = np.clip(1.0 - (res / (COLOUR_TUKEY * scale)) ** 2, 0.0, 1.0) ** 2
-        g, b = fit_channel_affine(a, p, weight)
+        g, b = fit_channel_affine(a, target, weight)
     return g, b
 
 
 def frame_colours(proxies: np.ndarray, atlas: "FastAtlas", display: bool = True) -> np.ndarray:
     """Per-frame, per-channel affine colour (n, 2, 3): gains g_t and offsets b_t with
-    P_t ~ g_t * A_t + b_t (:func:`robust_channel_affine`; clipped pixels of ``display``-
-    referred proxies left out), normalized so that the gains' geometric mean is 1 and the
-    offsets' mean 0 over the shot (the texture keeps the shot's average look)."""
+    P_t ~ g_t * A_t + b_t (:func:`robust_channel_affine`; clipped and crushed values of
+    ``display``-referred proxies censored), normalized so that the gains' geometric mean is 1
+    and the offsets' mean 0 over the shot (the texture keeps the shot's average look)."""
     colour = identity_colour(len(proxies)).astype(np.float64)
     for t in range(len(proxies)):
         a = atlas.frame(t)[::2, ::2].reshape(-1, 3).astype(np.float64)  # every 4th pixel: 6 unknowns
         p = proxies[t][::2, ::2].reshape(-1, 3).astype(np.float64)
-        keep = unclipped(p) if display else np.ones(len(a), bool)
-        if keep.mean() < 0.1:  # nearly all clipped: fit what there is
-            keep[:] = True
-        colour[t] = robust_channel_affine(a[keep], p[keep])
+        colour[t] = robust_channel_affine(a, p, display)
     g, b = colour[:, 0], colour[:, 1]
     s = np.exp(np.log(g).mean(0))
     g = g / s
