@@ -58,6 +58,32 @@ def test_mapping_does_not_drift_from_the_first_frame(clip, analysis):
     assert max(errors) < 0.5, errors
 
 
+def test_texture_takes_the_tightest_clipping_bound_where_no_frame_saw_the_scene():
+    """A highlight clipped (and a shadow crushed) in every frame: its texels take the bound of
+    the frame with the lowest gain, so every frame rebuilt from the texture clips there too;
+    the mean of the frames' bounds would not (it is below what the brightest-bounding frame says)."""
+    from deflicker.atlas import splat_texture
+
+    h, w = 24, 32
+    truth = np.full((h, w, 3), 0.4, np.float32)
+    truth[4:12, 4:12] = 0.85  # clipped at every gain below
+    truth[14:20, 18:28] = 0.02  # crushed by every offset below
+    gains = np.array([1.3, 1.5, 1.7])
+    offset = -0.05
+    proxies = np.clip(truth[None] * gains[:, None, None, None] + offset, 0.0, 1.0).astype(np.float32)
+    colour = np.zeros((3, 2, 3), np.float32)
+    colour[:, 0] = gains[:, None]
+    colour[:, 1] = offset
+    nodes = np.stack(np.meshgrid(np.linspace(0, w - 1, 3), np.linspace(0, h - 1, 3)), -1)[None].repeat(3, 0)
+    texture, weight = splat_texture(proxies, nodes, (h, w), colour)
+    np.testing.assert_allclose(texture[5:11, 5:11], (1.0 - offset) / gains.min(), atol=1e-3)
+    np.testing.assert_allclose(texture[15:19, 19:27], -offset / gains.max(), atol=1e-3)
+    np.testing.assert_allclose(texture[:, 14:16], 0.4, atol=1e-3)  # seen: the mean, exact
+    rebuilt = texture[None] * gains[:, None, None, None] + offset
+    assert (rebuilt[:, 5:11, 5:11] >= 1.0 - 1e-3).all() and (rebuilt[:, 15:19, 19:27] <= 1e-3).all()
+    assert weight[5:11, 5:11].max() < 1e-3 < weight[:, 14:16].min()
+
+
 def test_colour_fit_ignores_clipped_pixels():
     from deflicker.atlas import FastAtlas, frame_colours
 

@@ -44,7 +44,8 @@ import scipy.sparse.linalg as spla
 from deflicker.atlas_geometry import (IDENTITY, compose, grid_matches, robust_similarity, robust_weights, sample_grid,
                                       sample_stride)
 from deflicker.atlas_object import MOVING, ObjectLayer, fit_object_layer
-from deflicker.atlas_texture import CLIPPED, canvas_box, clipped_amount, fill_holes, normalize_colour, splat, unclipped
+from deflicker.atlas_texture import (CLIPPED, bound_texels, canvas_box, clipped_amount, fill_holes, normalize_colour,
+                                     splat, unclipped)
 from deflicker.flow import estimate_flow
 from deflicker.image import local_contrast, local_correlation
 from deflicker.progress import CancelCheck, Progress, check_cancel, report
@@ -54,6 +55,9 @@ log = logging.getLogger(__name__)
 
 #: Largest atlas canvas, in multiples of the proxy area (long pans get a coarser atlas).
 MAX_CANVAS = 12.0
+#: Splat weight of a texel channel's unclipped observations under which its clipping bound
+#: decides (:func:`splat_texture`): less than a twentieth of one mapped frame.
+CENSORED_SEEN = 0.05
 #: Mesh residual (atlas pixels) up to which a pixel counts as following the mapping.
 MOTION_OK = 1.5
 #: Local structure correlation below which A_t does not represent the frame (ramps to 2x).
@@ -494,23 +498,44 @@ def splat_texture(proxies: np.ndarray, nodes: np.ndarray, canvas: tuple[int, int
                   colour: Optional[np.ndarray] = None, motion: Optional[np.ndarray] = None,
                   display: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """Mean of every frame's pixels (its colour transform undone) splatted bilinearly at their atlas
-    positions, independently moving pixels and (``display``-referred) clipped ones all but left
-    out: (texture (Ha, Wa, 3), weight (Ha, Wa))."""
+    positions, independently moving pixels all but left out: (texture (Ha, Wa, 3), weight (Ha, Wa):
+    how many frames back each texel).
+
+    A ``display``-referred pixel with a clipped (or crushed) channel says only that the scene is
+    at least (at most) its normalized value there: it adds all but no weight to the mean, and a
+    texel that no mapped frame saw unclipped (weight under CENSORED_SEEN) takes, in each channel
+    that clipped, the tightest such bound over the shot (the highest; the lowest for crushed
+    ones), the same for every frame. The mean of the bounds sat under the bound of the frames
+    with the lowest gain, and their clipped pixels kept their flicker (the guide only raises a
+    clipped pixel to A_t).
+    """
     n, h, w, _ = proxies.shape
     ha, wa = canvas
     atlas = FastAtlas(np.zeros((1, 1, 3), np.float32), np.zeros((1, 1), np.float32), nodes, (h, w), motion)
     acc = np.zeros((4, ha * wa))
+    highest = np.full((3, ha * wa), -np.inf)
+    lowest = np.full((3, ha * wa), np.inf)
     for t in range(n):
         mx, my = atlas.mapping(t)
         pixels = proxies[t].reshape(-1, 3).astype(np.float64)
+        high, low = pixels >= CLIPPED, pixels <= 1.0 - CLIPPED
         if colour is not None:
             pixels = (pixels - colour[t, 1]) / colour[t, 0]
-        keep = atlas.static(t).ravel().astype(np.float64) + 1e-3
-        if display:
-            keep *= np.where(unclipped(proxies[t].reshape(-1, 3)), 1.0, 1e-3)
+        static = atlas.static(t).ravel().astype(np.float64)
+        keep = static + 1e-3
+        if display:  # next to nothing: the mean of those is the fallback of last resort
+            keep *= np.where((high | low).any(-1), 1e-6, 1.0)
+            mapped = (static >= MOVING)[:, None]
+            bound_texels(highest, mx, my, pixels, high & mapped, canvas, high=True)
+            bound_texels(lowest, mx, my, pixels, low & mapped, canvas, high=False)
         splat(acc, mx, my, pixels, keep, canvas)
-    weight = acc[3].reshape(ha, wa)
-    texture = (acc[:3] / np.maximum(acc[3], 1e-9)).T.reshape(ha, wa, 3)
+    seen = acc[3]
+    mean = acc[:3] / np.maximum(seen, 1e-9)
+    unseen = seen < CENSORED_SEEN
+    mean = np.where(unseen & np.isfinite(highest), np.maximum(mean, highest), mean)
+    mean = np.where(unseen & np.isfinite(lowest) & ~np.isfinite(highest), np.minimum(mean, lowest), mean)
+    weight = seen.reshape(ha, wa)
+    texture = mean.T.reshape(ha, wa, 3)
     return fill_holes(texture, weight).astype(np.float32), weight.astype(np.float32)
 
 

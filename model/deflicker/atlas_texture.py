@@ -60,6 +60,19 @@ def splat(acc: np.ndarray, mx: np.ndarray, my: np.ndarray, pixels: np.ndarray, w
             acc[c] += np.bincount(idx, wgt * pixels[:, c], ha * wa)
 
 
+def bound_texels(bound: np.ndarray, mx: np.ndarray, my: np.ndarray, values: np.ndarray, where: np.ndarray,
+                 canvas: tuple[int, int], *, high: bool) -> None:
+    """Fold one frame's clipped (``high``: running max) or crushed (running min) ``values``
+    (h*w, 3) into ``bound`` (3, Ha * Wa) at the nearest texels, where ``where`` (h*w, 3) holds:
+    the tightest bound the shot's frames give each texel's channel."""
+    ha, wa = canvas
+    idx = (np.clip(np.rint(my), 0, ha - 1).astype(int) * wa + np.clip(np.rint(mx), 0, wa - 1).astype(int)).ravel()
+    fold = np.maximum.at if high else np.minimum.at
+    for c in range(3):
+        on = where[:, c]
+        fold(bound[c], idx[on], values[on, c])
+
+
 def fill_holes(texture: np.ndarray, weight: np.ndarray) -> np.ndarray:
     """Texels no frame reached take the normalized-blur of their neighbours (no black seams)."""
     known = (weight > 1e-6).astype(np.float32)
