@@ -55,8 +55,8 @@ log = logging.getLogger(__name__)
 
 #: Largest atlas canvas, in multiples of the proxy area (long pans get a coarser atlas).
 MAX_CANVAS = 12.0
-#: Splat weight of a texel channel's unclipped observations under which its clipping bound
-#: decides (:func:`splat_texture`): less than a twentieth of one mapped frame.
+#: Splat weight of a texel's unclipped observations under which the bounds of its clipped
+#: channels decide (:func:`splat_texture`): less than a twentieth of one mapped frame.
 CENSORED_SEEN = 0.05
 #: Mesh residual (atlas pixels) up to which a pixel counts as following the mapping.
 MOTION_OK = 1.5
