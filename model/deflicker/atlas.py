@@ -44,7 +44,7 @@ import scipy.sparse.linalg as spla
 from deflicker.atlas_geometry import (IDENTITY, compose, grid_matches, robust_similarity, robust_weights, sample_grid,
                                       sample_stride)
 from deflicker.atlas_object import MOVING, ObjectLayer, fit_object_layer
-from deflicker.atlas_texture import (CLIPPED, bound_texels, canvas_box, clipped_amount, fill_holes, normalize_colour,
+from deflicker.atlas_texture import (bound_texels, canvas_box, censored, clipped_amount, fill_holes, normalize_colour,
                                      splat, unclipped)
 from deflicker.flow import estimate_flow
 from deflicker.image import local_contrast, local_correlation
@@ -458,10 +458,7 @@ def robust_channel_affine(a: np.ndarray, p: np.ndarray, display: bool = True) ->
     alone, whose narrow spread of ``a`` (against A_t's own errors) flattened the gain: a frame
     with 40% of its red clipped got a red gain of 0.6 and an offset of 0.4 (truth 1.5 and 0).
     """
-    if display:
-        high, low = p >= CLIPPED, p <= 1.0 - CLIPPED
-    else:
-        high = low = np.zeros(p.shape, bool)
+    high, low = censored(p) if display else (np.zeros(p.shape, bool), np.zeros(p.shape, bool))
     free = ~(high | low)
     start = free & (a > 0.02)
     g = np.array([np.median(p[start[:, c], c] / a[start[:, c], c]) if start[:, c].any() else 1.0 for c in range(3)])
@@ -518,7 +515,7 @@ def splat_texture(proxies: np.ndarray, nodes: np.ndarray, canvas: tuple[int, int
     for t in range(n):
         mx, my = atlas.mapping(t)
         pixels = proxies[t].reshape(-1, 3).astype(np.float64)
-        high, low = pixels >= CLIPPED, pixels <= 1.0 - CLIPPED
+        high, low = censored(pixels)  # of the values as filmed, before the colour is undone
         if colour is not None:
             pixels = (pixels - colour[t, 1]) / colour[t, 0]
         static = atlas.static(t).ravel().astype(np.float64)

@@ -8,10 +8,14 @@ import numpy as np
 from deflicker.correction import CLIP_RAMP
 
 #: Display-referred proxy values at or beyond which a channel counts as clipped (or crushed
-#: at 1 - CLIPPED): it says nothing about the frame's colour or the scene there, so the
-#: colour fit and the textures leave it out (a texture takes those texels from the frames
-#: that did see them).
+#: at 1 - CLIPPED): it only bounds the scene there, so the colour fit censors it and a texture
+#: takes those texels from the frames that did see them (or from the tightest bound).
 CLIPPED = 1.0 - CLIP_RAMP / 2  # where correction.fill_clipped fills fully
+
+
+def censored(pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(..., 3) display-referred pixels -> (clipped, crushed), each (..., 3) bool (CLIPPED)."""
+    return pixels >= CLIPPED, pixels <= 1.0 - CLIPPED
 
 
 def unclipped(pixels: np.ndarray) -> np.ndarray:

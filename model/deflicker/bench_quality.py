@@ -114,12 +114,12 @@ def score_clip(clip: "SynthClip", methods: list[str], context: BenchContext,
     try:
         for name in methods:
             frames, row = _score_method(name, clip, context)
-            if frames is not None and row is not None:
-                row["ratio_raw"] = row["ewarp"] / raw_ewarp if raw_ewarp > 0 else math.nan
-                row["ratio_floor"] = row["ewarp"] / floor if floor > 0 else math.nan
-                if name not in REFERENCES:
-                    entry["brightness"][name] = brightness(frames)
-            if row is not None:
+            if row is not None:  # None: the method does not apply to this clip
+                if frames is not None:
+                    row["ratio_raw"] = row["ewarp"] / raw_ewarp if raw_ewarp > 0 else math.nan
+                    row["ratio_floor"] = row["ewarp"] / floor if floor > 0 else math.nan
+                    if name not in REFERENCES:
+                        entry["brightness"][name] = brightness(frames)
                 entry["rows"][name] = row
             if on_method is not None:
                 on_method(name)

@@ -34,10 +34,11 @@ def _value(entry: dict[str, Any], method: str, key: str) -> Optional[float]:
     return float(row[key])
 
 
-def removed_fraction(entry: dict[str, Any], method: str) -> Optional[float]:
-    """(raw - method) / (raw - floor) in Ewarp: the share of the flicker above the floor removed."""
+def removed_fraction(entry: dict[str, Any], method: str, floor: Optional[float] = None) -> Optional[float]:
+    """(raw - method) / (raw - floor) in Ewarp: the share of the flicker above the floor (the
+    clean clip's, or ``floor``) removed."""
     ewarp = _value(entry, method, "ewarp")
-    span = entry["raw_ewarp"] - entry["floor"]
+    span = entry["raw_ewarp"] - (entry["floor"] if floor is None else floor)
     if ewarp is None or span <= 0:
         return None
     return (entry["raw_ewarp"] - ewarp) / span
@@ -142,11 +143,8 @@ def _with_look_bound(target: Target, processed: list[dict[str, Any]], ours: str)
         bound = removed_fraction(entry, "look")
         if bound is None or bound >= 0.6:
             continue
-        look = _value(entry, "look", "ewarp")
-        mine = _value(entry, ours, "ewarp")
-        span = entry["raw_ewarp"] - (look or 0.0)
-        share = f", {ours} removes {(entry['raw_ewarp'] - mine) / span:.3f} of (raw - look)" \
-            if mine is not None and span > 0 else ""
+        mine = removed_fraction(entry, ours, floor=_value(entry, "look", "ewarp"))
+        share = "" if mine is None else f", {ours} removes {mine:.3f} of (raw - look)"
         notes.append(f"{entry['name']}: the flicker-free look itself removes {bound:.3f}{share}")
     if not notes:
         return target

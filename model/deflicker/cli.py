@@ -33,17 +33,16 @@ def tqdm_progress(desc: str) -> tuple[Callable[[float, str], None], Callable[[],
     from tqdm import tqdm
 
     bars: list[Any] = []  # drawn on the first report, so a refusal up front prints only its own line
-    state = {"n": 0}
 
     def progress(fraction: float, label: str) -> None:
         if not bars:
             bars.append(tqdm(total=1000, desc=desc, unit="‰", leave=False, file=sys.stderr,
                              bar_format="{desc}: {percentage:3.0f}%|{bar}| {elapsed}<{remaining} {postfix}"))
+        bar = bars[0]
         n = int(round(fraction * 1000))
-        if n > state["n"]:
-            bars[0].update(n - state["n"])
-            state["n"] = n
-        bars[0].set_postfix_str(label, refresh=False)
+        if n > bar.n:
+            bar.update(n - bar.n)
+        bar.set_postfix_str(label, refresh=False)
 
     def close() -> None:
         for bar in bars:

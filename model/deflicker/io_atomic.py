@@ -34,13 +34,18 @@ def _same_frames(a: Path, b: Path) -> bool:
     return (pa, sa) == (pb, sb)
 
 
+def _make_folder(folder: Path) -> Path:
+    """``folder``, created with its parents if missing; VideoIOError in one line when it cannot be."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise VideoIOError(f"cannot create {folder}: {exc.strerror or exc}") from None
+    return folder
+
+
 def _parent(path: Path) -> Path:
     """The folder an output (file, pattern or folder) and its temp files live in, created if missing."""
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise VideoIOError(f"cannot create {path.parent}: {exc.strerror or exc}") from None
-    return path.parent
+    return _make_folder(path.parent)
 
 
 #: The process umask, read once at import (reading it means setting it, which is not thread safe).
@@ -120,12 +125,7 @@ def check_output_path(out: PathLike, inputs: Iterable[PathLike] = ()) -> Path:
 def output_folder(path: PathLike) -> Path:
     """The folder ``path`` for a command's outputs, checked writable (see :func:`check_output_path`)
     and created, before any work; VideoIOError in one line when it cannot be."""
-    folder = check_output_path(path)
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise VideoIOError(f"cannot create {folder}: {exc.strerror or exc}") from None
-    return folder
+    return _make_folder(check_output_path(path))
 
 
 def _probe(folder: Path, out: PathLike) -> None:
