@@ -28,7 +28,7 @@ from deflicker.warp import inside_mask, warp
 log = logging.getLogger(__name__)
 
 #: Bumped whenever the analysis or its stored layout changes (old cache entries recompute).
-FORMAT_VERSION = 9
+FORMAT_VERSION = 10
 
 Atlas = Union[FastAtlas, Any]  # FastAtlas or deflicker.atlas_neural.NeuralAtlas
 

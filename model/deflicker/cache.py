@@ -1,11 +1,19 @@
-"""The on-disk analysis cache, shared by every process on the machine.
+"""The on-disk analysis cache, shared by every process on the machine or the farm.
 
-An entry is ``<root>/<digest>.npz`` where the digest is a :class:`ClipKey`: a fingerprint of
-the clip's content (sampled frames, not a path), its frame count, size, channels and bit
-depth, the hash of the analysis settings and the format version. Entries are written to a
-temp file and renamed, so readers never see half an entry; a per-key lock file serializes
-the analysis of one clip across processes (the second process waits, then reads). A corrupt
-or old-format entry is logged, removed and recomputed, never a crash.
+An entry is ``<root>/<digest>.npz`` where the digest is a :class:`ClipKey`: a cheap fingerprint
+of the clip's content (sampled frames, not a path), its frame count, size, channels and bit
+depth, the hash of the analysis settings and the format version. The entry itself holds every
+frame's digest and is checked before use (:mod:`deflicker.cache_entry`): an entry made for
+another clip that shares the key, edited by hand, damaged or oversized is never used; the clip
+is analysed again and the entry replaced. Entries are written to a temp file and renamed, so
+readers never see half an entry; a per-key lock (:mod:`deflicker.cache_lock`) serializes the
+analysis of one clip across processes (the second process waits, then reads).
+
+The cache only ever saves work: a folder that cannot be created, read, locked or written (no
+permission, another user's files, a sticky folder, a full disk) costs a one-line warning and
+the run goes on with the analysis in memory. Nothing is deleted because it could not be read.
+In a group-writable folder (a farm's shared cache, setgid to the users' group) entries and
+lock files are made group-writable, so every member of the group reads and replaces them.
 """
 from __future__ import annotations
 
@@ -13,17 +21,17 @@ import contextlib
 import hashlib
 import logging
 import os
-import sys
-import zipfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import BinaryIO, Iterator, Optional
+from typing import Iterator, NamedTuple, Optional
 
 import numpy as np
 
 from deflicker.analysis import FORMAT_VERSION, ClipAnalysis, analyze_clip
-from deflicker.errors import ModelLoadError, VideoIOError
-from deflicker.image import resize
+from deflicker.cache_entry import EntryRefused, analysis_from_entry, entry_arrays, entry_limit, read_entry
+from deflicker.cache_lock import file_mode, key_lock
+from deflicker.content import ContentDigests, DigestingSource
+from deflicker.image import proxy_shape, resize
 from deflicker.io_atomic import replaced_on_success
 from deflicker.progress import CancelCheck, Progress
 from deflicker.settings import Settings
@@ -47,7 +55,8 @@ def default_root() -> Path:
 
 
 def fingerprint(source: FrameSource) -> str:
-    """Hash of evenly sampled frames' thumbnails (exact bytes): the clip's content identity."""
+    """Hash of evenly sampled frames' thumbnails (exact bytes): the cache key's cheap sample of the
+    clip's content (the entry's frame digests check the rest, :mod:`deflicker.content`)."""
     n = len(source)
     picks = sorted(set(np.linspace(0, n - 1, min(FINGERPRINT_FRAMES, n)).round().astype(int).tolist()))
     h = hashlib.sha256()
@@ -85,6 +94,18 @@ class ClipKey:
         return hashlib.sha256(blob).hexdigest()[:24]
 
 
+class CachedAnalysis(NamedTuple):
+    """A clip's analysis, the digests of the frames it was made from, and its entry's path."""
+
+    analysis: ClipAnalysis
+    content: ContentDigests
+    path: Path
+
+
+def _reason(exc: OSError) -> str:
+    return str(exc.strerror or exc)
+
+
 class AnalysisCache:
     """Analyses on disk under ``root`` (default: :func:`default_root`)."""
 
@@ -95,86 +116,99 @@ class AnalysisCache:
         """Where the entry for ``key`` lives."""
         return self.root / f"{key.digest()}.npz"
 
-    def load(self, key: ClipKey) -> Optional[ClipAnalysis]:
-        """The stored analysis, or None when absent; corrupt or old entries are removed."""
+    def load(self, key: ClipKey, settings: Settings, *, quiet: bool = False) -> Optional[CachedAnalysis]:
+        """The stored analysis, or None when absent or unusable (then warned, unless ``quiet``:
+        refused entries are replaced by the next store, unreadable ones are left alone)."""
         path = self.path_for(key)
-        if not path.exists():
-            return None
+        shape = proxy_shape(key.height, key.width, settings.analysis_size)
         try:
-            with np.load(path, allow_pickle=False) as data:
-                return ClipAnalysis.from_arrays({k: data[k] for k in data.files})
-        except (OSError, ValueError, EOFError, zipfile.BadZipFile, ModelLoadError) as exc:
-            log.warning("dropping unusable cache entry %s: %s", path, exc)
-            self.invalidate(key)
+            arrays = read_entry(path, entry_limit(key.frame_count, shape))
+            analysis, content = analysis_from_entry(arrays, key.digest(), key.frame_count, (key.height, key.width),
+                                                    settings)
+        except FileNotFoundError:
             return None
+        except EntryRefused as exc:
+            if not quiet:
+                log.warning("not using the cache entry %s: %s; analysing again", path, exc)
+            return None
+        except OSError as exc:
+            if not quiet:
+                log.warning("cannot read the cache entry %s (%s); analysing again", path, _reason(exc))
+            return None
+        log.info("analysis of clip %s loaded from %s", key.digest(), path)
+        return CachedAnalysis(analysis, content, path)
 
-    def store(self, key: ClipKey, analysis: ClipAnalysis) -> Path:
-        """Write the entry atomically (temp file in the same folder, then rename)."""
+    def store(self, key: ClipKey, analysis: ClipAnalysis, content: ContentDigests) -> bool:
+        """Write the entry atomically (temp file in the same folder, then rename); False, with a
+        warning, when the cache cannot take it (the caller goes on from memory)."""
         path = self.path_for(key)
         try:
             self.root.mkdir(parents=True, exist_ok=True)
-            with replaced_on_success(path) as tmp, open(tmp, "wb") as fh:
-                np.savez(fh, **analysis.to_arrays())  # type: ignore[arg-type]
-                fh.flush()
-                os.fsync(fh.fileno())
+            with replaced_on_success(path) as tmp:
+                with open(tmp, "wb") as fh:
+                    np.savez(fh, **entry_arrays(key.digest(), analysis, content))  # type: ignore[arg-type]
+                    fh.flush()
+                    os.fsync(fh.fileno())
+                os.chmod(tmp, file_mode(self.root))
         except OSError as exc:
-            raise VideoIOError(f"cannot write the analysis cache {self.root}: {exc.strerror or exc}") from None
-        return path
+            log.warning("cannot write the analysis cache %s (%s): this run uses its analysis from memory",
+                        self.root, _reason(exc))
+            return False
+        return True
 
     def invalidate(self, key: ClipKey) -> None:
-        """Remove the entry (if any)."""
-        with contextlib.suppress(FileNotFoundError):
+        """Remove the entry (if any); a cache that refuses is warned about, not an error."""
+        try:
             self.path_for(key).unlink()
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            log.warning("cannot remove the cache entry %s (%s)", self.path_for(key), _reason(exc))
 
     @contextlib.contextmanager
-    def lock(self, key: ClipKey) -> Iterator[None]:
-        """Exclusive inter-process lock for one key (a ``.lock`` file beside the entry)."""
-        try:
-            self.root.mkdir(parents=True, exist_ok=True)
-            fh = open(self.root / f"{key.digest()}.lock", "a+b")
-        except OSError as exc:
-            raise VideoIOError(f"cannot use the analysis cache {self.root}: {exc.strerror or exc}") from None
-        with fh:
-            _flock(fh, True)
+    def lock(self, key: ClipKey, progress: Optional[Progress] = None,
+             cancel: Optional[CancelCheck] = None) -> Iterator[None]:
+        """Exclusive inter-process lock for one key (:mod:`deflicker.cache_lock`), waited for with
+        ``cancel`` polled; where the cache cannot hold one the block runs unlocked (warned: at
+        worst two processes analyse the same clip)."""
+        with contextlib.ExitStack() as held:
             try:
-                yield
-            finally:
-                _flock(fh, False)
+                self.root.mkdir(parents=True, exist_ok=True)
+                held.enter_context(key_lock(self.root / f"{key.digest()}.lock", f"clip {key.digest()}", progress, cancel))
+            except OSError as exc:
+                log.warning("cannot lock the analysis cache %s (%s): analysing without the lock", self.root, _reason(exc))
+            yield
 
 
-def _flock(fh: BinaryIO, lock: bool) -> None:
-    """Take (``lock``) or release an exclusive lock on an open file, blocking."""
-    if sys.platform == "win32":  # pragma: no cover - Windows
-        import msvcrt
-
-        msvcrt.locking(fh.fileno(), msvcrt.LK_LOCK if lock else msvcrt.LK_UNLCK, 1)
-    else:
-        import fcntl
-
-        fcntl.flock(fh.fileno(), fcntl.LOCK_EX if lock else fcntl.LOCK_UN)
+def analyze_with_content(source: FrameSource, settings: Settings, progress: Optional[Progress] = None,
+                         cancel: Optional[CancelCheck] = None) -> tuple[ClipAnalysis, ContentDigests]:
+    """The clip's analysis and the digest of every frame it read (:mod:`deflicker.content`)."""
+    info = source.info
+    reader = DigestingSource(source, proxy_shape(info.height, info.width, settings.analysis_size))
+    analysis = analyze_clip(reader, settings, progress, cancel)
+    return analysis, reader.digests()
 
 
 def load_or_analyze(source: FrameSource, settings: Settings, *, cache: AnalysisCache, key: Optional[ClipKey] = None,
                     force: bool = False, progress: Optional[Progress] = None,
-                    cancel: Optional[CancelCheck] = None) -> tuple[ClipAnalysis, Path]:
+                    cancel: Optional[CancelCheck] = None) -> CachedAnalysis:
     """The clip's analysis from the cache, or computed, stored and returned.
 
     ``force`` recomputes (Reanalyze). Another process analysing the same clip is waited for.
-    A cancelled analysis leaves no entry.
+    A cancelled analysis leaves no entry. A cache that fails costs a warning, never the run.
     """
     key = key or ClipKey.for_source(source, settings)
-    path = cache.path_for(key)
     if not force:
-        hit = cache.load(key)
+        hit = cache.load(key, settings, quiet=True)
         if hit is not None:
-            return hit, path
-    with cache.lock(key):
+            return hit
+    with cache.lock(key, progress, cancel):
         if not force:
-            hit = cache.load(key)  # someone else finished while we waited
+            hit = cache.load(key, settings)  # someone else finished while we waited
             if hit is not None:
-                return hit, path
+                return hit
         else:
             cache.invalidate(key)
-        analysis = analyze_clip(source, settings, progress, cancel)
-        cache.store(key, analysis)
-    return analysis, path
+        analysis, content = analyze_with_content(source, settings, progress, cancel)
+        cache.store(key, analysis, content)
+    return CachedAnalysis(analysis, content, cache.path_for(key))

@@ -4,7 +4,10 @@
 The CLI, the model server behind the OFX plugin, the benchmark and the host scripts all go
 through this API. Rendering frame t is a pure function of (clip content, settings, t): it
 reads only the analysis (computed once per clip and cached) and the source frames of a fixed
-window around t, so frames come out the same in any order and from any thread.
+window around t, so frames come out the same in any order and from any thread. Every source
+frame a render reads is checked against the digest the analysis stored for it
+(:mod:`deflicker.content`): a cached analysis made from other frames is replaced by a new one
+before any frame is rendered with it.
 """
 from __future__ import annotations
 
@@ -27,6 +30,7 @@ from deflicker.source import FrameSource
 if TYPE_CHECKING:  # torch-heavy modules load lazily
     from deflicker.analysis import ClipAnalysis, Guide
     from deflicker.cache import AnalysisCache, ClipKey
+    from deflicker.content import ContentDigests
     from deflicker.filter import NeuralFilter
 
 log = logging.getLogger(__name__)
@@ -131,6 +135,7 @@ class Session:
         self.settings = settings or engine.settings
         self.key: ClipKey = ClipKey.for_source(source, self.settings)
         self.analysis: Optional[ClipAnalysis] = None
+        self.content: Optional[ContentDigests] = None  # digests of the frames the analysis was made from
         self.cache_path: Optional[Path] = None
         self._owns_source = owns_source
         self._analysis_lock = threading.Lock()
@@ -159,17 +164,24 @@ class Session:
     def analyze(self, progress: Optional[Progress] = None, cancel: Optional[CancelCheck] = None,
                 *, force: bool = False) -> "ClipAnalysis":
         """Load the clip's analysis from the cache or compute it (once; concurrent callers wait)."""
+        return self._analyzed(progress, cancel, force=force)[0]
+
+    def _analyzed(self, progress: Optional[Progress] = None, cancel: Optional[CancelCheck] = None, *,
+                  force: bool = False, replacing: Optional["ClipAnalysis"] = None) -> tuple["ClipAnalysis", "ContentDigests"]:
+        """(analysis, its frames' digests), loaded or computed; ``replacing``: recompute only if
+        that analysis is still the current one (threads that found it stale together redo it once)."""
         from deflicker.cache import load_or_analyze
 
         with self._analysis_lock:
-            if self.analysis is None or force:
+            stale = replacing is not None and self.analysis is replacing
+            if self.analysis is None or self.content is None or (force and replacing is None) or stale:
                 # Renders in flight keep the analysis they started with (memo keys carry its id).
-                analysis, path = load_or_analyze(self.source, self.settings, cache=self.engine.cache, key=self.key,
-                                                 force=force, progress=progress, cancel=cancel)
+                found = load_or_analyze(self.source, self.settings, cache=self.engine.cache, key=self.key,
+                                        force=force or stale, progress=progress, cancel=cancel)
                 with self._memo_lock:
                     self._memo.clear()
-                self.analysis, self.cache_path = analysis, path
-            return self.analysis
+                self.analysis, self.content, self.cache_path = found
+            return self.analysis, self.content
 
     def window(self, t: int, settings: Optional[Settings] = None, *, stage: str = "full",
                analysis: Optional["ClipAnalysis"] = None) -> list[int]:
@@ -186,29 +198,51 @@ class Session:
         """Every source frame render(t) may read: the window and t itself."""
         return sorted(set(self.window(t, settings)) | {t})
 
-    def render(self, t: int, settings: Optional[Settings] = None, *, stage: str = "full") -> np.ndarray:
+    def render(self, t: int, settings: Optional[Settings] = None, *, stage: str = "full",
+               cancel: Optional[CancelCheck] = None) -> np.ndarray:
         """Deflickered frame t, (H, W, C) float32, alpha untouched; analyses first if needed.
 
         ``settings`` may change render-only fields (strength, local_refinement, device, filter,
-        refine); ``stage`` picks a benchmark ablation (see :data:`STAGES`).
+        refine); ``stage`` picks a benchmark ablation (see :data:`STAGES`). A frame unlike the
+        one the analysis was made from (a cache entry of another clip with the same key) makes
+        the clip be analysed again (``cancel`` polled), then the frame is rendered with that.
         """
         s = self._render_settings(settings)
         if stage not in STAGES:
             raise InvalidSettingsError(f"stage must be one of {', '.join(STAGES)}, not {stage!r}")
         if not 0 <= t < len(self.source):
             raise InvalidSettingsError(f"frame {t} is outside the clip (0..{len(self.source) - 1})")
-        analysis = self.analyze()
+        from deflicker.content import ContentMismatch
+
+        analysis, content = self._analyzed(cancel=cancel)
+        try:
+            return self._render(analysis, content, t, s, stage)
+        except ContentMismatch as exc:
+            log.warning("%s (%s): analysing the clip again", exc, self.cache_path)
+        analysis, content = self._analyzed(cancel=cancel, replacing=analysis)
+        try:
+            return self._render(analysis, content, t, s, stage)
+        except ContentMismatch as exc:
+            from deflicker.errors import VideoIOError
+
+            raise VideoIOError(f"the clip's frames change between reads: {exc}") from None
+
+    def _render(self, analysis: "ClipAnalysis", content: "ContentDigests", t: int, s: Settings,
+                stage: str) -> np.ndarray:
+        """Frame t rendered with ``analysis``; ContentMismatch when a frame it reads is not one
+        the analysis was made from."""
         frame = self.source[t]
         if s.strength == 0.0:
             return np.array(frame, dtype=np.float32, copy=True)
         out = np.array(frame, dtype=np.float32, copy=True)
         image = rgb(frame)
         if stage == "atlas":
+            content.check(t, frame)
             c = int(analysis.canonical[t])
             atlas = analysis.atlas_frame(c, size=frame.shape[:2], proxy=analysis.proxy(frame)) * analysis.scale
             out[..., :3] = image + s.strength * (atlas - image)
             return out
-        coeffs, guide = self._coefficients(analysis, t, s, stage, frame)
+        coeffs, guide = self._coefficients(analysis, content, t, s, stage, frame)
         from deflicker.correction import apply_affine, fill_clipped
 
         corrected = apply_affine(image, coeffs, scale=analysis.scale, strength=s.strength)
@@ -225,7 +259,7 @@ class Session:
             raise InvalidSettingsError(f"{', '.join(changed)} change the analysis: open a new session")
         return settings
 
-    def _coefficients(self, analysis: "ClipAnalysis", t: int, s: Settings, stage: str,
+    def _coefficients(self, analysis: "ClipAnalysis", content: "ContentDigests", t: int, s: Settings, stage: str,
                       frame: np.ndarray) -> tuple[np.ndarray, Optional["Guide"]]:
         """Final proxy-resolution coefficients of frame t (filter, stateless refinement, then the
         atlas's low frequencies in shots with local flicker) and its filter guide (None without
@@ -234,8 +268,8 @@ class Session:
 
         c = int(analysis.canonical[t])
         window = self.window(t, s, stage=stage, analysis=analysis)
-        prepared = {i: self._prepared(analysis, i, s, identity=(stage == "refine-only"), frame=frame if i == t else None)
-                    for i in window}
+        prepared = {i: self._prepared(analysis, content, i, s, identity=(stage == "refine-only"),
+                                      frame=frame if i == t else None) for i in window}
         own = prepared[c]
         coeffs = own.coeffs
         level = analysis.local_level(c)
@@ -277,10 +311,10 @@ class Session:
         while len(self._memo) > self.MEMO_SIZE:
             self._memo.popitem(last=False)
 
-    def _prepared(self, analysis: "ClipAnalysis", i: int, s: Settings, *, identity: bool,
+    def _prepared(self, analysis: "ClipAnalysis", content: "ContentDigests", i: int, s: Settings, *, identity: bool,
                   frame: Optional[np.ndarray] = None) -> _Prepared:
         """Proxy and filter coefficients of source frame i (``frame``, when the caller read it),
-        memoized (pure: same inputs, same bytes)."""
+        memoized (pure: same inputs, same bytes); the frame checked against its digest first."""
         from deflicker.correction import identity_coefficients
         from deflicker.filter import predict_coefficients
 
@@ -290,7 +324,9 @@ class Session:
             if hit is not None:
                 self._memo.move_to_end(key)
                 return hit
-        proxy = analysis.proxy(self.source[i] if frame is None else frame)
+        frame = self.source[i] if frame is None else frame
+        content.check(i, frame)
+        proxy = analysis.proxy(frame)
         if identity:
             prepared = _Prepared(proxy, identity_coefficients(*proxy.shape[:2]))
         else:
@@ -309,7 +345,8 @@ def render_in_order(session: Session, n: int, cancel: Optional[CancelCheck] = No
                     workers: Optional[int] = None) -> Iterator[tuple[int, np.ndarray]]:
     """(t, frame) for t = 0..n-1, rendered by a small thread pool a few frames ahead.
 
-    Render is pure, so the pool changes only the speed, never the pixels.
+    Render is pure, so the pool changes only the speed, never the pixels. ``cancel`` is polled
+    between frames and by an analysis a render has to redo.
     """
     from concurrent.futures import ThreadPoolExecutor
 
@@ -317,14 +354,14 @@ def render_in_order(session: Session, n: int, cancel: Optional[CancelCheck] = No
 
     workers = workers or render_workers()
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="deflicker-render") as pool:
-        pending = {t: pool.submit(session.render, t) for t in range(min(n, 2 * workers))}
+        pending = {t: pool.submit(session.render, t, cancel=cancel) for t in range(min(n, 2 * workers))}
         try:
             for t in range(n):
                 check_cancel(cancel)
                 out = pending.pop(t).result()
                 ahead = t + 2 * workers
                 if ahead < n:
-                    pending[ahead] = pool.submit(session.render, ahead)
+                    pending[ahead] = pool.submit(session.render, ahead, cancel=cancel)
                 yield t, out
         finally:
             for future in pending.values():
@@ -338,9 +375,12 @@ def process(engine: Engine, src: Union[str, Path], dst: Union[str, Path], *,
     """Deflicker the file ``src`` into ``dst`` (written atomically); returns timings.
 
     Analysis comes from the cache when it holds this clip. ``report`` names a before/after PNG.
+    Should a render find the cached analysis made from other frames (:meth:`Session.render`
+    analyses again), the output is started over with the new analysis: no file mixes two.
     """
     import time
 
+    from deflicker.content import ContentMismatch
     from deflicker.io import check_output_path, output_like, write_clip
     from deflicker.progress import check_cancel, report as tell, scaled
     from deflicker.report import ReportCollector
@@ -350,13 +390,15 @@ def process(engine: Engine, src: Union[str, Path], dst: Union[str, Path], *,
         check_output_path(report, [src, dst])
     with engine.open(src, frame_range=frame_range) as session:
         t0 = time.perf_counter()
-        session.analyze(scaled(progress, 0.0, 0.5), cancel)
+        analysis = session.analyze(scaled(progress, 0.0, 0.5), cancel)
         t1 = time.perf_counter()
         n = len(session)
         collector = ReportCollector(n) if report else None
 
         def frames():
             for t, out in render_in_order(session, n, cancel):
+                if session.analysis is not analysis:
+                    raise ContentMismatch(f"the cached analysis was replaced at frame {t}")
                 if collector is not None:
                     collector.add(t, session.source[t], out)
                 tell(progress, 0.5 + 0.5 * (t + 1) / n, f"frame {t + 1}/{n}")
@@ -365,7 +407,13 @@ def process(engine: Engine, src: Union[str, Path], dst: Union[str, Path], *,
         kwargs = output_like(session.source.info, dst)
         if codec:
             kwargs["codec"] = codec
-        write_clip(dst, frames(), **kwargs)
+        try:
+            write_clip(dst, frames(), **kwargs)
+        except ContentMismatch as exc:  # the partial output is gone; once more, every frame with the new analysis
+            log.warning("%s: rendering every frame again", exc)
+            analysis = session.analyze()
+            collector = ReportCollector(n) if report else None
+            write_clip(dst, frames(), **kwargs)
         t2 = time.perf_counter()
         if collector is not None and report:
             collector.save(report, title=Path(str(src)).name)

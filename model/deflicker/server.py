@@ -103,7 +103,7 @@ class ModelServer:
             session = self._analyze(key, clip, fetch, progress, cancel, force=False)
             render_settings = session.settings.replace(**_render_fields(settings))
             with clip.source.bound(fetch):
-                return session.render(int(t), render_settings)
+                return session.render(int(t), render_settings, cancel=cancel)
 
     def frames_needed(self, key: str, t: int, settings: Mapping[str, Any]) -> list[int]:
         """Source frames render(t) may fetch; [] for a clip this process has not opened."""
