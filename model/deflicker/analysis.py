@@ -242,12 +242,14 @@ def neighbour_flows(proxies: np.ndarray, settings: Settings, progress: Optional[
     return fw, vfw, bw, vbw, scores
 
 
-def shot_flows(proxies: np.ndarray, flows: tuple[np.ndarray, ...], start: int, end: int, settings: Settings) -> ShotFlows:
+def shot_flows(proxies: np.ndarray, flows: tuple[np.ndarray, ...], start: int, end: int, settings: Settings,
+               cancel: Optional[CancelCheck] = None) -> ShotFlows:
     """The flows of frames [start, end) (float16 views, no copies), plus direct keyframe flows."""
     fw, vfw, bw, vbw = (f[start:end - 1] for f in flows[:4])
     gap = settings.atlas.key_gap
     keys = []
     for t in range(start, end - gap, gap):
+        check_cancel(cancel)
         f, v = flow_pair(proxies[t], proxies[t + gap], settings.flow)
         keys.append((t - start, t - start + gap, f, v))
     return ShotFlows(fw, vfw, bw, vbw, tuple(keys))
@@ -269,12 +271,12 @@ def analyze_clip(source: FrameSource, settings: Settings, progress: Optional[Pro
     for i in range(len(shots) - 1):
         start, end = int(shots[i]), int(shots[i + 1])
         part = scaled(progress, 0.75 + 0.25 * start / len(proxies), 0.75 + 0.25 * end / len(proxies))
-        sflows = shot_flows(proxies, flows, start, end, settings)
+        sflows = shot_flows(proxies, flows, start, end, settings, cancel)
         atlases.append(fit_shot(proxies[start:end], sflows, settings, part, cancel, display=scale == 1.0))
     analysis = ClipAnalysis(shape=(proxies.shape[1], proxies.shape[2]), scale=scale, canonical=canonical, shots=shots,
                             atlases=atlases, method=settings.method)
     if all(isinstance(a, FastAtlas) for a in atlases):
-        analysis.local_levels = np.array([local_flicker_level(analysis, proxies, int(shots[i]), int(shots[i + 1]))
+        analysis.local_levels = np.array([local_flicker_level(analysis, proxies, int(shots[i]), int(shots[i + 1]), cancel)
                                           for i in range(len(atlases))])
     report(progress, 1.0, "analysis done")
     return analysis
@@ -290,7 +292,8 @@ def local_mismatch(guide: np.ndarray, normalized: np.ndarray, confidence: np.nda
     return float((np.abs(diff).max(-1) * weight).sum() / max(weight.sum(), 1e-9))
 
 
-def local_flicker_level(analysis: ClipAnalysis, proxies: np.ndarray, start: int, end: int) -> float:
+def local_flicker_level(analysis: ClipAnalysis, proxies: np.ndarray, start: int, end: int,
+                        cancel: Optional[CancelCheck] = None) -> float:
     """The local-flicker level in [0, 1] of shot [start, end) (LOCAL_LOW .. LOCAL_HIGH): 0 where
     each frame's global colour transform explains its flicker, 1 where local correction is needed."""
     from deflicker.atlas import normalize_colour
@@ -298,6 +301,7 @@ def local_flicker_level(analysis: ClipAnalysis, proxies: np.ndarray, start: int,
     atlas = analysis.atlases[analysis.shot_index(start)]
     mismatch = []
     for t in range(start, end, max(1, (end - start) // 64)):  # at most ~64 frames a shot
+        check_cancel(cancel)
         proxy = proxies[t].astype(np.float32)
         guide = analysis.guide(t, proxy)
         mismatch.append(local_mismatch(guide.image, normalize_colour(proxy, atlas.colour[t - start]), guide.confidence))

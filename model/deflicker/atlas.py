@@ -129,7 +129,7 @@ class _Pairs:
     xs: np.ndarray  # (k, 2)
 
 
-def _sample_pairs(flows: ShotFlows, h: int, w: int) -> _Pairs:
+def _sample_pairs(flows: ShotFlows, h: int, w: int, cancel: Optional[CancelCheck] = None) -> _Pairs:
     """Valid correspondences on the sample grid for every neighbour and keyframe pair."""
     ts, ss, pt, ps = [], [], [], []
 
@@ -141,6 +141,7 @@ def _sample_pairs(flows: ShotFlows, h: int, w: int) -> _Pairs:
         ps.append(dst)
 
     for t in range(len(flows.fw)):
+        check_cancel(cancel)
         add(t, t + 1, flows.fw[t], flows.valid_fw[t])
         add(t + 1, t, flows.bw[t], flows.valid_bw[t])
     for t, s, flow, valid in flows.keys:
@@ -151,7 +152,8 @@ def _sample_pairs(flows: ShotFlows, h: int, w: int) -> _Pairs:
     return _Pairs(np.concatenate(ts), np.concatenate(ss), np.concatenate(pt), np.concatenate(ps))
 
 
-def chain_similarities(flows: ShotFlows, n: int, ref: int, h: int, w: int) -> np.ndarray:
+def chain_similarities(flows: ShotFlows, n: int, ref: int, h: int, w: int,
+                       cancel: Optional[CancelCheck] = None) -> np.ndarray:
     """Global similarity (n, 2, 3) of every frame into the reference frame's coordinates."""
     out = np.zeros((n, 2, 3))
     out[ref] = IDENTITY
@@ -161,8 +163,10 @@ def chain_similarities(flows: ShotFlows, n: int, ref: int, h: int, w: int) -> np
         return robust_similarity(src, dst) if len(src) >= 8 else IDENTITY.copy()
 
     for t in range(ref + 1, n):  # frame t -> t-1 uses bw[t-1] = f_{t->t-1}
+        check_cancel(cancel)
         out[t] = compose(out[t - 1], step(flows.bw[t - 1], flows.valid_bw[t - 1]))
     for t in range(ref - 1, -1, -1):  # frame t -> t+1 uses fw[t]
+        check_cancel(cancel)
         out[t] = compose(out[t + 1], step(flows.fw[t], flows.valid_fw[t]))
     return out
 
@@ -247,7 +251,7 @@ def _solve_window(pairs: _Pairs, sims: np.ndarray, init: np.ndarray, frames: ran
 
 
 def solve_mesh(pairs: _Pairs, sims: np.ndarray, ref: int, h: int, w: int, gh: int, gw: int, *,
-               passes: int = 3, rigidity: float = 4.0) -> tuple[np.ndarray, np.ndarray]:
+               passes: int = 3, rigidity: float = 4.0, cancel: Optional[CancelCheck] = None) -> tuple[np.ndarray, np.ndarray]:
     """Node positions (n, gh+1, gw+1, 2) minimizing flow consistency + rigidity + anchor, and
     each correspondence's final residual (atlas pixels): large where the scene moves unlike
     the mesh (independently moving objects, flow errors).
@@ -267,6 +271,7 @@ def solve_mesh(pairs: _Pairs, sims: np.ndarray, ref: int, h: int, w: int, gh: in
     for hi in range(first.start + MESH_OVERLAP, MESH_OVERLAP, -step):  # leftwards
         windows.append((range(max(0, hi - MESH_WINDOW), hi), {f: None for f in range(hi - MESH_OVERLAP, hi)}))
     for frames, anchors in windows:
+        check_cancel(cancel)
         held = {f: (out[f] if v is None else v) for f, v in anchors.items()}
         out[frames.start:frames.stop] = _solve_window(pairs, sims, out, frames, held, h, w, gh, gw, passes, rigidity)
     it, wt = _basis(pairs.xt, h, w, gh, gw)
@@ -474,13 +479,15 @@ def robust_channel_affine(a: np.ndarray, p: np.ndarray, display: bool = True) ->
     return g, b
 
 
-def frame_colours(proxies: np.ndarray, atlas: "FastAtlas", display: bool = True) -> np.ndarray:
+def frame_colours(proxies: np.ndarray, atlas: "FastAtlas", display: bool = True,
+                  cancel: Optional[CancelCheck] = None) -> np.ndarray:
     """Per-frame, per-channel affine colour (n, 2, 3): gains g_t and offsets b_t with
     P_t ~ g_t * A_t + b_t (:func:`robust_channel_affine`; clipped and crushed values of
     ``display``-referred proxies censored), normalized so that the gains' geometric mean is 1
     and the offsets' mean 0 over the shot (the texture keeps the shot's average look)."""
     colour = identity_colour(len(proxies)).astype(np.float64)
     for t in range(len(proxies)):
+        check_cancel(cancel)
         a = atlas.frame(t)[::2, ::2].reshape(-1, 3).astype(np.float64)  # every 4th pixel: 6 unknowns
         p = proxies[t][::2, ::2].reshape(-1, 3).astype(np.float64)
         colour[t] = robust_channel_affine(a, p, display)
@@ -493,7 +500,7 @@ def frame_colours(proxies: np.ndarray, atlas: "FastAtlas", display: bool = True)
 
 def splat_texture(proxies: np.ndarray, nodes: np.ndarray, canvas: tuple[int, int],
                   colour: Optional[np.ndarray] = None, motion: Optional[np.ndarray] = None,
-                  display: bool = True) -> tuple[np.ndarray, np.ndarray]:
+                  display: bool = True, cancel: Optional[CancelCheck] = None) -> tuple[np.ndarray, np.ndarray]:
     """Mean of every frame's pixels (its colour transform undone) splatted bilinearly at their atlas
     positions, independently moving pixels all but left out: (texture (Ha, Wa, 3), weight (Ha, Wa):
     how many frames back each texel).
@@ -513,6 +520,7 @@ def splat_texture(proxies: np.ndarray, nodes: np.ndarray, canvas: tuple[int, int
     highest = np.full((3, ha * wa), -np.inf)
     lowest = np.full((3, ha * wa), np.inf)
     for t in range(n):
+        check_cancel(cancel)
         mx, my = atlas.mapping(t)
         pixels = proxies[t].reshape(-1, 3).astype(np.float64)
         high, low = censored(pixels)  # of the values as filmed, before the colour is undone
@@ -592,14 +600,13 @@ def fit_fast(proxies: np.ndarray, flows: ShotFlows, settings: AtlasSettings, flo
     ref = n // 2
     gh, gw = grid_shape(h, w, settings.residual_grid)
     report(progress, 0.0, "atlas: motion")
-    sims = chain_similarities(flows, n, ref, h, w)
-    check_cancel(cancel)
+    sims = chain_similarities(flows, n, ref, h, w, cancel)
     motion = None
     if n > 1 and settings.irls_passes > 0:
-        pairs = _sample_pairs(flows, h, w)
+        pairs = _sample_pairs(flows, h, w, cancel)
         report(progress, 0.3, "atlas: mapping")
         nodes, residuals = solve_mesh(pairs, sims, ref, h, w, gh, gw, passes=settings.irls_passes,
-                                      rigidity=settings.rigidity)
+                                      rigidity=settings.rigidity, cancel=cancel)
         motion = motion_maps(pairs, residuals, n, h, w)
     else:
         nodes = _similarity_nodes(sims, h, w, gh, gw).reshape(n, gh + 1, gw + 1, 2)
@@ -616,11 +623,14 @@ def fit_fast(proxies: np.ndarray, flows: ShotFlows, settings: AtlasSettings, flo
         check_cancel(cancel)
         if i >= GAIN_PASSES and n > 1:
             fitted = FastAtlas(texture, weight, nodes, (h, w), motion, colour)
-            registered = [register_nodes(proxies[t], fitted, t, flow, display) for t in range(n)]
+            registered = []
+            for t in range(n):
+                check_cancel(cancel)
+                registered.append(register_nodes(proxies[t], fitted, t, flow, display))
             nodes = np.stack([r[0] for r in registered])
             unregistered = np.stack([r[1] for r in registered])
-        texture, weight = splat_texture(proxies, nodes, canvas, colour, motion, display)
-        colour = frame_colours(proxies, FastAtlas(texture, weight, nodes, (h, w), motion), display)
+        texture, weight = splat_texture(proxies, nodes, canvas, colour, motion, display, cancel)
+        colour = frame_colours(proxies, FastAtlas(texture, weight, nodes, (h, w), motion), display, cancel)
         report(progress, 0.7 + 0.3 * (i + 1) / passes, "atlas: texture")
     if unregistered is not None:
         # Moving = unlike the mesh by both measures: the flow pairs' residual alone flags whole
@@ -628,7 +638,11 @@ def fit_fast(proxies: np.ndarray, flows: ShotFlows, settings: AtlasSettings, flo
         motion = unregistered if motion is None else np.minimum(motion, unregistered)
     fitted = FastAtlas(texture, weight, nodes, (h, w), motion, colour)
     if motion is not None:
-        unmapped = np.stack([fitted.static(t) < MOVING for t in range(n)])
-        moving = unmapped & np.stack([fitted.unlike_texture(t, proxies[t]) for t in range(n)])
-        fitted.objects = fit_object_layer(proxies, moving, unmapped, colour, flows, flow, display)
+        unmapped = np.zeros((n, h, w), bool)
+        moving = np.zeros((n, h, w), bool)
+        for t in range(n):
+            check_cancel(cancel)
+            unmapped[t] = fitted.static(t) < MOVING
+            moving[t] = unmapped[t] & fitted.unlike_texture(t, proxies[t])
+        fitted.objects = fit_object_layer(proxies, moving, unmapped, colour, flows, flow, display, cancel)
     return fitted

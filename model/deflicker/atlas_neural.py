@@ -49,7 +49,7 @@ log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
 RENDER_CHUNK = 8192  # pixels per render pass; fixed (padded) so every pass has the same shape
-CANCEL_EVERY = 10  # iterations between cancellation checks and progress reports
+REPORT_EVERY = 10  # iterations between progress reports
 
 
 @dataclass(frozen=True)
@@ -294,8 +294,8 @@ def fit_neural(proxies: np.ndarray, flows: "ShotFlows", settings: AtlasSettings,
     log.info("neural atlas: %d frames of %dx%d, %d iterations on %s", n, w, h, iterations, dev)
     check_cancel(cancel)
     for it in range(iterations):
-        if it % CANCEL_EVERY == 0:
-            check_cancel(cancel)
+        check_cancel(cancel)  # every step: on a CPU one takes up to seconds
+        if it % REPORT_EVERY == 0:
             report(progress, it / max(iterations, 1), "neural atlas")
         index = torch.randint(0, n * h * w, (cfg.batch,), generator=generator).to(dev)
         use_global = it < cfg.global_rigidity_until * iterations

@@ -28,6 +28,7 @@ import numpy as np
 from deflicker.atlas_geometry import grid_matches, robust_similarity, sample_grid
 from deflicker.atlas_texture import canvas_box, fill_holes, normalize_colour, splat, unclipped
 from deflicker.flow import estimate_flow
+from deflicker.progress import CancelCheck, check_cancel
 from deflicker.settings import FlowSettings
 
 if TYPE_CHECKING:
@@ -108,13 +109,15 @@ def _to_affine(s: np.ndarray) -> np.ndarray:
     return np.vstack([s, [0.0, 0.0, 1.0]])
 
 
-def _object_steps(moving: np.ndarray, flows: "ShotFlows", h: int, w: int) -> list[Optional[np.ndarray]]:
+def _object_steps(moving: np.ndarray, flows: "ShotFlows", h: int, w: int,
+                  cancel: Optional[CancelCheck] = None) -> list[Optional[np.ndarray]]:
     """Per neighbour pair (t, t+1) the object's similarity frame t+1 -> frame t, fitted to the
     flow at the pixels that move on their own in both; None where too few do (the object moved
     nearly with the camera there)."""
 
     steps: list[Optional[np.ndarray]] = []
     for t in range(len(flows.bw)):
+        check_cancel(cancel)
         src, dst = grid_matches(flows.bw[t], flows.valid_bw[t], h, w)  # frame t+1 -> frame t
         sx, sy = src[:, 0].astype(int), src[:, 1].astype(int)
         dx = np.clip(np.round(dst[:, 0]).astype(int), 0, w - 1)
@@ -184,8 +187,10 @@ class _Frames:
     shot): colour-normalized proxies and their splat weights (the moving pixels, clipped ones
     of ``display``-referred proxies all but left out: they only bound the scene)."""
 
-    def __init__(self, proxies: np.ndarray, moving: np.ndarray, colour: np.ndarray, display: bool):
+    def __init__(self, proxies: np.ndarray, moving: np.ndarray, colour: np.ndarray, display: bool,
+                 cancel: Optional[CancelCheck] = None):
         self.proxies, self.moving, self.colour, self.display = proxies, moving, colour, display
+        self.cancel = cancel  # polled by every loop over the frames
 
     def normalized(self, t: int) -> np.ndarray:
         """Frame t with its colour transform undone, (h, w, 3) float32."""
@@ -204,6 +209,7 @@ def _splat_layer(frames: _Frames, transforms: np.ndarray, canvas: tuple[int, int
     n, h, w = frames.moving.shape
     acc = np.zeros((4, canvas[0] * canvas[1]))
     for t in range(n):
+        check_cancel(frames.cancel)
         if frames.moving[t].any():
             mx, my = _maps(transforms[t], h, w)
             splat(acc, mx, my, frames.normalized(t).reshape(-1, 3).astype(np.float64), frames.weights(t).ravel(), canvas)
@@ -238,7 +244,7 @@ def _points(layer: ObjectLayer, t: int, unmapped: np.ndarray) -> np.ndarray:
 
 def fit_object_layer(proxies: np.ndarray, moving: np.ndarray, unmapped: np.ndarray, colour: np.ndarray,
                      flows: "ShotFlows", flow: FlowSettings = FlowSettings(),
-                     display: bool = True) -> Optional[ObjectLayer]:
+                     display: bool = True, cancel: Optional[CancelCheck] = None) -> Optional[ObjectLayer]:
     """The object layer of one shot from its (n, h, w, 3) proxies, two (n, h, w) bool masks: what
     moves on its own (``moving``: unlike the atlas mapping and its structure unlike A_t's) and
     what is only unlike the mapping (``unmapped``, a margin around the object included), the
@@ -247,17 +253,22 @@ def fit_object_layer(proxies: np.ndarray, moving: np.ndarray, unmapped: np.ndarr
     if n < 2 or moving.mean() < MIN_SHARE:
         return None
     ref = int(np.argmax(moving.reshape(n, -1).sum(1)))
-    steps = _object_steps(unmapped, flows, h, w)
+    steps = _object_steps(unmapped, flows, h, w, cancel)
     shift, canvas = _canvas(_propagate(steps, flows, ref, np.eye(3)), moving)
-    frames = _Frames(proxies, moving, colour, display)
+    frames = _Frames(proxies, moving, colour, display, cancel)
     layer = _splat_layer(frames, _propagate(steps, flows, ref, shift)[:, :2], canvas)
     # Where the object moved nearly with the camera, follow the flow where the texture has it.
     layer = _splat_layer(frames, _propagate(steps, flows, ref, shift, layer.weight)[:, :2], canvas)
     for _ in range(REGISTER_PASSES):
-        transforms = np.stack([_register(layer, t, frames.normalized(t), _points(layer, t, unmapped[t]), flow)
-                               for t in range(n)])
+        transforms = np.zeros((n, 2, 3))
+        for t in range(n):
+            check_cancel(cancel)
+            transforms[t] = _register(layer, t, frames.normalized(t), _points(layer, t, unmapped[t]), flow)
         layer = _splat_layer(frames, transforms, canvas)
-    layer.trust = np.array([trust(layer, t, frames) for t in range(n)])
+    layer.trust = np.ones(n)
+    for t in range(n):
+        check_cancel(cancel)
+        layer.trust[t] = trust(layer, t, frames)
     return layer
 
 
