@@ -20,7 +20,7 @@ from __future__ import annotations
 import hashlib
 import zipfile
 from pathlib import Path
-from typing import BinaryIO
+from typing import IO
 
 import numpy as np
 
@@ -78,10 +78,10 @@ def _member(zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> np.ndarray:
     with zf.open(info) as fh:
         _check_header(fh, info)
     with zf.open(info) as fh:
-        return np.lib.format.read_array(fh, allow_pickle=False)  # type: ignore[no-any-return]
+        return np.lib.format.read_array(fh, allow_pickle=False)
 
 
-def _check_header(fh: BinaryIO, info: zipfile.ZipInfo) -> None:
+def _check_header(fh: IO[bytes], info: zipfile.ZipInfo) -> None:
     version = np.lib.format.read_magic(fh)
     read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
     shape, _, dtype = read(fh)
