@@ -399,3 +399,33 @@ def test_cancel_is_polled_in_every_per_frame_loop_of_the_analysis(tmp_path):
     assert polls.get("reading", 0) >= n - 1 and polls.get("flow", 0) >= n - 2
     assert polls.get("atlas: motion", 0) >= 2 * (n - 1)  # the similarity chain and the mesh's flow pairs
     assert polls.get("atlas: texture", 0) >= 2 * n * (GAIN_PASSES + REGISTER_PASSES), polls
+
+
+def test_the_plugin_status_says_what_a_lock_wait_waits_for(frames, tmp_path):
+    import fcntl
+    import threading
+
+    from deflicker.server import ModelServer
+
+    server = ModelServer(cache_dir=tmp_path)
+    h, w = frames.shape[1:3]
+
+    def fetch(i: int) -> np.ndarray:
+        return frames[i]
+
+    key = server.open_clip("node", {"width": w, "height": h, "channels": 3, "frame_count": len(frames)},
+                           {"analysis_size": 64}, fetch)
+    stop = threading.Event()
+    with open(tmp_path / f"{key}.lock", "a+b") as held:  # another process analysing this clip
+        fcntl.flock(held.fileno(), fcntl.LOCK_EX)
+        waiter = threading.Thread(target=lambda: pytest.raises(Cancelled, server.analyze, key, fetch,
+                                                               cancel=stop.is_set), daemon=True)
+        waiter.start()
+        deadline = time.time() + 30
+        while not server.status(key).startswith("waiting") and time.time() < deadline:
+            time.sleep(0.02)
+        assert server.status(key) == f"waiting for another process analysing clip {key}"
+        stop.set()
+        waiter.join(timeout=30)
+        assert not waiter.is_alive()
+    assert server.status(key) == "not analysed (cancelled)"

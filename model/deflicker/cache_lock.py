@@ -24,6 +24,8 @@ log = logging.getLogger(__name__)
 
 #: Seconds between two tries of a lock another process holds (cancel is polled as often).
 POLL_SECONDS = 0.1
+#: How a wait starts its progress label (the plugin's status line shows it).
+WAITING = "waiting for another process analysing"
 
 #: The process umask, read once at import (reading it means setting it, which is not thread safe).
 _UMASK = os.umask(0o022)
@@ -104,8 +106,8 @@ def _acquire(path: Path, mode: int, what: str, progress: Optional[Progress], can
             while not _try_lock(fd):
                 if not waiting:
                     waiting = True
-                    log.info("waiting for another process analysing %s (it holds %s)", what, path)
-                    report(progress, 0.0, f"waiting for another process analysing {what}")
+                    log.info("%s %s (it holds %s)", WAITING, what, path)
+                    report(progress, 0.0, f"{WAITING} {what}")
                 check_cancel(cancel)
                 time.sleep(POLL_SECONDS)
             if _is_current(fd, path):

@@ -23,6 +23,7 @@ from typing import Any, Optional
 
 import numpy as np
 
+from deflicker.cache_lock import WAITING
 from deflicker.errors import DeflickerError, InvalidSettingsError, VideoIOError
 from deflicker.progress import CancelCheck, Progress
 from deflicker.server_clip import ClipEntry, Fetch, HostSource
@@ -119,7 +120,8 @@ class ModelServer:
         return list(range(max(0, t - k), min(clip.info.frame_count, t + k + 1)))
 
     def status(self, key: str) -> str:
-        """'not analysed' | 'analysing N%' | 'analysed' | 'failed: reason'."""
+        """'not analysed' | 'waiting for another process analysing clip K' | 'analysing N%' |
+        'analysed' | 'failed: reason'."""
         with self._lock:
             clip = self._clips.get(key)
         return clip.status if clip is not None else "not analysed"
@@ -152,7 +154,7 @@ class ModelServer:
             return session
 
         def tracked(fraction: float, label: str) -> None:
-            clip.status = f"analysing {int(fraction * 100)}%"
+            clip.status = label if label.startswith(WAITING) else f"analysing {int(fraction * 100)}%"
             if progress is not None:
                 progress(fraction, label)
 
