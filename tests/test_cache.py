@@ -57,12 +57,12 @@ def test_key_covers_content_size_range_and_settings(frames):
 def test_hit_after_miss_reads_nothing_new(frames, tmp_path):
     cache = AnalysisCache(tmp_path)
     first = CountingSource(frames)
-    analysis, _, path = load_or_analyze(first, SMALL, cache=cache)
+    analysis, path = load_or_analyze(first, SMALL, cache=cache)
     assert path.exists() and first.reads >= len(frames)
     second = CountingSource(frames)
     key = ClipKey.for_source(second, SMALL)
     reads_for_key = second.reads
-    again, _, path2 = load_or_analyze(second, SMALL, cache=cache, key=key)
+    again, path2 = load_or_analyze(second, SMALL, cache=cache, key=key)
     assert path2 == path and second.reads == reads_for_key
     assert np.array_equal(again.atlas_frame(3), analysis.atlas_frame(3))
 
@@ -112,7 +112,7 @@ from deflicker.settings import Settings
 from deflicker.source import ArraySource
 from tests._clips import flicker_clip
 frames = flicker_clip(n=8)[1]
-analysis, _, path = load_or_analyze(ArraySource(frames), Settings(analysis_size=64), cache=AnalysisCache({cache!r}))
+analysis, path = load_or_analyze(ArraySource(frames), Settings(analysis_size=64), cache=AnalysisCache({cache!r}))
 print(path, float(analysis.atlas_frame(4).sum()))
 """
 

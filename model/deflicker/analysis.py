@@ -17,6 +17,7 @@ import cv2
 import numpy as np
 
 from deflicker.atlas import FastAtlas, ShotFlows, fit_fast
+from deflicker.content import ContentDigests
 from deflicker.errors import ModelLoadError
 from deflicker.flow import flow_input, flow_pair, flows_both
 from deflicker.image import local_contrast, local_correlation, proxy_shape, resize, rgb
@@ -91,6 +92,7 @@ class ClipAnalysis:
     atlases: list
     method: str = "fast"
     local_levels: Optional[np.ndarray] = None  # per shot, in [0, 1]; None: treat every shot as local
+    content: Optional[ContentDigests] = None  # what it was made from (deflicker.content; the cache stores it)
 
     @property
     def frame_count(self) -> int:
@@ -259,6 +261,7 @@ def analyze_clip(source: FrameSource, settings: Settings, progress: Optional[Pro
                  cancel: Optional[CancelCheck] = None) -> ClipAnalysis:
     """Analyse a clip (module doc). Raises Cancelled when ``cancel`` says so."""
     proxies, canonical = read_proxies(source, settings, scaled(progress, 0.0, 0.4), cancel)
+    content = ContentDigests.of_proxies(proxies)
     scale = clip_scale(proxies)
     if scale != 1.0:
         proxies /= np.float16(scale)
@@ -274,7 +277,7 @@ def analyze_clip(source: FrameSource, settings: Settings, progress: Optional[Pro
         sflows = shot_flows(proxies, flows, start, end, settings, cancel)
         atlases.append(fit_shot(proxies[start:end], sflows, settings, part, cancel, display=scale == 1.0))
     analysis = ClipAnalysis(shape=(proxies.shape[1], proxies.shape[2]), scale=scale, canonical=canonical, shots=shots,
-                            atlases=atlases, method=settings.method)
+                            atlases=atlases, method=settings.method, content=content)
     if all(isinstance(a, FastAtlas) for a in atlases):
         analysis.local_levels = np.array([local_flicker_level(analysis, proxies, int(shots[i]), int(shots[i + 1]), cancel)
                                           for i in range(len(atlases))])

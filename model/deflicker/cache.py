@@ -30,7 +30,6 @@ import numpy as np
 from deflicker.analysis import FORMAT_VERSION, ClipAnalysis, analyze_clip
 from deflicker.cache_entry import EntryRefused, analysis_from_entry, entry_arrays, entry_limit, read_entry
 from deflicker.cache_lock import file_mode, key_lock
-from deflicker.content import ContentDigests, DigestingSource
 from deflicker.image import proxy_shape, resize
 from deflicker.io_atomic import replaced_on_success
 from deflicker.progress import CancelCheck, Progress
@@ -95,10 +94,9 @@ class ClipKey:
 
 
 class CachedAnalysis(NamedTuple):
-    """A clip's analysis, the digests of the frames it was made from, and its entry's path."""
+    """A clip's analysis (its ``content``: the digests of the frames it was made from) and its entry's path."""
 
     analysis: ClipAnalysis
-    content: ContentDigests
     path: Path
 
 
@@ -123,8 +121,7 @@ class AnalysisCache:
         shape = proxy_shape(key.height, key.width, settings.analysis_size)
         try:
             arrays = read_entry(path, entry_limit(key.frame_count, shape))
-            analysis, content = analysis_from_entry(arrays, key.digest(), key.frame_count, (key.height, key.width),
-                                                    settings)
+            analysis = analysis_from_entry(arrays, key.digest(), key.frame_count, (key.height, key.width), settings)
         except FileNotFoundError:
             return None
         except EntryRefused as exc:
@@ -136,9 +133,9 @@ class AnalysisCache:
                 log.warning("cannot read the cache entry %s (%s); analysing again", path, _reason(exc))
             return None
         log.info("analysis of clip %s loaded from %s", key.digest(), path)
-        return CachedAnalysis(analysis, content, path)
+        return CachedAnalysis(analysis, path)
 
-    def store(self, key: ClipKey, analysis: ClipAnalysis, content: ContentDigests) -> bool:
+    def store(self, key: ClipKey, analysis: ClipAnalysis) -> bool:
         """Write the entry atomically (temp file in the same folder, then rename); False, with a
         warning, when the cache cannot take it (the caller goes on from memory)."""
         path = self.path_for(key)
@@ -146,7 +143,7 @@ class AnalysisCache:
             self.root.mkdir(parents=True, exist_ok=True)
             with replaced_on_success(path) as tmp:
                 with open(tmp, "wb") as fh:
-                    np.savez(fh, **entry_arrays(key.digest(), analysis, content))  # type: ignore[arg-type]
+                    np.savez(fh, **entry_arrays(key.digest(), analysis))  # type: ignore[arg-type]
                     fh.flush()
                     os.fsync(fh.fileno())
                 os.chmod(tmp, file_mode(self.root))
@@ -180,15 +177,6 @@ class AnalysisCache:
             yield
 
 
-def analyze_with_content(source: FrameSource, settings: Settings, progress: Optional[Progress] = None,
-                         cancel: Optional[CancelCheck] = None) -> tuple[ClipAnalysis, ContentDigests]:
-    """The clip's analysis and the digest of every frame it read (:mod:`deflicker.content`)."""
-    info = source.info
-    reader = DigestingSource(source, proxy_shape(info.height, info.width, settings.analysis_size))
-    analysis = analyze_clip(reader, settings, progress, cancel)
-    return analysis, reader.digests()
-
-
 def load_or_analyze(source: FrameSource, settings: Settings, *, cache: AnalysisCache, key: Optional[ClipKey] = None,
                     force: bool = False, progress: Optional[Progress] = None,
                     cancel: Optional[CancelCheck] = None) -> CachedAnalysis:
@@ -209,6 +197,6 @@ def load_or_analyze(source: FrameSource, settings: Settings, *, cache: AnalysisC
                 return hit
         else:
             cache.invalidate(key)
-        analysis, content = analyze_with_content(source, settings, progress, cancel)
-        cache.store(key, analysis, content)
-    return CachedAnalysis(analysis, content, cache.path_for(key))
+        analysis = analyze_clip(source, settings, progress, cancel)
+        cache.store(key, analysis)
+    return CachedAnalysis(analysis, cache.path_for(key))

@@ -65,9 +65,12 @@ def checksum(arrays: dict[str, np.ndarray]) -> str:
     return h.hexdigest()
 
 
-def entry_arrays(key_digest: str, analysis: ClipAnalysis, content: ContentDigests) -> dict[str, np.ndarray]:
-    """Every member of the entry for ``analysis`` of the clip with ``content`` under ``key_digest``."""
+def entry_arrays(key_digest: str, analysis: ClipAnalysis) -> dict[str, np.ndarray]:
+    """Every member of the entry for ``analysis`` (with its ``content``) under ``key_digest``."""
+    if analysis.content is None:
+        raise ValueError("an analysis without its frames' digests cannot be cached")
     arrays = analysis.to_arrays()
+    content = analysis.content
     arrays.update({KEY: np.array(key_digest), FRAMES: content.frames, HASH: np.array(content.full_hash())})
     arrays[CHECKSUM] = np.array(checksum(arrays))
     return arrays
@@ -110,8 +113,9 @@ def read_entry(path: Path, limit: int) -> dict[str, np.ndarray]:
 
 
 def analysis_from_entry(arrays: dict[str, np.ndarray], key_digest: str, frame_count: int,
-                        frame_shape: tuple[int, int], settings: Settings) -> tuple[ClipAnalysis, ContentDigests]:
-    """The analysis and content digests of a read entry, checked against the clip it is loaded for."""
+                        frame_shape: tuple[int, int], settings: Settings) -> ClipAnalysis:
+    """The analysis of a read entry (its ``content`` from the entry's digests), checked against
+    the clip it is loaded for."""
     if str(arrays.get(KEY, "")) != key_digest:
         raise EntryRefused("it was written for another clip or settings")
     shape = proxy_shape(frame_shape[0], frame_shape[1], settings.analysis_size)
@@ -130,7 +134,8 @@ def analysis_from_entry(arrays: dict[str, np.ndarray], key_digest: str, frame_co
     except (ModelLoadError, KeyError, IndexError, ValueError, TypeError, RuntimeError) as exc:
         raise EntryRefused(f"incomplete analysis: {exc}") from None
     check_analysis(analysis, frame_count, shape, settings)
-    return analysis, content
+    analysis.content = content
+    return analysis
 
 
 def _check_neural_arch(arrays: dict[str, np.ndarray]) -> None:

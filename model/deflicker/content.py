@@ -3,10 +3,11 @@
 The analysis reads nothing of a frame but its proxy (``resize(rgb(frame))`` at the analysis
 size, stored at half precision), so a digest of that proxy is exactly what the analysis depends
 on: two clips whose frames all have the same digests get the same analysis. The digests are
-computed while the analysis reads the clip (:class:`DigestingSource`), stored in the cache entry
-with their hash (:meth:`ContentDigests.full_hash`), and every frame a render reads is checked
-against its digest before the analysis is used for it (:meth:`ContentDigests.check`): an entry
-made for another clip (the cache key samples only a few frames) is never rendered with.
+taken from the proxies the analysis reads anyway (:meth:`ContentDigests.of_proxies`), stored in
+the cache entry with their hash (:meth:`ContentDigests.full_hash`), and every frame a render
+reads is checked against its digest, from the proxy the render makes anyway, before the analysis
+is used for it (:meth:`ContentDigests.check`): an entry made for another clip (the cache key
+samples only a few frames) is never rendered with.
 """
 from __future__ import annotations
 
@@ -16,8 +17,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from deflicker.errors import ModelLoadError
-from deflicker.image import resize, rgb
-from deflicker.source import ClipInfo, FrameSource
 
 #: Bytes of one frame's digest.
 DIGEST_SIZE = 16
@@ -27,10 +26,11 @@ class ContentMismatch(ModelLoadError):
     """A frame of the clip is not the frame the analysis was made from."""
 
 
-def frame_digest(frame: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """Digest (DIGEST_SIZE,) uint8 of a full-resolution frame's half-precision analysis proxy of ``shape``."""
-    proxy = resize(rgb(frame), shape).astype(np.float16)
-    return np.frombuffer(hashlib.blake2b(proxy.tobytes(), digest_size=DIGEST_SIZE).digest(), np.uint8)
+def proxy_digest(proxy: np.ndarray) -> np.ndarray:
+    """Digest (DIGEST_SIZE,) uint8 of a frame's analysis proxy in clip units (``resize(rgb(frame))``),
+    taken at the half precision the analysis stores it in."""
+    half = np.ascontiguousarray(proxy, np.float16)
+    return np.frombuffer(hashlib.blake2b(half.tobytes(), digest_size=DIGEST_SIZE).digest(), np.uint8)
 
 
 @dataclass(frozen=True)
@@ -40,6 +40,12 @@ class ContentDigests:
     frames: np.ndarray
     shape: tuple[int, int]
 
+    @classmethod
+    def of_proxies(cls, proxies: np.ndarray) -> "ContentDigests":
+        """The digests of a clip's (n, h, w, 3) proxies in clip units."""
+        frames = np.stack([proxy_digest(p) for p in proxies]) if len(proxies) else np.zeros((0, DIGEST_SIZE), np.uint8)
+        return cls(frames, (int(proxies.shape[1]), int(proxies.shape[2])))
+
     def full_hash(self) -> str:
         """The clip's full-content hash: every frame's digest, in order, with the proxy shape."""
         h = hashlib.blake2b(digest_size=32)
@@ -47,33 +53,7 @@ class ContentDigests:
         h.update(np.ascontiguousarray(self.frames, np.uint8).tobytes())
         return h.hexdigest()
 
-    def check(self, t: int, frame: np.ndarray) -> None:
-        """Raise :class:`ContentMismatch` unless ``frame`` is frame t of the analysed clip."""
-        if not np.array_equal(frame_digest(frame, self.shape), self.frames[t]):
+    def check(self, t: int, proxy: np.ndarray) -> None:
+        """Raise :class:`ContentMismatch` unless ``proxy`` (clip units) is frame t's of the analysed clip."""
+        if not np.array_equal(proxy_digest(proxy), self.frames[t]):
             raise ContentMismatch(f"frame {t} is not the frame the cached analysis was made from")
-
-
-class DigestingSource:
-    """A FrameSource passing ``source``'s frames through and recording each one's digest."""
-
-    def __init__(self, source: FrameSource, shape: tuple[int, int]):
-        self.source = source
-        self.info: ClipInfo = source.info
-        self.shape = shape
-        self._frames = np.zeros((len(source), DIGEST_SIZE), np.uint8)
-        self._read = np.zeros(len(source), bool)
-
-    def __len__(self) -> int:
-        return len(self.source)
-
-    def __getitem__(self, index: int) -> np.ndarray:
-        frame = self.source[index]
-        self._frames[index] = frame_digest(frame, self.shape)
-        self._read[index] = True
-        return frame
-
-    def digests(self) -> ContentDigests:
-        """Every frame's digest (frames the analysis skipped are read now)."""
-        for t in np.flatnonzero(~self._read):
-            self[int(t)]
-        return ContentDigests(self._frames.copy(), self.shape)

@@ -30,7 +30,6 @@ from deflicker.source import FrameSource
 if TYPE_CHECKING:  # torch-heavy modules load lazily
     from deflicker.analysis import ClipAnalysis, Guide
     from deflicker.cache import AnalysisCache, ClipKey
-    from deflicker.content import ContentDigests
     from deflicker.filter import NeuralFilter
 
 log = logging.getLogger(__name__)
@@ -135,7 +134,6 @@ class Session:
         self.settings = settings or engine.settings
         self.key: ClipKey = ClipKey.for_source(source, self.settings)
         self.analysis: Optional[ClipAnalysis] = None
-        self.content: Optional[ContentDigests] = None  # digests of the frames the analysis was made from
         self.cache_path: Optional[Path] = None
         self._owns_source = owns_source
         self._analysis_lock = threading.Lock()
@@ -164,24 +162,24 @@ class Session:
     def analyze(self, progress: Optional[Progress] = None, cancel: Optional[CancelCheck] = None,
                 *, force: bool = False) -> "ClipAnalysis":
         """Load the clip's analysis from the cache or compute it (once; concurrent callers wait)."""
-        return self._analyzed(progress, cancel, force=force)[0]
+        return self._analyzed(progress, cancel, force=force)
 
     def _analyzed(self, progress: Optional[Progress] = None, cancel: Optional[CancelCheck] = None, *,
-                  force: bool = False, replacing: Optional["ClipAnalysis"] = None) -> tuple["ClipAnalysis", "ContentDigests"]:
-        """(analysis, its frames' digests), loaded or computed; ``replacing``: recompute only if
-        that analysis is still the current one (threads that found it stale together redo it once)."""
+                  force: bool = False, replacing: Optional["ClipAnalysis"] = None) -> "ClipAnalysis":
+        """The analysis, loaded or computed; ``replacing``: recompute only if that analysis is
+        still the current one (threads that found it stale together redo it once)."""
         from deflicker.cache import load_or_analyze
 
         with self._analysis_lock:
             stale = replacing is not None and self.analysis is replacing
-            if self.analysis is None or self.content is None or (force and replacing is None) or stale:
+            if self.analysis is None or (force and replacing is None) or stale:
                 # Renders in flight keep the analysis they started with (memo keys carry its id).
-                found = load_or_analyze(self.source, self.settings, cache=self.engine.cache, key=self.key,
-                                        force=force or stale, progress=progress, cancel=cancel)
+                analysis, path = load_or_analyze(self.source, self.settings, cache=self.engine.cache, key=self.key,
+                                                 force=force or stale, progress=progress, cancel=cancel)
                 with self._memo_lock:
                     self._memo.clear()
-                self.analysis, self.content, self.cache_path = found
-            return self.analysis, self.content
+                self.analysis, self.cache_path = analysis, path
+            return self.analysis
 
     def window(self, t: int, settings: Optional[Settings] = None, *, stage: str = "full",
                analysis: Optional["ClipAnalysis"] = None) -> list[int]:
@@ -214,21 +212,20 @@ class Session:
             raise InvalidSettingsError(f"frame {t} is outside the clip (0..{len(self.source) - 1})")
         from deflicker.content import ContentMismatch
 
-        analysis, content = self._analyzed(cancel=cancel)
+        analysis = self._analyzed(cancel=cancel)
         try:
-            return self._render(analysis, content, t, s, stage)
+            return self._render(analysis, t, s, stage)
         except ContentMismatch as exc:
             log.warning("%s (%s): analysing the clip again", exc, self.cache_path)
-        analysis, content = self._analyzed(cancel=cancel, replacing=analysis)
+        analysis = self._analyzed(cancel=cancel, replacing=analysis)
         try:
-            return self._render(analysis, content, t, s, stage)
+            return self._render(analysis, t, s, stage)
         except ContentMismatch as exc:
             from deflicker.errors import VideoIOError
 
             raise VideoIOError(f"the clip's frames change between reads: {exc}") from None
 
-    def _render(self, analysis: "ClipAnalysis", content: "ContentDigests", t: int, s: Settings,
-                stage: str) -> np.ndarray:
+    def _render(self, analysis: "ClipAnalysis", t: int, s: Settings, stage: str) -> np.ndarray:
         """Frame t rendered with ``analysis``; ContentMismatch when a frame it reads is not one
         the analysis was made from."""
         frame = self.source[t]
@@ -237,12 +234,11 @@ class Session:
         out = np.array(frame, dtype=np.float32, copy=True)
         image = rgb(frame)
         if stage == "atlas":
-            content.check(t, frame)
             c = int(analysis.canonical[t])
-            atlas = analysis.atlas_frame(c, size=frame.shape[:2], proxy=analysis.proxy(frame)) * analysis.scale
+            atlas = analysis.atlas_frame(c, size=frame.shape[:2], proxy=_checked_proxy(analysis, t, frame)) * analysis.scale
             out[..., :3] = image + s.strength * (atlas - image)
             return out
-        coeffs, guide = self._coefficients(analysis, content, t, s, stage, frame)
+        coeffs, guide = self._coefficients(analysis, t, s, stage, frame)
         from deflicker.correction import apply_affine, fill_clipped
 
         corrected = apply_affine(image, coeffs, scale=analysis.scale, strength=s.strength)
@@ -259,7 +255,7 @@ class Session:
             raise InvalidSettingsError(f"{', '.join(changed)} change the analysis: open a new session")
         return settings
 
-    def _coefficients(self, analysis: "ClipAnalysis", content: "ContentDigests", t: int, s: Settings, stage: str,
+    def _coefficients(self, analysis: "ClipAnalysis", t: int, s: Settings, stage: str,
                       frame: np.ndarray) -> tuple[np.ndarray, Optional["Guide"]]:
         """Final proxy-resolution coefficients of frame t (filter, stateless refinement, then the
         atlas's low frequencies in shots with local flicker) and its filter guide (None without
@@ -268,8 +264,8 @@ class Session:
 
         c = int(analysis.canonical[t])
         window = self.window(t, s, stage=stage, analysis=analysis)
-        prepared = {i: self._prepared(analysis, content, i, s, identity=(stage == "refine-only"),
-                                      frame=frame if i == t else None) for i in window}
+        prepared = {i: self._prepared(analysis, i, s, identity=(stage == "refine-only"), frame=frame if i == t else None)
+                    for i in window}
         own = prepared[c]
         coeffs = own.coeffs
         level = analysis.local_level(c)
@@ -311,7 +307,7 @@ class Session:
         while len(self._memo) > self.MEMO_SIZE:
             self._memo.popitem(last=False)
 
-    def _prepared(self, analysis: "ClipAnalysis", content: "ContentDigests", i: int, s: Settings, *, identity: bool,
+    def _prepared(self, analysis: "ClipAnalysis", i: int, s: Settings, *, identity: bool,
                   frame: Optional[np.ndarray] = None) -> _Prepared:
         """Proxy and filter coefficients of source frame i (``frame``, when the caller read it),
         memoized (pure: same inputs, same bytes); the frame checked against its digest first."""
@@ -324,9 +320,7 @@ class Session:
             if hit is not None:
                 self._memo.move_to_end(key)
                 return hit
-        frame = self.source[i] if frame is None else frame
-        content.check(i, frame)
-        proxy = analysis.proxy(frame)
+        proxy = _checked_proxy(analysis, i, self.source[i] if frame is None else frame)
         if identity:
             prepared = _Prepared(proxy, identity_coefficients(*proxy.shape[:2]))
         else:
@@ -339,6 +333,17 @@ class Session:
             self._memo[key] = prepared
             self._trim_locked()
         return prepared
+
+
+def _checked_proxy(analysis: "ClipAnalysis", i: int, frame: np.ndarray) -> np.ndarray:
+    """The analysis proxy of source frame i, once the frame is checked to be the one the
+    analysis was made from (ContentMismatch otherwise; :mod:`deflicker.content`)."""
+    from deflicker.image import resize
+
+    resized = resize(rgb(frame), analysis.shape)  # clip units, what the digest is of
+    if analysis.content is not None:
+        analysis.content.check(i, resized)
+    return analysis.proxy(resized)  # already at proxy size: only the scale is applied
 
 
 def render_in_order(session: Session, n: int, cancel: Optional[CancelCheck] = None,
