@@ -120,7 +120,7 @@ class AnalysisCache:
         path = self.path_for(key)
         shape = proxy_shape(key.height, key.width, settings.analysis_size)
         try:
-            arrays = read_entry(path, entry_limit(key.frame_count, shape))
+            arrays = read_entry(path, entry_limit(key.frame_count, shape, settings))
             analysis = analysis_from_entry(arrays, key.digest(), key.frame_count, (key.height, key.width), settings)
         except FileNotFoundError:
             return None

@@ -48,9 +48,14 @@ class EntryRefused(ModelLoadError):
     """A cache entry that must not be used (damaged, edited, for another clip, or not this layout)."""
 
 
-def entry_limit(frame_count: int, shape: tuple[int, int]) -> int:
-    """Most bytes an entry for ``frame_count`` frames of (h, w) proxies may hold (module doc)."""
-    return ENTRY_BASE_BYTES + ENTRY_BYTES_PER_PIXEL * frame_count * shape[0] * shape[1]
+def entry_limit(frame_count: int, shape: tuple[int, int], settings: Settings) -> int:
+    """Most bytes an entry for ``frame_count`` frames of (h, w) proxies may hold (module doc);
+    neural atlases add at most their two MLPs' float32 weights per shot (one shot a frame at most)."""
+    limit = ENTRY_BASE_BYTES + ENTRY_BYTES_PER_PIXEL * frame_count * shape[0] * shape[1]
+    if settings.method == "neural":
+        side = settings.atlas.neural_width + 4 * NEURAL_MAX_FREQUENCIES + 2  # widest layer input
+        limit += frame_count * 4 * 2 * NEURAL_MAX_LAYERS * side * side
+    return limit
 
 
 def checksum(arrays: dict[str, np.ndarray]) -> str:
