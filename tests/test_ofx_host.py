@@ -320,12 +320,24 @@ def test_reopened_project_keeps_its_hidden_params(still, tmp_path):
 # ------------------------------------------------------------------ the Deflicker plugin
 
 
+def resolve_effect_label() -> str:
+    """EFFECT_LABEL of the Resolve script (installers/resolve/deflicker_resolve.py)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("deflicker_resolve", ROOT / "installers" / "resolve" / "deflicker_resolve.py")
+    assert spec is not None and spec.loader is not None
+    module = sys.modules.setdefault(spec.name, importlib.util.module_from_spec(spec))
+    spec.loader.exec_module(module)
+    return str(module.EFFECT_LABEL)
+
+
 def test_describe_and_create_instance(clip, tmp_path):
     from deflicker.server import PLUGIN_FIELDS
 
     run = run_host("describe", built(BUNDLE))
     assert not run.of("unknown-prop") and not run.of("bad-prop-type"), run.explain()
     descriptor = run.of("descriptor")[0]["props"]
+    assert descriptor["OfxPropLabel"] == [resolve_effect_label()]  # what the Resolve script looks for
     assert descriptor["OfxImageEffectPropTemporalClipAccess"] == [1]
     assert descriptor["OfxImageEffectPropSupportsTiles"] == [0]
     assert {"OfxImageEffectContextFilter", "OfxImageEffectContextGeneral"} <= set(descriptor["OfxImageEffectPropSupportedContexts"])
