@@ -56,7 +56,7 @@ def read_manifest(bundle: Path) -> Optional[dict[str, Any]]:
     problem = _shape_problem(manifest) if manifest is not None else "not valid JSON"
     if problem:
         raise UnsafeFile(f"{bundle / MANIFEST}: {problem}: not trusted")
-    return manifest
+    return dict(manifest)
 
 
 def write_manifest(bundle: Path, manifest: dict[str, Any]) -> None:
