@@ -97,8 +97,9 @@ inline LogStream open_log(const NativePath &path, std::string &why) {
   if (fd < 0) {
     const int error = errno;
     if (error == ELOOP || error == EMLINK) why = "a symbolic link: not followed";  // EMLINK: the BSDs' O_NOFOLLOW
+    else if (error == ENXIO) why = "not a regular file";  // a FIFO nobody reads
     else if (error != EACCES && error != EPERM && error != EROFS && error != ENOENT && error != ENOTDIR)
-      why = std::strerror(error);
+      why = std::string("not writable (") + std::strerror(error) + ")";
     return nullptr;
   }
   struct stat st {};
