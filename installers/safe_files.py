@@ -42,11 +42,23 @@ def installed_mode(st_mode: int) -> int:
     return DIR_MODE if stat.S_ISDIR(st_mode) or st_mode & 0o111 else FILE_MODE
 
 
+def _settle_fd(fd: int, mode: int) -> None:
+    """Give the open file or folder ``fd`` ``mode`` (whatever the umask), and root's ownership as root."""
+    if POSIX:
+        os.fchmod(fd, mode)
+        if as_root():
+            os.fchown(fd, 0, 0)
+
+
 def _settle(path: Path, mode: int) -> None:
-    """Give an entry this installer created ``mode`` (whatever the umask), and root's ownership as root."""
-    os.chmod(path, mode)
-    if as_root():
-        os.lchown(path, 0, 0)
+    """_settle_fd for a folder this installer created (opened without following a link put there since)."""
+    if not POSIX:
+        return
+    fd = os.open(path, os.O_RDONLY | NO_FOLLOW)
+    try:
+        _settle_fd(fd, mode)
+    finally:
+        os.close(fd)
 
 
 def make_dirs(path: Path) -> list[str]:
@@ -77,7 +89,7 @@ def _copy_file(src: Path, dst: Path, st: os.stat_result, link: bool) -> None:
     with open(os.open(src, os.O_RDONLY | NO_FOLLOW), "rb") as fin, \
             open(os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL | NO_FOLLOW, 0o600), "wb") as fout:
         shutil.copyfileobj(fin, fout)
-    _settle(dst, installed_mode(st.st_mode))
+        _settle_fd(fout.fileno(), installed_mode(st.st_mode))
 
 
 def _copy_entries(src: Path, dst: Path, link: bool, skip: Collection[str]) -> None:
@@ -154,10 +166,12 @@ def replace_text(path: Path, text: str, like: Optional[os.stat_result] = None) -
         with open(fd, "w", encoding="utf-8") as f:
             f.write(text)
             f.flush()
-            if POSIX:
-                os.fchmod(fd, stat.S_IMODE(like.st_mode) & 0o777 if like else FILE_MODE)
+            if like is None:
+                _settle_fd(fd, FILE_MODE)
+            elif POSIX:
+                os.fchmod(fd, stat.S_IMODE(like.st_mode) & 0o777)
                 if as_root():
-                    os.fchown(fd, like.st_uid if like else 0, like.st_gid if like else 0)
+                    os.fchown(fd, like.st_uid, like.st_gid)
             os.fsync(fd)
         os.replace(tmp, path)
     except BaseException:
