@@ -166,9 +166,9 @@ def install(args: argparse.Namespace, loc: Locations) -> int:
     for target in [loc.resolve_scripts / name for name in RESOLVE_ENTRIES] * args.resolve + \
             [loc.nuke_home / "init.py"] * args.nuke:
         existing_file(target)  # refused before anything changed
+    digest = bundle_digest(src)  # reads the whole source: a failure here leaves nothing behind
     manifest = old or {"bundle": str(dst), "dirs": [], "files": [], "lines": []}
     manifest["dirs"] += [d for d in make_dirs(loc.plugins) if d not in manifest["dirs"]]
-    digest = bundle_digest(src)
     if old is not None and old.get("digest") == digest:
         print(f"{dst} is already this build: kept")
     else:
