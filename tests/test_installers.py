@@ -428,6 +428,31 @@ def test_uninstall_never_follows_a_link_put_in_place_of_an_installed_file(bundle
     assert all(v.read_text() == t for v, t in texts.items()) and not prefix.exists(), every_path(prefix)
 
 
+@pytest.mark.skipif(os.geteuid() != 0, reason="what the wrappers run as root")
+@pytest.mark.parametrize("wrapper", ["install_linux.sh", "install_macos.sh"])
+def test_wrappers_as_root_run_no_python_or_module_a_user_could_plant(bundle, tmp_path, wrapper):
+    marker = tmp_path / "ran-planted-code"
+    planted = tmp_path / "user-bin"  # first on PATH, but a user's folder (like /opt/homebrew/bin)
+    planted.mkdir()
+    (planted / "python3").write_text(f"#!/bin/sh\ntouch {marker}\nexec {PY} \"$@\"\n")
+    (planted / "python3").chmod(0o755)
+    os.chown(planted, 1000, 1000)
+    modules = tmp_path / "user-modules"  # PYTHONPATH: a module that shadows the standard library's
+    modules.mkdir()
+    (modules / "hashlib.py").write_text(f"open({str(marker)!r}, 'w').close()\nraise SystemExit(9)\n")
+    env = {**os.environ, "PATH": f"{planted}:{os.environ['PATH']}", "PYTHONPATH": str(modules), "HOME": str(tmp_path)}
+    prefix = tmp_path / "root"
+    proc = subprocess.run(["sh", str(INSTALLERS / wrapper), "install", "--bundle", str(bundle), "--prefix", str(prefix)],
+                          capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert not marker.exists(), "the installer ran code a user could have planted"
+    os.chown(planted, 0, 0)
+    planted.chmod(0o777)  # root's folder, but anyone may change it: as untrusted
+    proc = subprocess.run(["sh", str(INSTALLERS / wrapper), "uninstall", "--prefix", str(prefix)],
+                          capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0 and not marker.exists() and not prefix.exists(), proc.stderr
+
+
 #: Per OS: the wrapper that installs it (None: install.py itself, as install_windows.ps1 does), and the
 #: plugin folder system wide (from the root) and per user (from HOME).
 LAYOUTS = {
