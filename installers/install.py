@@ -265,7 +265,8 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     parser.add_argument("--prefix", type=Path, help="install under this root instead of / (packaging, tests)")
     parser.add_argument("--resolve", action="store_true", help="add the Deflicker scripts to Resolve's Scripts menu")
     parser.add_argument("--nuke", action="store_true", help="load the Deflicker menu in Nuke (~/.nuke/init.py)")
-    parser.add_argument("--link", action="store_true", help="dev/test: hard-link the bundle's files instead of copying")
+    parser.add_argument("--link", action="store_true",
+                        help="dev/test: hard-link the bundle's files that already have their installed mode and owner")
     parser.add_argument("--platform", choices=PLATFORMS, default=this_platform(),
                         help="the OS whose folders to use (default: this one; another one needs --prefix)")
     return parser.parse_args(argv)

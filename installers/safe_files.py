@@ -39,7 +39,9 @@ def as_root() -> bool:
 
 def installed_mode(st_mode: int) -> int:
     """The mode an installed entry gets: 0755 for folders and executables, 0644 for other files."""
-    return DIR_MODE if stat.S_ISDIR(st_mode) or st_mode & 0o111 else FILE_MODE
+    if stat.S_ISDIR(st_mode):
+        return DIR_MODE
+    return EXEC_MODE if st_mode & 0o111 else FILE_MODE
 
 
 def _settle_fd(fd: int, mode: int) -> None:
@@ -51,7 +53,7 @@ def _settle_fd(fd: int, mode: int) -> None:
 
 
 def _settle(path: Path, mode: int) -> None:
-    """_settle_fd for a folder this installer created (opened without following a link put there since)."""
+    """_settle_fd for an entry this installer created (opened without following a link put there since)."""
     if not POSIX:
         return
     fd = os.open(path, os.O_RDONLY | NO_FOLLOW)
