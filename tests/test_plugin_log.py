@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -70,7 +71,7 @@ def test_core_and_engine_log_past_planted_links_into_a_private_file(tmp_path):
         f"ofx: not logging to {chosen} is a symbolic link: not followed; {beside} is a symbolic link: not followed; "
         f"{common} is a symbolic link: not followed"), lines[0]
     assert any("started embedded Python" in line for line in lines), lines  # the core
-    assert any("deflicker.analysis INFO: analysis: 3 frames" in line for line in lines), lines  # the engine
+    assert any(re.search(r" deflicker\.\w+ INFO: ", line) for line in lines), lines  # the engine's own records
 
 
 @pytest.mark.parametrize("planted", ["link", "hard-link", "fifo", "other-user"])
