@@ -72,7 +72,7 @@ typedef struct DfkSettings {
   int analysis_size;
 } DfkSettings;
 
-/** Log one line to deflicker-ofx.log (next to the plugin binary, temp dir fallback; no Python
+/** Log one line to deflicker-ofx.log (where plugin/log_file.h says: never through a link; no Python
  * needed). level: 0 debug, 1 info, 2 warning, 3 error. */
 void dfk_log(int level, const char *message) DFK_NOEXCEPT;
 
