@@ -57,9 +57,10 @@ def _run_cli(*args: str) -> subprocess.CompletedProcess:
 
 
 @pytest.mark.parametrize("case, code", [("missing", 3), ("unwritable", 3), ("refusing", 3), ("report", 3), ("same", 3),
-                                        ("strength", 2), ("range", 2), ("empty", 3)])
+                                        ("strength", 2), ("range", 2), ("empty", 3), ("old report", 3)])
 def test_run_errors_are_one_line(case, code, clip_file, tmp_path):
     out = str(tmp_path / "o.mkv")
+    (tmp_path / "old.png").write_bytes(b"an earlier report")
     args = {
         "missing": ["run", str(tmp_path / "nope.mp4"), "-o", out],
         "unwritable": ["run", str(clip_file), "-o", str(clip_file) + "/sub/o.mkv"],
@@ -69,6 +70,7 @@ def test_run_errors_are_one_line(case, code, clip_file, tmp_path):
         "strength": ["run", str(clip_file), "-o", out, "--strength", "2"],
         "range": ["run", str(clip_file), "-o", out, "--frames", "5:3"],
         "empty": ["run", str(tmp_path), "-o", out],
+        "old report": ["run", str(clip_file), "-o", out, "--report", str(tmp_path / "old.png")],  # needs --overwrite
     }[case]
     proc = _run_cli(*args, *FAST)
     assert proc.returncode == code, proc.stderr
@@ -77,9 +79,11 @@ def test_run_errors_are_one_line(case, code, clip_file, tmp_path):
     assert lines[-1].startswith(("deflicker: error:", "deflicker run: error:"))  # ours, or argparse's usage error
     if case in ("refusing", "report"):
         assert lines[-1].startswith("deflicker: error: cannot write /proc/")
+    if case in ("refusing", "report", "old report"):
         assert len(lines) == 1  # refused before any work: no progress bar either
     assert not Path(out).exists()
     assert clip_file.stat().st_size > 0
+    assert (tmp_path / "old.png").read_bytes() == b"an earlier report"
 
 
 def _snapshot(folder: Path) -> dict[str, tuple[bytes, int]]:

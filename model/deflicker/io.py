@@ -101,7 +101,8 @@ class ClipWriter:
             check_numbers(numbers)
         self._backend = self._open_backend(codec, numbers)
 
-    def _open_backend(self, codec: Optional[str], numbers: Optional[Sequence[int]]) -> Union[VideoWriter, SequenceWriter]:
+    def _open_backend(self, codec: Optional[str],
+                      numbers: Optional[Sequence[int]]) -> Union[VideoWriter, SequenceWriter]:
         """The writer for the path's kind: video container, image pattern or folder."""
         if self.target.kind == VIDEO:
             return VideoWriter(self.path, fps=self.info.fps, width=self.info.width, height=self.info.height,

@@ -116,10 +116,7 @@ class SequenceWriter:
     def __init__(self, names: FrameNames, *, bit_depth: int, channels: int,
                  numbers: Optional[Sequence[int]] = None, overwrite: bool = False):
         self.names = names
-        ext = Path("frame" + names.suffix).suffix.lower()
-        if ext not in IMAGE_EXTS:
-            raise VideoIOError(f"cannot write {names.folder / names.name(0)}: unknown image type {ext!r} "
-                               f"({', '.join(IMAGE_EXTS)})")
+        ext = Path("frame" + names.suffix).suffix.lower()  # checked by io_target.output_kind
         if channels == 4 and ext in (".jpg", ".jpeg"):
             log.warning("JPEG has no alpha channel; alpha is dropped")
         self.bit_depth = storable_depth(ext, bit_depth)
