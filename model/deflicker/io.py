@@ -21,7 +21,7 @@ from deflicker.io_atomic import check_output_path, is_pattern
 from deflicker.io_clip import Clip
 from deflicker.io_encode import VIDEO_EXTS, VideoWriter, resolve_codec
 from deflicker.io_image import IMAGE_EXTS, storable_depth
-from deflicker.io_sequence import SequenceClip, SequenceWriter, numbered_frames
+from deflicker.io_sequence import SequenceClip, SequenceWriter, find_frames
 from deflicker.io_target import VIDEO, check_numbers, check_targets, folder_ext, output_target, refuse_existing
 from deflicker.io_video import VideoClip
 from deflicker.source import ClipInfo, check_frame
@@ -65,7 +65,7 @@ def index_range(path: PathLike, numbers: tuple[int, int]) -> tuple[int, int]:
     first, stop = numbers
     if not _is_sequence(path):
         return first, stop
-    have = [number for number, _ in numbered_frames(path)]
+    have = [number for number, _ in find_frames(path)]
     start, end = bisect.bisect_left(have, first), bisect.bisect_left(have, stop)
     if first < have[0] or stop > have[-1] + 1 or start >= end:
         raise InvalidSettingsError(f"frame range {first}:{stop} is outside {path} (frames {have[0]} to {have[-1]})")

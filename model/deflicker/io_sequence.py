@@ -22,8 +22,6 @@ from deflicker.io_target import FrameNames, check_frames_free
 from deflicker.source import ClipInfo
 
 log = logging.getLogger(__name__)
-#: a file name's last run of digits: (before, number, after)
-LAST_NUMBER = re.compile(r"^(.*?)(\d+)(\D*)$")
 
 
 def _natural_key(path: Path) -> list:
@@ -54,24 +52,23 @@ def _folder_frames(folder: Path) -> list[Path]:
     return sorted(files, key=_natural_key)
 
 
-def _folder_numbers(files: list[Path]) -> list[int]:
-    """The numbers in a folder's file names when they all differ only there and rise in order
-    (``plate.1001.exr``, ``plate.1002.exr``); otherwise 0, 1, 2, ..."""
-    parts = [LAST_NUMBER.match(file.name) for file in files]
+def _folder_numbers(files: list[Path]) -> list[tuple[int, Path]]:
+    """(frame number, file) of a folder's frames: the number in their names when they all
+    share one name around it (``plate.1001.png``, ...), else 0, 1, ... in natural order."""
+    parts = [re.fullmatch(r"(.*?)(\d+)(\D*)", file.name) for file in files]
     if all(parts) and len({(m.group(1), m.group(3)) for m in parts if m}) == 1:
-        numbers = [int(m.group(2)) for m in parts if m]
-        if all(a < b for a, b in zip(numbers, numbers[1:])):
-            return numbers
-    return list(range(len(files)))
+        numbered = sorted((int(m.group(2)), file) for m, file in zip(parts, files) if m)
+        if len({number for number, _ in numbered}) == len(numbered):
+            return numbered
+    return list(enumerate(files))
 
 
-def numbered_frames(path: Path) -> list[tuple[int, Path]]:
-    """(frame number, file) of a folder's or a printf pattern's frames, in order."""
+def find_frames(path: Path) -> list[tuple[int, Path]]:
+    """(frame number, file) of a folder's frames or a printf pattern's, by number."""
+    if path.is_dir():
+        return _folder_numbers(_folder_frames(path))
     if is_pattern(path):
         return _pattern_frames(path)
-    if path.is_dir():
-        files = _folder_frames(path)
-        return list(zip(_folder_numbers(files), files))
     raise VideoIOError(f"no such file or folder: {path}")
 
 
@@ -81,7 +78,7 @@ class SequenceClip(Clip):
 
     def __init__(self, path: Path, *, start: int = 0, end: Optional[int] = None, fps: Optional[float] = None):
         self.path = path
-        found = numbered_frames(path)
+        found = find_frames(path)
         self.numbers = [number for number, _ in found]
         self.files = [file for _, file in found]
         first = read_image(self.files[0])
