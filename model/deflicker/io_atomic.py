@@ -142,7 +142,7 @@ def _keep_copy(path: Path, copy: Path) -> None:
     """Keep ``path``'s file at ``copy`` too: a hard link, or (where links are not possible) the file moved."""
     try:
         os.link(path, copy, follow_symlinks=False)
-    except OSError:
+    except (OSError, NotImplementedError):  # no links there (FAT, some shares), or not to a symlink itself
         os.replace(path, copy)
 
 
@@ -186,7 +186,7 @@ def check_output_path(out: PathLike, inputs: Iterable[PathLike] = ()) -> Path:
         if source == resolved.parent and source.is_dir() and is_pattern(path):
             raise VideoIOError(f"refusing to write frames into the input folder {item}")
         if resolved in source.parents and is_folder_target(path):
-            raise VideoIOError(f"refusing to replace the folder {out}: it holds the input {item}")
+            raise VideoIOError(f"refusing to write frames into {out}: it holds the input {item}")
     existing = resolved if path.is_dir() else resolved.parent
     while not existing.exists():
         existing = existing.parent
