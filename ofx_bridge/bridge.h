@@ -27,7 +27,8 @@ typedef enum DfkStatus {
   DFK_ERROR = 1,        /* any Python exception not listed below */
   DFK_CANCELLED = 2,    /* deflicker.Cancelled: the host aborted */
   DFK_BAD_FRAME = 3,    /* VideoIOError: a missing, malformed or wrong-size frame */
-  DFK_NO_PYTHON = 4     /* the interpreter or the server module could not be loaded */
+  DFK_NO_PYTHON = 4,    /* the interpreter or the server module could not be loaded */
+  DFK_UNKNOWN_CLIP = 5  /* UnknownClipError: the server holds no clip of that key (open it again) */
 } DfkStatus;
 
 /** A view of pixels owned by the host: top-down rows, interleaved channels. */

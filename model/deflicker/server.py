@@ -23,7 +23,7 @@ from typing import Any, Optional
 
 import numpy as np
 
-from deflicker.errors import DeflickerError, InvalidSettingsError, VideoIOError
+from deflicker.errors import DeflickerError, InvalidSettingsError, UnknownClipError, VideoIOError
 from deflicker.plugin_log import log_to_plugin_log
 from deflicker.progress import CancelCheck, Progress
 from deflicker.server_clip import ClipEntry, Fetch, HostSource
@@ -189,7 +189,7 @@ class ModelServer:
         with self._lock:
             clip = self._clips.get(key)
         if clip is None:
-            raise InvalidSettingsError(f"unknown clip key {key!r}: open the clip first")
+            raise UnknownClipError(f"unknown clip key {key!r}: open the clip first")
         return clip
 
     def _touch_locked(self, key: str) -> None:
