@@ -208,7 +208,7 @@ def test_resolve_and_nuke_entries_are_added_and_removed(bundle, prefix):
     runner = (
         "import sys; sys.path.insert(0, sys.argv[2])\n"
         "from _fake_resolve import *\n"
-        "item = FakeTimelineItem('shot', FakeMediaPoolItem('/media/shot.mov', 8), 0, 8, nodes=[['Deflicker']])\n"
+        "item = FakeTimelineItem('shot', FakeMediaPoolItem('/media/shot.mov', 8), 0, 8, nodes=[['Atlas Deflicker']])\n"
         "g = {'resolve': FakeResolve(FakeProject(FakeTimeline('T', [[item]])))}\n"
         "code = open(sys.argv[1]).read().replace(\"main(['analyse']\", \"main(['list']\")\n"
         "exec(code, g)\n"
