@@ -11,6 +11,9 @@ entries to Resolve's Workspace > Scripts menu, with ``--nuke`` one line to ~/.nu
 loads the Deflicker menu. Everything it writes is recorded in the bundle's
 ``Contents/Resources/install-manifest.json``; ``uninstall`` removes exactly that, and the folders
 it created. Both are idempotent. Without permission it stops with one line and exit code 77.
+Run as root it trusts nothing it finds (safe_files.py): installed files get fixed modes, never the
+source's; it never writes through a symbolic link; and uninstall believes only a manifest that no
+other user could have written, naming only paths the installer writes (exit code 1 otherwise).
 ``--platform`` lays the files out for that OS (default: this one; another one needs ``--prefix``),
 which is how the Windows and macOS layouts are tested on Linux.
 """
@@ -18,19 +21,19 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import json
 import os
-import shutil
+import stat
 import sys
 from pathlib import Path
 from typing import Any, Optional
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bundle_files import remove_tree, staging_dir, swap_in, tree_files  # noqa: E402
+from install_manifest import MANIFEST, read_manifest, write_manifest  # noqa: E402
 from install_paths import PLATFORMS, Locations, locations, plugin_path_hint, this_platform  # noqa: E402
+from safe_files import UnsafeFile, copy_tree, existing_file, make_dirs, read_text, replace_text  # noqa: E402
 
 BUNDLE = "Deflicker.ofx.bundle"
-MANIFEST = Path("Contents/Resources/install-manifest.json")
 #: Runtime leftovers inside a bundle that are never copied or compared.
 VOLATILE = ("deflicker-ofx.log", "__pycache__", MANIFEST.name)
 MARK = "# added by the Deflicker installer"
@@ -67,17 +70,6 @@ def check_writable(path: Path) -> None:
         raise no_permission(path)
 
 
-def make_dirs(path: Path) -> list[str]:
-    """Create ``path`` and missing parents; the ones created, outermost first."""
-    missing = []
-    probe = path
-    while not probe.exists():
-        missing.append(probe)
-        probe = probe.parent
-    path.mkdir(parents=True, exist_ok=True)
-    return [str(p) for p in reversed(missing)]
-
-
 def source_bundle(given: Optional[Path]) -> Path:
     """The bundle to install: --bundle, else one beside this script, else build/dist/."""
     here = Path(__file__).resolve().parent
@@ -102,18 +94,6 @@ def bundle_digest(bundle: Path) -> str:
     return h.hexdigest()
 
 
-def read_manifest(bundle: Path) -> Optional[dict[str, Any]]:
-    path = bundle / MANIFEST
-    return json.loads(path.read_text()) if path.is_file() else None
-
-
-def write_manifest(bundle: Path, manifest: dict[str, Any]) -> None:
-    path = bundle / MANIFEST
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(manifest, indent=2) + "\n")
-    os.replace(tmp, path)
-
-
 def resolve_entry(hosts: Path, command: str) -> str:
     """The text of one Resolve menu script: it puts hosts/ on sys.path and runs the command."""
     return (f"# Deflicker for DaVinci Resolve: {command} {MARK}; its uninstaller removes this file.\n"
@@ -126,22 +106,51 @@ def nuke_line(hosts: Path) -> str:
 
 
 def add_line(path: Path, line: str, manifest: dict[str, Any]) -> None:
-    """Append ``line`` to ``path`` once; record it (and the file, if this created it)."""
-    text = path.read_text() if path.exists() else None
-    if text is None:
+    """Append ``line`` to ``path`` once (never through a link); record it (and the file, if this created it)."""
+    found = read_text(path)
+    text, st = found if found else ("", None)
+    if found is None:
         manifest["files"].append(str(path))
-    if text is None or line not in text:
-        path.write_text((text or "") + ("" if not text or text.endswith("\n") else "\n") + line)
+    if found is None or line not in text:
+        replace_text(path, text + ("" if not text or text.endswith("\n") else "\n") + line, like=st)
     if {"file": str(path), "line": line} not in manifest["lines"]:
         manifest["lines"].append({"file": str(path), "line": line})
 
 
-def link_or_copy(src: str, dst: str) -> None:
-    """Hard-link ``src`` to ``dst`` (dev/test installs), copying across file systems."""
-    try:
-        os.link(src, dst)
-    except OSError:
-        shutil.copy2(src, dst)
+def is_written_file(path: Path) -> bool:
+    """Whether install.py writes files at ``path``'s place: a Resolve menu entry or a Nuke init.py."""
+    return (path.name in RESOLVE_ENTRIES and path.parent.parts[-3:] == ("Fusion", "Scripts", "Utility")) or \
+        (path.name == "init.py" and path.parent.name == ".nuke")
+
+
+def check_manifest_paths(manifest: dict[str, Any], dst: Path, loc: Locations, root: Optional[Path]) -> None:
+    """Refuse a manifest naming a path install.py never writes: outside the install ``root`` (--prefix),
+    not absolute or with '..', a file other than a menu entry or init.py, a line other than the
+    Nuke line, or a folder that is none of their folders or above them."""
+    def clean(name: str) -> Path:
+        path = Path(name)
+        if not path.is_absolute() or os.path.normpath(name) != name or ".." in path.parts:
+            raise UnsafeFile(f"{dst / MANIFEST} names {name!r}, not a clean absolute path: not trusted")
+        return path
+
+    def refuse(name: str, why: str) -> UnsafeFile:
+        return UnsafeFile(f"{dst / MANIFEST} names {name}, {why}: not trusted")
+
+    written = [clean(n) for n in manifest["files"]] + [clean(e["file"]) for e in manifest["lines"]]
+    for path in written:
+        if root is not None and root not in path.parents:
+            raise refuse(str(path), f"outside the install root {root}")
+        if not is_written_file(path):
+            raise refuse(str(path), "not a file the installer writes")
+    line = nuke_line(dst / "Contents" / "Resources" / "hosts")
+    for entry in manifest["lines"]:
+        if Path(entry["file"]).name != "init.py" or entry["line"] != line:
+            raise refuse(entry["file"], "with a line the installer does not write")
+    places = [loc.plugins] + [path.parent for path in written]
+    for name in manifest["dirs"]:
+        path = clean(name)
+        if not any(path == place or path in place.parents for place in places):
+            raise refuse(name, "not a folder the installer creates")
 
 
 def install(args: argparse.Namespace, loc: Locations) -> int:
@@ -150,18 +159,22 @@ def install(args: argparse.Namespace, loc: Locations) -> int:
     for folder in [loc.plugins] + [loc.resolve_scripts] * args.resolve + [loc.nuke_home] * args.nuke:
         check_writable(folder)
     old = read_manifest(dst)
-    if old is None and (dst.exists() or dst.is_symlink()):
+    if old is None and os.path.lexists(dst):
         raise InstallError(f"{dst} exists but this installer did not put it there: remove it first")
+    if old is not None:
+        check_manifest_paths(old, dst, loc, args.prefix)
+    for target in [loc.resolve_scripts / name for name in RESOLVE_ENTRIES] * args.resolve + \
+            [loc.nuke_home / "init.py"] * args.nuke:
+        existing_file(target)  # refused before anything changed
+    digest = bundle_digest(src)  # reads the whole source: a failure here leaves nothing behind
     manifest = old or {"bundle": str(dst), "dirs": [], "files": [], "lines": []}
     manifest["dirs"] += [d for d in make_dirs(loc.plugins) if d not in manifest["dirs"]]
-    digest = bundle_digest(src)
     if old is not None and old.get("digest") == digest:
         print(f"{dst} is already this build: kept")
     else:
         staged = staging_dir(dst, "install")
         try:
-            shutil.copytree(src, staged, symlinks=True, ignore=shutil.ignore_patterns(*VOLATILE),
-                            copy_function=link_or_copy if args.link else shutil.copy2)
+            copy_tree(src, staged, link=args.link, skip=VOLATILE)
             swap_in(staged, dst)
         except BaseException:
             remove_tree(staged)
@@ -172,7 +185,7 @@ def install(args: argparse.Namespace, loc: Locations) -> int:
     if args.resolve:
         manifest["dirs"] += [d for d in make_dirs(loc.resolve_scripts) if d not in manifest["dirs"]]
         for name, command in RESOLVE_ENTRIES.items():
-            (loc.resolve_scripts / name).write_text(resolve_entry(hosts, command))
+            replace_text(loc.resolve_scripts / name, resolve_entry(hosts, command))
             if str(loc.resolve_scripts / name) not in manifest["files"]:
                 manifest["files"].append(str(loc.resolve_scripts / name))
         print(f"Resolve: Workspace > Scripts > Utility > Deflicker ... ({loc.resolve_scripts})")
@@ -188,24 +201,41 @@ def install(args: argparse.Namespace, loc: Locations) -> int:
 
 
 def remove_line(path: Path, line: str, created: bool) -> None:
-    """Drop ``line`` from ``path``; delete the file if this installer created it and it is now empty."""
-    if not path.exists():
+    """Drop ``line`` from ``path`` (never through a link); delete the file if this installer created it
+    and it is now empty."""
+    found = read_text(path)
+    if found is None:
         return
-    text = path.read_text().replace(line, "")
+    text = found[0].replace(line, "")
     if created and not text.strip():
         path.unlink()
-    else:
-        path.write_text(text)
+    elif text != found[0]:
+        replace_text(path, text, like=found[1])
+
+
+def remove_file(path: Path) -> None:
+    """Remove a file the installer wrote (it carries MARK), or a link put in its place (as a link)."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return
+    found = read_text(path) if stat.S_ISREG(st.st_mode) else None
+    if stat.S_ISLNK(st.st_mode) or (found and MARK in found[0]):
+        check_writable(path.parent)
+        path.unlink()
 
 
 def uninstall(args: argparse.Namespace, loc: Locations) -> int:
     dst = loc.plugins / BUNDLE
-    if not (dst.exists() or dst.is_symlink()):
+    if not os.path.lexists(dst):
         print(f"nothing installed at {dst}")
         return 0
     manifest = read_manifest(dst)
     if manifest is None:
         raise InstallError(f"{dst} was not installed by this installer (no {MANIFEST.name}): remove it by hand")
+    check_manifest_paths(manifest, dst, loc, args.prefix)
+    for entry in manifest["lines"]:
+        existing_file(Path(entry["file"]))  # refused before anything changed
     check_writable(loc.plugins)
     aside = staging_dir(dst, "uninstall")
     os.replace(dst, aside)  # first, so a plugin folder it may not change stops it before anything changed
@@ -214,17 +244,14 @@ def uninstall(args: argparse.Namespace, loc: Locations) -> int:
             check_writable(Path(entry["file"]))
             remove_line(Path(entry["file"]), entry["line"], entry["file"] in manifest["files"])
         for name in manifest["files"]:
-            path = Path(name)
-            if path.is_file() and MARK in path.read_text(errors="replace"):
-                check_writable(path.parent)
-                path.unlink()
+            remove_file(Path(name))
     except BaseException:
         os.replace(aside, dst)  # still installed: uninstall again once allowed (every step is idempotent)
         raise
     remove_tree(aside)
     for name in reversed(manifest["dirs"]):
         path = Path(name)
-        if path.is_dir() and not any(path.iterdir()):
+        if os.path.isdir(path) and not os.path.islink(path) and not any(path.iterdir()):
             path.rmdir()
     print(f"removed {dst}")
     return 0
@@ -238,7 +265,8 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     parser.add_argument("--prefix", type=Path, help="install under this root instead of / (packaging, tests)")
     parser.add_argument("--resolve", action="store_true", help="add the Deflicker scripts to Resolve's Scripts menu")
     parser.add_argument("--nuke", action="store_true", help="load the Deflicker menu in Nuke (~/.nuke/init.py)")
-    parser.add_argument("--link", action="store_true", help="dev/test: hard-link the bundle's files instead of copying")
+    parser.add_argument("--link", action="store_true",
+                        help="dev/test: hard-link the bundle's files that already have their installed mode and owner")
     parser.add_argument("--platform", choices=PLATFORMS, default=this_platform(),
                         help="the OS whose folders to use (default: this one; another one needs --prefix)")
     return parser.parse_args(argv)
@@ -246,7 +274,8 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
 
 def main(argv: Optional[list[str]] = None) -> int:
     args = parse_args(argv)
-    loc = locations(args.platform, user=args.user, prefix=args.prefix.resolve() if args.prefix else None)
+    args.prefix = args.prefix.resolve() if args.prefix else None
+    loc = locations(args.platform, user=args.user, prefix=args.prefix)
     try:
         if args.platform != this_platform() and args.prefix is None:
             raise InstallError(f"the {args.platform} layout on {this_platform()} needs --prefix ROOT", 2)
@@ -254,6 +283,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     except InstallError as e:
         print(f"{args.action}: error: {e}", file=sys.stderr)
         return e.code
+    except UnsafeFile as e:
+        print(f"{args.action}: error: {e}", file=sys.stderr)
+        return 1
     except PermissionError as e:
         print(f"{args.action}: error: {no_permission(Path(e.filename or loc.plugins))}", file=sys.stderr)
         return EXIT_NO_PERMISSION

@@ -14,5 +14,6 @@ if (-not $python) {
 $action = "install"
 $rest = @($args)
 if ($rest.Count -gt 0) { $action = $rest[0]; $rest = $rest[1..($rest.Count)] | Where-Object { $_ -ne $null } }
-& $python.Source @pyArgs (Join-Path $PSScriptRoot "install.py") $action --platform win32 @rest
+# -I (isolated): PYTHONPATH and the user's site-packages cannot change what runs as Administrator.
+& $python.Source @pyArgs -I (Join-Path $PSScriptRoot "install.py") $action --platform win32 @rest
 exit $LASTEXITCODE

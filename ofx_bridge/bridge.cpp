@@ -173,6 +173,7 @@ DfkStatus classify(py::error_already_set &e, std::string &message) {
     const std::string name = py::str(cls.attr("__name__")).cast<std::string>();
     if (name == "Cancelled") return DFK_CANCELLED;
     if (name == "VideoIOError") return DFK_BAD_FRAME;
+    if (name == "UnknownClipError") return DFK_UNKNOWN_CLIP;
   }
   return DFK_ERROR;
 }

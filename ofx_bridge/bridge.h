@@ -27,7 +27,8 @@ typedef enum DfkStatus {
   DFK_ERROR = 1,        /* any Python exception not listed below */
   DFK_CANCELLED = 2,    /* deflicker.Cancelled: the host aborted */
   DFK_BAD_FRAME = 3,    /* VideoIOError: a missing, malformed or wrong-size frame */
-  DFK_NO_PYTHON = 4     /* the interpreter or the server module could not be loaded */
+  DFK_NO_PYTHON = 4,    /* the interpreter or the server module could not be loaded */
+  DFK_UNKNOWN_CLIP = 5  /* UnknownClipError: the server holds no clip of that key (open it again) */
 } DfkStatus;
 
 /** A view of pixels owned by the host: top-down rows, interleaved channels. */
@@ -72,7 +73,7 @@ typedef struct DfkSettings {
   int analysis_size;
 } DfkSettings;
 
-/** Log one line to deflicker-ofx.log (next to the plugin binary, temp dir fallback; no Python
+/** Log one line to deflicker-ofx.log (where plugin/log_file.h says: never through a link; no Python
  * needed). level: 0 debug, 1 info, 2 warning, 3 error. */
 void dfk_log(int level, const char *message) DFK_NOEXCEPT;
 

@@ -12,7 +12,7 @@
 
 #include "runtime.h"
 
-#include "log_record.h"  // and the platform headers
+#include "log_file.h"  // and the platform headers
 
 #include <cstdlib>
 #include <filesystem>
@@ -75,17 +75,10 @@ fs::path bundle_root(const fs::path &path) {
   return path;
 }
 
-/** The log file as UTF-8: $DEFLICKER_OFX_LOG, else beside this binary if writable, else the temp dir. */
+/** The log file as UTF-8, chosen as plugin/log_file.h says; empty when none can be written safely. */
 std::string choose_log_file() {
-  if (const char *env = std::getenv("DEFLICKER_OFX_LOG"); env != nullptr && *env != '\0') return env;
-  const fs::path beside = binary_dir() / "deflicker-ofx.log";
-  if (!beside.parent_path().empty()) {
-    std::ofstream probe(beside, std::ios::app);
-    if (probe) return utf8(beside);
-  }
-  std::error_code ec;
-  const fs::path tmp = fs::temp_directory_path(ec);
-  return utf8((ec ? fs::path("/tmp") : tmp) / "deflicker-ofx.log");
+  const OpenLog log = open_first_log(log_candidates(binary_dir().native()));
+  return log.stream ? utf8(fs::path(log.path)) : std::string();
 }
 
 /** python.cfg (UTF-8): `home = DIR`, `stdlib = DIR`, `path = DIR` (repeatable); relative paths
@@ -297,7 +290,7 @@ const std::string &log_file() noexcept {
     try {
       return choose_log_file();
     } catch (...) {
-      return std::string("/tmp/deflicker-ofx.log");
+      return std::string();  // no log rather than an unsafe one
     }
   }();
   return path;
@@ -309,8 +302,10 @@ void log_line(int level, const std::string &message) noexcept {
   try {
     const std::string line = log_record(names[level < 0 ? 0 : (level > 3 ? 3 : level)], message);
     const std::lock_guard<std::mutex> lock(mutex);
-    std::ofstream out(path_from_utf8(log_file()), std::ios::app);
-    out << line << '\n';
+    if (log_file().empty()) return;
+    std::string why;
+    if (const LogStream out = open_log(path_from_utf8(log_file()).native(), why))  // again: never through a link
+      std::fprintf(out.get(), "%s\n", line.c_str());
   } catch (...) {
     // Logging must never take the host down.
   }

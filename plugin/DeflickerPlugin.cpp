@@ -11,7 +11,6 @@
 #include <cmath>
 #include <cstring>
 #include <memory>
-#include <random>
 #include <string>
 #include <vector>
 
@@ -20,22 +19,13 @@ namespace {
 
 constexpr int kMaxFramesNeeded = 256;
 
-std::string random_id() {
-  std::random_device rd;
-  std::mt19937_64 gen((static_cast<uint64_t>(rd()) << 32) ^ rd());
-  char buf[17];
-  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(gen()));
-  return buf;
-}
-
+/** CreateInstance: handles only. No param is set here (hosts may be mid-load or mid-copy). */
 OfxStatus create_instance(OfxImageEffectHandle effect) {
   auto inst = std::make_unique<Instance>();
   inst->effect = effect;
   suites().effect->getParamSet(effect, &inst->params);
   suites().effect->clipGetHandle(effect, kOfxImageEffectSimpleSourceClipName, &inst->source, nullptr);
   suites().effect->clipGetHandle(effect, kOfxImageEffectOutputClipName, &inst->output, nullptr);
-  // A fresh id for a new instance; a reopened project (or a copy the host made) keeps its own.
-  if (param_string(*inst, kInstanceId).empty()) set_param_string(*inst, kInstanceId, random_id());
   OfxPropertySetHandle props = nullptr;
   suites().effect->getPropertySet(effect, &props);
   suites().prop->propSetPointer(props, kOfxPropInstanceData, 0, inst.release());  // owned until DestroyInstance
@@ -46,7 +36,7 @@ OfxStatus destroy_instance(OfxImageEffectHandle effect) {
   std::unique_ptr<Instance> inst(instance_of(effect));
   if (inst && g_python_used) {
     char err[kMessageSize];
-    dfk_close_instance(param_string(*inst, kInstanceId).c_str(), err, sizeof err);
+    dfk_close_instance(inst->live_id.c_str(), err, sizeof err);
   }
   return kOfxStatOK;
 }
@@ -89,7 +79,7 @@ OfxStatus frames_needed(Instance &inst, OfxPropertySetHandle in, OfxPropertySetH
   }
   if (key.empty()) key = param_string(inst, kClipKey);
   if (key.empty()) return kOfxStatReplyDefault;  // not opened yet: render fetches what it needs itself
-  const SourceFacts src(inst, t);
+  const SourceFacts src(inst, t, false);  // its first frame only: no image outside Render
   const SettingsAt settings(inst, t);
   int frames[kMaxFramesNeeded];
   int count = 0;
@@ -113,31 +103,33 @@ OfxStatus frames_needed(Instance &inst, OfxPropertySetHandle in, OfxPropertySetH
 
 OfxStatus render(Instance &inst, OfxPropertySetHandle in) {
   const OfxTime t = get_double(in, kOfxPropTime);
-  const SourceFacts src(inst, t);
+  const SourceFacts src(inst, t, true);
   const SettingsAt settings(inst, t);
   HostContext ctx(inst, src.first, "Deflicker: analysing clip");
   ClipImage output(inst.output, t);
   const DfkImage dst = output.ok() ? output.view() : DfkImage{};
   if (dst.data == nullptr) {
-    post_error(inst.effect, "Deflicker: the host gave no usable output image");
+    post_error(inst.effect, "Deflicker: the host gave no usable output image", false);
     return kOfxStatFailed;
   }
   char err[kMessageSize] = {0};
   std::string key;
-  DfkStatus status = clip_key(inst, src, settings, ctx, false, key, err);
-  if (status == DFK_OK) {
-    const int index = static_cast<int>(std::lround(t - src.first));
-    const DfkCallbacks cb = ctx.callbacks();
-    status = dfk_render(key.c_str(), index, &settings.dfk, &cb, &dst, err, sizeof err);
+  const int index = static_cast<int>(std::lround(t - src.first));
+  const DfkCallbacks cb = ctx.callbacks();
+  DfkStatus status = DFK_UNKNOWN_CLIP;
+  // Twice at most: a clip the server no longer holds (dropped with another instance) is opened again.
+  for (int attempt = 0; attempt < 2 && status == DFK_UNKNOWN_CLIP; ++attempt) {
+    status = clip_key(inst, src, settings, ctx, attempt > 0, key, err);
+    if (status == DFK_OK) status = dfk_render(key.c_str(), index, &settings.dfk, &cb, &dst, err, sizeof err);
   }
-  if (status != DFK_OK) return fail(inst, status, err);
+  if (status != DFK_OK) return fail(inst, status, err, false);
   if (inst.error_shown.exchange(false)) clear_error(inst.effect);
   return kOfxStatOK;
 }
 
 /** Reanalyze button: drop the cache, analyse every source frame now, report in the status line. */
 OfxStatus reanalyze(Instance &inst, OfxTime t) {
-  const SourceFacts src(inst, t);
+  const SourceFacts src(inst, t, true);
   const SettingsAt settings(inst, t);
   HostContext ctx(inst, src.first, "Deflicker: analysing clip");
   char err[kMessageSize] = {0};
@@ -151,7 +143,7 @@ OfxStatus reanalyze(Instance &inst, OfxTime t) {
   if (!key.empty()) set_param_string(inst, kClipKey, key);
   if (status != DFK_OK) {
     set_param_string(inst, kStatus, status == DFK_CANCELLED ? "cancelled" : std::string("failed: ") + err);
-    return fail(inst, status, err);
+    return fail(inst, status, err, true);
   }
   char text[kMessageSize] = {0};
   dfk_status(key.c_str(), text, sizeof text);
@@ -164,6 +156,8 @@ OfxStatus instance_changed(Instance &inst, OfxPropertySetHandle in) {
   const std::string type = get_string(in, kOfxPropType);
   const std::string name = get_string(in, kOfxPropName);
   const std::string reason = get_string(in, kOfxPropChangeReason);
+  // Any change may fix what failed; a persistent message left standing stops Nuke rendering.
+  if ((type == kOfxTypeClip || type == kOfxTypeParameter) && inst.error_shown.exchange(false)) clear_error(inst.effect);
   if (type == kOfxTypeClip) {
     const std::lock_guard<std::mutex> lock(inst.mutex);
     inst.key.clear();  // the source may be a different clip now

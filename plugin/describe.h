@@ -12,7 +12,7 @@ namespace deflicker_ofx {
 inline constexpr const char *kPluginIdentifier = "com.atlasdeflicker.Deflicker";
 inline constexpr unsigned kVersionMajor = 1;
 inline constexpr unsigned kVersionMinor = 0;
-inline constexpr const char *kPluginLabel = "Deflicker";
+inline constexpr const char *kPluginLabel = "Atlas Deflicker";  // not "Deflicker": Resolve Studio has a ResolveFX of that name
 inline constexpr const char *kPluginGrouping = "Filter";
 inline constexpr const char *kPluginDescription =
     "Blind video deflickering: removes brightness and colour flicker using a per-clip atlas, "

@@ -141,7 +141,7 @@ bool ProgressScope::update(double fraction) {
   const OfxProgressSuiteV1 *p = suites().progress;
   if (p == nullptr) return true;
   if (!started_) started_ = p->progressStart(effect_, label_.c_str()) == kOfxStatOK;
-  return !started_ || p->progressUpdate(effect_, fraction) == kOfxStatOK;
+  return !started_ || p->progressUpdate(effect_, fraction) != kOfxStatReplyNo;
 }
 
 EditBlock::EditBlock(OfxParamSetHandle params, const char *name) : params_(params) {
@@ -152,11 +152,11 @@ EditBlock::~EditBlock() {
   if (open_) suites().param->paramEditEnd(params_);
 }
 
-void post_error(OfxImageEffectHandle effect, const std::string &message) {
+void post_error(OfxImageEffectHandle effect, const std::string &message, bool may_open_dialog) {
   const Suites &s = suites();
   if (s.message2 != nullptr && s.message2->setPersistentMessage != nullptr) {
     s.message2->setPersistentMessage(effect, kOfxMessageError, "", "%s", message.c_str());
-  } else if (s.message1 != nullptr) {
+  } else if (s.message1 != nullptr && may_open_dialog) {
     s.message1->message(effect, kOfxMessageError, "", "%s", message.c_str());
   }
 }

@@ -74,7 +74,7 @@ class ProgressScope {
   ~ProgressScope();
   ProgressScope(const ProgressScope &) = delete;
   ProgressScope &operator=(const ProgressScope &) = delete;
-  /** Show `fraction`; false when the user pressed cancel. */
+  /** Show `fraction`; false only when the user pressed cancel (kOfxStatReplyNo), not when the bar failed. */
   bool update(double fraction);
 
  private:
@@ -96,8 +96,9 @@ class EditBlock {
   bool open_ = false;
 };
 
-/** Show an error to the user: a persistent message where the host has one, else a dialog/log. */
-void post_error(OfxImageEffectHandle effect, const std::string &message);
+/** Show an error to the user: a persistent message where the host has one; else a dialog, but only
+ *  when `may_open_dialog` (a user action on the main thread, never a render thread). */
+void post_error(OfxImageEffectHandle effect, const std::string &message, bool may_open_dialog);
 /** Clear a persistent message set by post_error (no-op without message suite V2). */
 void clear_error(OfxImageEffectHandle effect);
 

@@ -8,7 +8,9 @@
 
 #include <atomic>
 #include <cmath>
+#include <cstdio>
 #include <mutex>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -18,8 +20,20 @@ inline constexpr size_t kMessageSize = 1024;
 
 inline std::atomic<bool> g_python_used{false};  // Python is started lazily; purge/destroy skip it if never used
 
+/** A fresh random id, 16 hex digits. */
+inline std::string random_id() {
+  std::random_device rd;
+  std::mt19937_64 gen((static_cast<uint64_t>(rd()) << 32) ^ rd());
+  char buf[17];
+  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(gen()));
+  return buf;
+}
+
 /** Per-instance state, stored in kOfxPropInstanceData. */
 struct Instance {
+  // Names this live instance to the server, which keeps a clip while any instance uses it. Never
+  // persisted: a copy the host makes of a node (same persisted params) is another live instance.
+  const std::string live_id = random_id();
   OfxImageEffectHandle effect = nullptr;
   OfxImageClipHandle source = nullptr;
   OfxImageClipHandle output = nullptr;
@@ -73,13 +87,15 @@ struct SettingsAt {
   }
 };
 
-/** Facts of the source clip at time t: size, layout, frame range. */
+/** Facts of the source clip at time t: size, layout, frame range. The size is that of the image
+ *  the host hands over at t (its bounds) where `from_image`, else the region of definition's:
+ *  hosts may report a region of definition in other units or larger than the images. */
 struct SourceFacts {
   DfkClipInfo info{};
   double first = 0.0;  // time of source index 0
   std::string components, depth;
 
-  SourceFacts(const Instance &inst, OfxTime t) {
+  SourceFacts(const Instance &inst, OfxTime t, bool from_image) {
     OfxPropertySetHandle props = nullptr;
     suites().effect->clipGetPropertySet(inst.source, &props);
     OfxRectD rod{0, 0, 0, 0};
@@ -90,6 +106,14 @@ struct SourceFacts {
     first = range.size() == 2 ? std::ceil(range[0]) : 0.0;
     info.width = static_cast<int>(std::lround(rod.x2 - rod.x1));
     info.height = static_cast<int>(std::lround(rod.y2 - rod.y1));
+    if (from_image) {
+      const ClipImage image(inst.source, t);
+      const DfkImage view = image.ok() ? image.view() : DfkImage{};
+      if (view.data != nullptr) {
+        info.width = view.width;
+        info.height = view.height;
+      }
+    }
     info.channels = components == kOfxImageComponentRGB ? 3 : 4;
     info.frame_count = range.size() == 2 ? static_cast<int>(std::floor(range[1]) - first) + 1 : 0;
     info.fps = get_double(props, kOfxImageEffectPropFrameRate, 0, 24.0);
@@ -137,10 +161,11 @@ struct HostContext {
   }
 };
 
-/** OFX status for a bridge failure; reports it to the user unless the host cancelled. */
-inline OfxStatus fail(Instance &inst, DfkStatus status, const char *message) {
+/** OFX status for a bridge failure; reports it to the user unless the host cancelled (a dialog only
+ *  where `may_open_dialog`: never from a render thread). */
+inline OfxStatus fail(Instance &inst, DfkStatus status, const char *message, bool may_open_dialog) {
   if (status == DFK_CANCELLED) return kOfxStatFailed;  // the bridge logged it; the host asked for it
-  post_error(inst.effect, std::string("Deflicker: ") + message);
+  post_error(inst.effect, std::string("Deflicker: ") + message, may_open_dialog);
   inst.error_shown = true;
   return status == DFK_BAD_FRAME ? kOfxStatErrFormat : kOfxStatFailed;
 }
@@ -157,7 +182,7 @@ inline DfkStatus clip_key(Instance &inst, const SourceFacts &src, const Settings
   char buf[512] = {0};
   const DfkCallbacks cb = ctx.callbacks();
   g_python_used = true;
-  const DfkStatus status = dfk_open_clip(param_string(inst, kInstanceId).c_str(), &src.info, &settings.dfk, &cb,
+  const DfkStatus status = dfk_open_clip(inst.live_id.c_str(), &src.info, &settings.dfk, &cb,
                                          param_string(inst, kClipKey).c_str(), buf, sizeof buf, err, kMessageSize);
   if (status != DFK_OK) return status;
   inst.key = key = buf;

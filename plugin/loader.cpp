@@ -12,10 +12,10 @@
 // The core is loaded at the first entry point call (never from DllMain or a static initializer:
 // the loader lock), once per process, and never unloaded: its interpreter and threads cannot be.
 // If it cannot be loaded, OfxGetNumberOfPlugins returns 0 and one line with the system's reason
-// goes to the plugin's log ($DEFLICKER_OFX_LOG, else beside this binary, else the temp folder, as
-// in ofx_bridge/runtime.cpp). Nothing here throws across the C ABI.
+// goes to the plugin's log (where plugin/log_file.h says, as in ofx_bridge/runtime.cpp). Nothing
+// here throws across the C ABI.
 #include "core_api.h"
-#include "log_record.h"  // and the platform headers
+#include "log_file.h"  // and the platform headers
 
 #ifdef __linux__
 #include <link.h>  // ElfW
@@ -24,7 +24,6 @@
 #endif
 
 #include <cstdio>
-#include <cstdlib>
 #include <string>
 
 #ifndef DFK_CORE_FILE
@@ -37,26 +36,12 @@ namespace {
 // with the static libstdc++ they would make the loader several times bigger.
 #ifdef _WIN32
 using Handle = HMODULE;
-using Path = std::wstring;
-#define DFK_NATIVE(text) L"" text
-constexpr const wchar_t *kSeparator = L"\\";  // LoadLibraryExW wants backslashes
+using Path = dfk::NativePath;
 void unload(Handle h) { FreeLibrary(h); }
 template <class Fn> Fn symbol(Handle h, const char *name) {
   return reinterpret_cast<Fn>(reinterpret_cast<void (*)()>(GetProcAddress(h, name)));
 }
-std::string utf8(const Path &path) {
-  const int n = WideCharToMultiByte(CP_UTF8, 0, path.data(), static_cast<int>(path.size()), nullptr, 0, nullptr, nullptr);
-  std::string out(n > 0 ? n : 0, '\0');
-  if (n > 0) WideCharToMultiByte(CP_UTF8, 0, path.data(), static_cast<int>(path.size()), out.data(), n, nullptr, nullptr);
-  return out;
-}
-const wchar_t *env_log() { return _wgetenv(L"DEFLICKER_OFX_LOG"); }
-std::FILE *open_append(const Path &path) { return _wfopen(path.c_str(), L"a"); }
-Path temp_dir() {
-  wchar_t buf[MAX_PATH + 1];
-  const DWORD n = GetTempPathW(MAX_PATH + 1, buf);
-  return n > 1 && n <= MAX_PATH ? Path(buf, n - 1) : Path(L"C:\\Windows\\Temp");  // without the trailing '\'
-}
+std::string utf8(const Path &path) { return dfk::native_utf8(path); }
 /** GetLastError() as text (FormatMessage). */
 std::string last_error() {
   const DWORD code = GetLastError();
@@ -85,19 +70,10 @@ Path module_dir() {
 }
 #else
 using Handle = void *;
-using Path = std::string;
-#define DFK_NATIVE(text) text
-constexpr const char *kSeparator = "/";
+using Path = dfk::NativePath;
 void unload(Handle h) { dlclose(h); }
 template <class Fn> Fn symbol(Handle h, const char *name) { return reinterpret_cast<Fn>(dlsym(h, name)); }
 const std::string &utf8(const Path &path) { return path; }
-const char *env_log() { return std::getenv("DEFLICKER_OFX_LOG"); }
-std::FILE *open_append(const Path &path) { return std::fopen(path.c_str(), "a"); }
-Path temp_dir() {  // as std::filesystem::temp_directory_path
-  for (const char *name : {"TMPDIR", "TMP", "TEMP", "TEMPDIR"})
-    if (const char *dir = std::getenv(name); dir != nullptr && *dir != '\0') return dir;
-  return "/tmp";
-}
 std::string last_error() {
   const char *text = dlerror();
   return text != nullptr ? text : "unknown error";
@@ -112,7 +88,7 @@ Path module_dir() {
 }
 #endif
 constexpr const auto *kCoreFile = DFK_NATIVE(DFK_CORE_FILE);
-constexpr const auto *kLogFile = DFK_NATIVE("deflicker-ofx.log");
+constexpr const auto *kSeparator = dfk::kNativeSeparator;  // LoadLibraryExW wants backslashes
 
 #ifdef __linux__
 /** Why glibc cannot map `file` safely, or "": it maps a truncated ELF file (a half-copied core) and
@@ -142,13 +118,8 @@ std::string truncated_elf(const Path &file) {
 /** One [ERROR] line in the plugin's log, in ofx_bridge/runtime.cpp's format and place. */
 void log_error(const Path &dir, const std::string &message) noexcept {
   try {
-    std::FILE *out = nullptr;
-    if (const auto *env = env_log(); env != nullptr && *env) out = open_append(env);
-    else if (dir.empty() || (out = open_append(dir + kSeparator + kLogFile)) == nullptr)
-      out = open_append(temp_dir() + kSeparator + kLogFile);
-    if (out == nullptr) return;
-    std::fprintf(out, "%s\n", dfk::log_record("ERROR", message).c_str());
-    std::fclose(out);
+    if (const dfk::OpenLog log = dfk::open_first_log(dfk::log_candidates(dir)); log.stream)
+      std::fprintf(log.stream.get(), "%s\n", dfk::log_record("ERROR", message).c_str());
   } catch (...) {
     // Logging must never take the host down.
   }

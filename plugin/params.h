@@ -36,7 +36,6 @@ inline constexpr ParamSpec kParams[] = {
   {"reanalyze",        "Reanalyze",          "Drop the cached analysis of this clip and analyse it again.",                ParamKind::PushButton, 0,     0,    0,      0,    0,      ""},
   {"status",           "Status",             "State of this clip's analysis.",                                             ParamKind::Label,      0,     0,    0,      0,    0,      ""},
   {"clip_key",         "Clip key",           "Names the cached analysis of the source clip (internal).",                   ParamKind::Hidden,     0,     0,    0,      0,    0,      ""},
-  {"instance_id",      "Instance id",        "Random id of this effect instance (internal).",                              ParamKind::Hidden,     0,     0,    0,      0,    0,      ""},
 };
 // clang-format on
 
@@ -48,7 +47,6 @@ inline constexpr const char *kAnalysisSize = "analysis_size";
 inline constexpr const char *kReanalyze = "reanalyze";
 inline constexpr const char *kStatus = "status";
 inline constexpr const char *kClipKey = "clip_key";
-inline constexpr const char *kInstanceId = "instance_id";
 
 /** The row of kParams named `name`. */
 inline const ParamSpec &spec(const char *name) {

@@ -5,12 +5,21 @@ in the ``fusionscript-stubs`` package, with the stub's parameter names (tests/te
 checks both against the .pyi). Behaviour follows Resolve's as documented or reported: indices are
 1-based, source frame ranges end exclusive (like ``GetEnd``; ``duration`` can fake an inclusive
 one), ``AddRenderJob`` returns "" without a render location, ``GetMediaPoolItem`` is None for
-generators, a render job advances while it is polled and, when it completes, the "Deliver page"
+generators. Like the real bridge, every call that returns a timeline item hands out a new proxy
+object (so only ``GetUniqueId`` tells two apart), ``GetNodeGraph(None)`` returns nothing, and
+``StartRendering`` takes positional arguments only. A started job stays queued ("Ready", not in
+progress) for one poll, then advances while it is polled and, when it completes, the "Deliver page"
 renders each item through ``deliver`` (the test's stand-in for the plugin reading the cache).
 """
 from __future__ import annotations
 
+import copy
+import itertools
 from typing import Any, Callable, Optional, Union
+
+_ids = itertools.count(1)
+#: GetNodeGraph's "no argument" (Resolve returns the first layer then; an explicit None it refuses).
+_FIRST_LAYER: Any = object()
 
 
 class FakeGraph:
@@ -51,6 +60,7 @@ class FakeTimelineItem:
         self.name, self.media, self.duration = name, media, duration
         self.source_start, self.source_end, self.start = source_start, source_end, start
         self.graph = FakeGraph(nodes if nodes is not None else [[]])
+        self.unique_id = f"item-{next(_ids)}"
 
     def GetName(self) -> str:
         return self.name
@@ -58,8 +68,8 @@ class FakeTimelineItem:
     def GetMediaPoolItem(self) -> Optional[FakeMediaPoolItem]:
         return self.media
 
-    def GetNodeGraph(self, layerIdx: Optional[int] = None) -> FakeGraph:
-        return self.graph
+    def GetNodeGraph(self, layerIdx: Optional[int] = _FIRST_LAYER) -> Optional[FakeGraph]:
+        return None if layerIdx is None else self.graph
 
     def GetSourceStartFrame(self) -> int:
         return self.source_start
@@ -76,7 +86,7 @@ class FakeTimelineItem:
         return self.source_end - self.source_start  # no retime: as many frames as the source range
 
     def GetUniqueId(self) -> str:
-        return f"item-{id(self):x}"
+        return self.unique_id
 
 
 class FakeTimeline:
@@ -95,10 +105,10 @@ class FakeTimeline:
     def GetItemListInTrack(self, trackType: str, index: int) -> list[FakeTimelineItem]:
         if trackType != "video" or not 1 <= index <= len(self.tracks):
             return []
-        return list(self.tracks[index - 1])
+        return [copy.copy(item) for item in self.tracks[index - 1]]
 
     def GetCurrentVideoItem(self) -> Optional[FakeTimelineItem]:
-        return self.playhead
+        return copy.copy(self.playhead)
 
 
 class FakeProject:
@@ -109,6 +119,7 @@ class FakeProject:
         self.deliver = deliver  # returns "" when the render works, else Resolve's error text
         self.render_settings: dict[str, Any] = {}
         self.jobs: dict[str, dict[str, Any]] = {}
+        self.queued: list[str] = []
         self.rendering: list[str] = []
         self.polls = 0
 
@@ -129,12 +140,10 @@ class FakeProject:
         self.jobs[job] = {"JobStatus": "Ready", "CompletionPercentage": 0}
         return job
 
-    def StartRendering(self, jobIds: list[str], isInteractiveMode: bool = False) -> bool:
+    def StartRendering(self, jobIds: list[str], isInteractiveMode: bool = False, /) -> bool:
         if not jobIds or any(j not in self.jobs for j in jobIds):
             return False
-        self.rendering = list(jobIds)
-        for j in jobIds:
-            self.jobs[j].update(JobStatus="Rendering", CompletionPercentage=0)
+        self.queued = list(jobIds)  # taken up at the next status poll
         return True
 
     def IsRenderingInProgress(self) -> bool:
@@ -144,6 +153,12 @@ class FakeProject:
         job = self.jobs.get(jobId)
         if job is None:
             return {}
+        if jobId in self.queued:  # the first poll finds it queued, not in progress; the next one starts it
+            if job.setdefault("polled", False):
+                self.queued.remove(jobId)
+                self.rendering.append(jobId)
+                job["JobStatus"] = "Rendering"
+            job["polled"] = True
         if job["JobStatus"] == "Rendering":  # each poll renders another quarter
             self.polls += 1
             job["CompletionPercentage"] = min(100, job["CompletionPercentage"] + 25)
@@ -151,7 +166,7 @@ class FakeProject:
                 error = self.deliver(self.timeline) if self.deliver and self.timeline else ""
                 job.update(JobStatus="Failed" if error else "Complete", **({"Error": error} if error else {}))
                 self.rendering.remove(jobId)
-        return dict(job)
+        return {k: v for k, v in job.items() if k != "polled"}
 
 
 class FakeProjectManager:

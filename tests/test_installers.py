@@ -208,7 +208,7 @@ def test_resolve_and_nuke_entries_are_added_and_removed(bundle, prefix):
     runner = (
         "import sys; sys.path.insert(0, sys.argv[2])\n"
         "from _fake_resolve import *\n"
-        "item = FakeTimelineItem('shot', FakeMediaPoolItem('/media/shot.mov', 8), 0, 8, nodes=[['Deflicker']])\n"
+        "item = FakeTimelineItem('shot', FakeMediaPoolItem('/media/shot.mov', 8), 0, 8, nodes=[['Atlas Deflicker']])\n"
         "g = {'resolve': FakeResolve(FakeProject(FakeTimeline('T', [[item]])))}\n"
         "code = open(sys.argv[1]).read().replace(\"main(['analyse']\", \"main(['list']\")\n"
         "exec(code, g)\n"
@@ -278,6 +278,179 @@ def test_refuses_without_permission_in_one_line(bundle, tmp_path, platform):
     assert every_path(root) == before
     assert tool("install.py", "uninstall", "--prefix", root, "--platform", platform).returncode == 0
     assert not root.exists()
+
+
+# ------------------------------------------------------------------ installing as root trusts nothing it finds
+
+MANIFEST = Path("Contents/Resources/install-manifest.json")
+
+
+def install_here(bundle: Path, prefix: Path, home: Path, *more: object, umask: int = 0o022) -> subprocess.CompletedProcess:
+    """install.py install into ``prefix`` with Resolve and Nuke entries, HOME=``home``, under ``umask``."""
+    command = ["sh", "-c", f"umask {umask:03o}; exec \"$@\"", "sh", PY, str(INSTALLERS / "install.py"), "install",
+               "--bundle", str(bundle), "--prefix", str(prefix), "--resolve", "--nuke", *map(str, more)]
+    return subprocess.run(command, capture_output=True, text=True, timeout=300, env={**os.environ, "HOME": str(home)})
+
+
+def uninstall_here(prefix: Path, home: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([PY, str(INSTALLERS / "install.py"), "uninstall", "--prefix", str(prefix)],
+                          capture_output=True, text=True, timeout=300, env={**os.environ, "HOME": str(home)})
+
+
+def nuke_init(prefix: Path, home: Path) -> Path:
+    return prefix.joinpath(*home.parts[1:], ".nuke", "init.py")
+
+
+def resolve_entry(prefix: Path) -> Path:
+    return prefix / "opt" / "resolve" / "Fusion" / "Scripts" / "Utility" / "Deflicker - Render.py"
+
+
+def modes(root: Path) -> dict[str, tuple[int, int]]:
+    """(mode bits, owner) of every folder and file under ``root`` (itself included; links are not followed)."""
+    out = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        for path in [Path(dirpath)] + [Path(dirpath) / n for n in dirnames + filenames]:
+            st = path.lstat()
+            if not path.is_symlink():
+                out[str(path.relative_to(root.parent))] = (st.st_mode & 0o7777, st.st_uid)
+    return out
+
+
+@pytest.mark.parametrize("link", [False, True], ids=["copy", "link"])
+def test_installed_modes_are_set_never_copied_from_the_source(bundle, tmp_path, link):
+    src = tmp_path / "src" / NAME
+    shutil.copytree(bundle, src, symlinks=True)
+    binary = next(src.glob("Contents/*/Deflicker.ofx"))
+    binary.chmod(0o6777)  # setuid, setgid and world-writable
+    (src / "Contents" / "Resources" / "python.cfg").chmod(0o666)
+    (src / "Contents" / "Resources" / "hosts").chmod(0o3777)  # setgid, sticky, world-writable
+    (src / "Contents").chmod(0o777)
+    prefix, home = tmp_path / "root", tmp_path / "home"
+    proc = install_here(src, prefix, home, *["--link"] * link, umask=0)  # an umask of 0 must not matter either
+    assert proc.returncode == 0, proc.stderr
+    got = modes(prefix)
+    me = os.geteuid()
+    wrong = {path: (f"{mode:04o}", uid) for path, (mode, uid) in got.items()
+             if uid != me or mode not in (0o755, 0o644) or (mode == 0o644 and (prefix.parent / path).is_dir())}
+    assert not wrong, wrong
+    dst = installed(prefix)
+    assert got[str(binary_of(dst).relative_to(prefix.parent))][0] == 0o755  # still an executable
+    for entry in (dst / "Contents" / "Resources" / "python.cfg", dst / MANIFEST, resolve_entry(prefix), nuke_init(prefix, home)):
+        assert got[str(entry.relative_to(prefix.parent))][0] == 0o644, entry
+    assert binary.stat().st_mode & 0o7777 == 0o6777, "the source was changed"
+    assert uninstall_here(prefix, home).returncode == 0 and not prefix.exists()
+
+
+def binary_of(bundle: Path) -> Path:
+    return next(bundle.glob("Contents/*/Deflicker.ofx"))
+
+
+@pytest.mark.parametrize("forgery", ["owner", "writable", "folder", "garbage", "outside", "dotdot", "line", "file"])
+def test_uninstall_refuses_a_manifest_it_cannot_trust(bundle, tmp_path, forgery):
+    prefix, home = tmp_path / "root", tmp_path / "home"
+    assert install_here(bundle, prefix, home).returncode == 0
+    path = installed(prefix) / MANIFEST
+    manifest = json.loads(path.read_text())
+    victim = tmp_path / "victim" / ".nuke" / "init.py"  # where the installer writes, but outside the install root
+    victim.parent.mkdir(parents=True)
+    nuke_line = manifest["lines"][0]["line"]
+    victim.write_text("# someone's own setup\n" + nuke_line)
+    ours = nuke_init(prefix, home)
+    why = {"owner": "is owned by uid 1000, not by root or you: not trusted",
+           "writable": "is writable by its group or others (mode 0646): not trusted",
+           "folder": "Resources is writable by its group or others (mode 0777): not trusted",
+           "garbage": "install-manifest.json: not valid JSON: not trusted",
+           "outside": f"names {victim}, outside the install root {prefix}: not trusted",
+           "dotdot": "not a clean absolute path: not trusted",
+           "line": f"names {ours}, with a line the installer does not write: not trusted",
+           "file": "not a file the installer writes: not trusted"}[forgery]
+    if forgery == "owner":
+        if os.geteuid() != 0:
+            pytest.skip("needs root to give the manifest to another user")
+        os.chown(path, 1000, 1000)
+    elif forgery == "writable":
+        path.chmod(0o646)
+    elif forgery == "folder":
+        path.parent.chmod(0o777)
+    elif forgery == "garbage":
+        path.write_text('{"dirs": [')
+    else:
+        if forgery == "outside":
+            manifest["lines"].append({"file": str(victim), "line": nuke_line})
+        elif forgery == "dotdot":
+            manifest["files"].append(f"{prefix}/../victim/.nuke/init.py")
+        elif forgery == "line":
+            manifest["lines"].append({"file": str(ours), "line": "import os\n"})
+        else:
+            manifest["files"].append(str(installed(prefix) / "Contents" / "Resources" / "python.cfg"))
+        path.write_text(json.dumps(manifest))
+    before, victim_text = every_path(prefix), victim.read_text()
+    ours_text = ours.read_text()
+    proc = uninstall_here(prefix, home)
+    assert proc.returncode == 1 and proc.stderr.count("\n") == 1 and proc.stderr.startswith("uninstall: error: "), \
+        proc.stdout + proc.stderr
+    assert why in proc.stderr, proc.stderr
+    assert every_path(prefix) == before and victim.read_text() == victim_text and ours.read_text() == ours_text
+
+
+@pytest.mark.parametrize("target", ["resolve", "nuke"])
+def test_install_never_writes_through_a_planted_link(bundle, tmp_path, target):
+    prefix, home = tmp_path / "root", tmp_path / "home"
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious\n")
+    link = resolve_entry(prefix) if target == "resolve" else nuke_init(prefix, home)
+    link.parent.mkdir(parents=True)
+    link.symlink_to(victim)
+    proc = install_here(bundle, prefix, home)
+    assert proc.returncode == 1 and proc.stderr == f"install: error: {link} is a symbolic link: not followed " \
+        "(remove it, then run the installer again)\n", proc.stderr
+    assert victim.read_text() == "precious\n" and not installed(prefix).exists() and link.is_symlink()
+
+
+def test_uninstall_never_follows_a_link_put_in_place_of_an_installed_file(bundle, tmp_path):
+    prefix, home = tmp_path / "root", tmp_path / "home"
+    assert install_here(bundle, prefix, home).returncode == 0
+    entry, init = resolve_entry(prefix), nuke_init(prefix, home)
+    victims = {entry: tmp_path / "entry-victim.py", init: tmp_path / "init-victim.py"}
+    for path, victim in victims.items():
+        victim.write_bytes(path.read_bytes() + b"precious\n")  # carries the installer's mark and line
+        path.unlink()
+        path.symlink_to(victim)
+    texts = {victim: victim.read_text() for victim in victims.values()}
+    proc = uninstall_here(prefix, home)  # init.py's line cannot be removed through the link: refused
+    assert proc.returncode == 1 and proc.stderr == f"uninstall: error: {init} is a symbolic link: not followed " \
+        "(remove it, then run the installer again)\n", proc.stderr
+    assert installed(prefix).is_dir() and all(v.read_text() == t for v, t in texts.items())
+    init.unlink()
+    proc = uninstall_here(prefix, home)
+    assert proc.returncode == 0, proc.stderr
+    assert not os.path.lexists(entry), "a link in place of a menu entry is removed (as a link)"
+    assert all(v.read_text() == t for v, t in texts.items()) and not prefix.exists(), every_path(prefix)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="what the wrappers run as root")
+@pytest.mark.parametrize("wrapper", ["install_linux.sh", "install_macos.sh"])
+def test_wrappers_as_root_run_no_python_or_module_a_user_could_plant(bundle, tmp_path, wrapper):
+    marker = tmp_path / "ran-planted-code"
+    planted = tmp_path / "user-bin"  # first on PATH, but a user's folder (like /opt/homebrew/bin)
+    planted.mkdir()
+    (planted / "python3").write_text(f"#!/bin/sh\ntouch {marker}\nexec {PY} \"$@\"\n")
+    (planted / "python3").chmod(0o755)
+    os.chown(planted, 1000, 1000)
+    modules = tmp_path / "user-modules"  # PYTHONPATH: a module that shadows the standard library's
+    modules.mkdir()
+    (modules / "hashlib.py").write_text(f"open({str(marker)!r}, 'w').close()\nraise SystemExit(9)\n")
+    env = {**os.environ, "PATH": f"{planted}:{os.environ['PATH']}", "PYTHONPATH": str(modules), "HOME": str(tmp_path)}
+    prefix = tmp_path / "root"
+    proc = subprocess.run(["sh", str(INSTALLERS / wrapper), "install", "--bundle", str(bundle), "--prefix", str(prefix)],
+                          capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert not marker.exists(), "the installer ran code a user could have planted"
+    os.chown(planted, 0, 0)
+    planted.chmod(0o777)  # root's folder, but anyone may change it: as untrusted
+    proc = subprocess.run(["sh", str(INSTALLERS / wrapper), "uninstall", "--prefix", str(prefix)],
+                          capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0 and not marker.exists() and not prefix.exists(), proc.stderr
 
 
 #: Per OS: the wrapper that installs it (None: install.py itself, as install_windows.ps1 does), and the

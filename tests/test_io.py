@@ -12,7 +12,9 @@ import numpy as np
 import pytest
 
 from deflicker.errors import InvalidSettingsError, VideoIOError
-from deflicker.io import ClipWriter, check_output_path, open_clip, output_like, write_clip
+from deflicker.io_clip import to_float
+from deflicker.io_image import read_image
+from deflicker.io import ClipWriter, check_output_path, frame_numbers, index_range, open_clip, output_like, write_clip
 from deflicker.source import FrameSource
 
 
@@ -116,16 +118,24 @@ def test_folder_is_read_in_natural_order(tmp_path):
     np.testing.assert_array_equal(read_all(tmp_path), quantized(frames, 8))
 
 
-def test_folder_output_replaced_and_pattern_pruned(tmp_path):
-    folder = tmp_path / "frames"
-    write_clip(folder, smooth_clip(n=5), fps=24.0, bit_depth=8)
-    write_clip(folder, smooth_clip(n=3, seed=1), fps=24.0, bit_depth=8)
-    np.testing.assert_array_equal(read_all(folder), quantized(smooth_clip(n=3, seed=1), 8))
-    pattern = tmp_path / "p.%04d.png"
-    write_clip(pattern, smooth_clip(n=6), fps=24.0, bit_depth=8)
-    write_clip(pattern, smooth_clip(n=2, seed=2), fps=24.0, bit_depth=8)
-    assert len(read_all(pattern)) == 2
-    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temp left behind
+def test_sequences_keep_their_frame_numbers(tmp_path):
+    frames = smooth_clip(n=4)
+    plate = write_clip(tmp_path / "plate" / "p.%04d.png", frames, fps=24.0, bit_depth=8, numbers=range(1001, 1005))
+    assert sorted(p.name for p in plate.parent.iterdir()) == [f"p.{n}.png" for n in range(1001, 1005)]
+    with open_clip(plate) as clip, open_clip(plate.parent) as folder, open_clip(plate, start=1, end=3) as part:
+        assert frame_numbers(clip) == frame_numbers(folder) == [1001, 1002, 1003, 1004]
+        assert frame_numbers(part) == [1002, 1003]
+        out = write_clip(tmp_path / "out", list(part), fps=24.0, bit_depth=8, numbers=frame_numbers(part))
+    assert sorted(p.name for p in out.iterdir()) == ["frame.001002.png", "frame.001003.png"]
+    video = write_clip(tmp_path / "c.mkv", frames, fps=24.0)
+    with open_clip(video, start=2) as clip:
+        assert frame_numbers(clip) == [2, 3]
+    assert index_range(plate, (1002, 1004)) == (1, 3)
+    assert index_range(video, (1, 3)) == (1, 3)
+    with pytest.raises(InvalidSettingsError, match=r"outside .* \(frames 1001 to 1004\)"):
+        index_range(plate, (0, 2))
+    with pytest.raises(VideoIOError, match="distinct"):
+        write_clip(tmp_path / "d.%04d.png", frames[:2], fps=24.0, numbers=[5, 5])
 
 
 # ---------------------------------------------------------------- video files
@@ -288,7 +298,7 @@ def test_failed_write_keeps_existing_output(tmp_path, name, error):
     write_clip(target, old, fps=24.0, bit_depth=8)
     before = sorted((p.name, p.stat().st_size) for p in tmp_path.rglob("*"))
     with pytest.raises(type(error)):
-        write_clip(target, _frames_then_fail(smooth_clip(n=4), error), fps=24.0, bit_depth=8)
+        write_clip(target, _frames_then_fail(smooth_clip(n=4), error), fps=24.0, bit_depth=8, overwrite=True)
     assert sorted((p.name, p.stat().st_size) for p in tmp_path.rglob("*")) == before
     np.testing.assert_allclose(read_all(target), old, atol=0.2)
 
@@ -326,7 +336,7 @@ def test_unwritable_and_input_outputs_are_refused_before_work(tmp_path):
 def test_writer_validates_kind_codec_and_frames(tmp_path):
     with pytest.raises(InvalidSettingsError, match="unknown codec"):
         ClipWriter(tmp_path / "a.mkv", fps=24, width=8, height=8, channels=3, bit_depth=8, codec="divx")
-    with pytest.raises(InvalidSettingsError, match="pattern"):
+    with pytest.raises(VideoIOError, match="pattern"):
         ClipWriter(tmp_path / "a.png", fps=24, width=8, height=8, channels=3, bit_depth=8)
     with pytest.raises(InvalidSettingsError, match="applies to video"):
         ClipWriter(tmp_path / "a.%02d.png", fps=24, width=8, height=8, channels=3, bit_depth=8, codec="ffv1")
@@ -359,3 +369,91 @@ def test_outputs_get_ordinary_file_permissions(tmp_path):
     assert target.read_bytes() == b"png"
     assert (target.stat().st_mode & 0o777) == 0o666 & ~umask
     assert [p.name for p in tmp_path.iterdir()] == ["report.png"]
+
+
+def _snapshot(folder: Path) -> dict[str, tuple[bytes, int]]:
+    """Every entry under ``folder``: its bytes (files) and mode, by relative path."""
+    return {str(p.relative_to(folder)): (p.read_bytes() if p.is_file() else b"", p.stat().st_mode)
+            for p in folder.rglob("*")}
+
+
+def test_outputs_replace_only_their_own_targets_and_only_with_overwrite(tmp_path):
+    folder = tmp_path / "renders"
+    (folder / "sub").mkdir(parents=True)
+    folder.chmod(0o750)
+    (folder / "notes.txt").write_text("keep me")
+    (folder / "sub" / "a.txt").write_text("me too")
+    for n in (1001, 1002, 1003):
+        (folder / f"shot.{n}.png").write_bytes(b"user frame %d" % n)
+    movie = write_clip(tmp_path / "movie.mkv", smooth_clip(n=2), fps=24.0)
+    before, movie_bytes = _snapshot(folder), movie.read_bytes()
+    with pytest.raises(VideoIOError, match=r"renders: it is not empty \(5 entries\); pass --overwrite"):
+        write_clip(folder, _never(), fps=24.0, bit_depth=8)
+    with pytest.raises(VideoIOError, match=r"replace 2 existing frames \(shot.1002.png to shot.1003.png\)"):
+        write_clip(folder / "shot.%04d.png", _never(), fps=24.0, bit_depth=8, numbers=[1002, 1003, 1004])
+    with pytest.raises(VideoIOError, match="existing .*movie.mkv; pass --overwrite"):
+        write_clip(movie, _never(), fps=24.0)
+    assert _snapshot(folder) == before and movie.read_bytes() == movie_bytes
+
+    frames = smooth_clip(n=3)
+    write_clip(folder, frames, fps=24.0, bit_depth=8, numbers=[1001, 1002, 1003], overwrite=True)
+    write_clip(folder / "shot.%04d.png", frames[:2], fps=24.0, bit_depth=8, numbers=[1003, 1004], overwrite=True)
+    write_clip(movie, frames, fps=24.0, overwrite=True)
+    after = _snapshot(folder)
+    assert {name for name in after if after[name] != before.get(name)} == {
+        "frame.001001.png", "frame.001002.png", "frame.001003.png", "shot.1003.png", "shot.1004.png"}
+    assert (folder.stat().st_mode & 0o777) == 0o750
+    np.testing.assert_array_equal(read_all(folder / "frame.%06d.png"), quantized(frames, 8))
+    for number, frame in zip((1003, 1004), frames):
+        np.testing.assert_array_equal(to_float(read_image(folder / f"shot.{number}.png")), quantized(frame, 8))
+    assert len(read_all(movie)) == 3
+    assert not [p for p in tmp_path.rglob(".*")]  # no temp left behind
+
+
+def test_a_failed_move_into_place_restores_every_old_frame(tmp_path, monkeypatch):
+    pattern = tmp_path / "s.%04d.png"
+    write_clip(pattern, smooth_clip(n=4, seed=7), fps=24.0, bit_depth=8, numbers=range(1001, 1005))
+    (tmp_path / "other.txt").write_text("mine")
+    before = _snapshot(tmp_path)
+    real_replace, moves = os.replace, []
+
+    def disk_full_on_third_frame(src, dst):
+        moves.append(Path(dst).name)
+        if moves.count("s.1003.png") == 1 and Path(dst).name == "s.1003.png":
+            raise OSError(28, "No space left on device")
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", disk_full_on_third_frame)
+    with pytest.raises(VideoIOError, match=r"No space left on device \(nothing was replaced\)"):
+        write_clip(pattern, smooth_clip(n=4), fps=24.0, bit_depth=8, numbers=range(1001, 1005), overwrite=True)
+    assert _snapshot(tmp_path) == before  # no mix of old and new frames, no temp left
+
+
+def test_names_with_hash_or_percent_are_literal_where_no_pattern_is_possible(tmp_path):
+    frames = smooth_clip(n=2)
+    for name in ("Take #3.mkv", "100%done.mkv", "Take #4"):
+        out = write_clip(tmp_path / name, frames, fps=24.0, bit_depth=8)
+        assert out.name == name and out.exists()
+        np.testing.assert_allclose(read_all(out), frames, atol=0.01)
+    with pytest.raises(VideoIOError, match="existing"):
+        write_clip(tmp_path / "Take #3.mkv", _never(), fps=24.0)
+
+
+@pytest.mark.parametrize("name, error, message", [
+    ("o.xyz", VideoIOError, "unknown output type '.xyz'"),
+    ("o.png", VideoIOError, r"needs a frame-number pattern, e.g. o.%04d.png"),
+    ("o.%04d.%d.png", VideoIOError, r"2 frame-number fields \(%04d, %d\)"),
+    ("Take #3.%04d.png", VideoIOError, "2 frame-number fields"),
+    ("100%done.%04d.png", VideoIOError, "2 frame-number fields"),
+    ("o.%4x.png", VideoIOError, "%4x is not a frame-number field"),
+    ("o.%04d", VideoIOError, "a frame pattern needs an image type"),
+    ("o.%04d.png --codec", InvalidSettingsError, "applies to video outputs"),
+    ("o.mkv --codec", InvalidSettingsError, "unknown codec 'divx'"),
+])
+def test_every_output_error_is_found_before_any_frame(tmp_path, name, error, message):
+    path, _, flag = name.partition(" --")
+    codec = {"codec": "ffv1" if path.endswith(".png") else "divx"} if flag else {}
+    with pytest.raises(error, match=message) as info:
+        write_clip(tmp_path / path, _never(), fps=24.0, **codec)
+    assert "\n" not in str(info.value)
+    assert not list(tmp_path.iterdir())

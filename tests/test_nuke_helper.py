@@ -83,7 +83,7 @@ def clips(tmp_path):
     _, b = flicker_clip(10, 48, 64, seed=4)
     movie = write_clip(tmp_path / "shot.mkv", list(a), fps=24.0)
     (tmp_path / "seq").mkdir()
-    write_clip(tmp_path / "seq" / "plate.%04d.png", list(b), fps=24.0, start_number=1001)
+    write_clip(tmp_path / "seq" / "plate.%04d.png", list(b), fps=24.0, numbers=range(1001, 1011))
     return str(movie), str(tmp_path / "seq" / "plate.####.png")
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -245,8 +246,8 @@ def test_plugin_rgb_threads_two_instances_over_fake_server(still, tmp_path):
                                           for r in (t, t)] for e in opened), run.explain()
     ui, renderer = run.final_params(0), run.final_params(1)
     assert ui["clip_key"] == renderer["clip_key"] != "", (ui, renderer)  # both instances name one analysis
-    assert ui["instance_id"] and renderer["instance_id"] and ui["instance_id"] != renderer["instance_id"]
     facts = json.loads(renderer["status"])  # the fake's status line: what it saw, as JSON
+    assert re.fullmatch("[0-9a-f]{16}", facts["instance_id"]), facts  # a live id, not a persisted param
     # the press analyses again unless it came first; one analysis at a time, each with the host's progress bar
     assert facts["analysed"] and facts["analyses"] in (1, 2), facts
     assert len(run.of("progress", what="start")) == len(run.of("progress", what="end")) == facts["analyses"]
@@ -307,17 +308,26 @@ def test_a_bundle_without_a_working_core_loads_as_no_plugins(tmp_path, core):
 def test_reopened_project_keeps_its_hidden_params(still, tmp_path):
     path, _ = still
     run = run_host("render", built(BUNDLE), path, "-o", tmp_path / "out.mkv", "--frames", "2-3", "--param",
-                   "clip_key=saved-key", "--param", "instance_id=0123456789abcdef", "--context", "general",
-                   "--rowbytes", "negative", env=FAKE)
+                   "clip_key=saved-key", "--context", "general", "--rowbytes", "negative", env=FAKE)
     params = run.final_params(0)
-    assert params["instance_id"] == "0123456789abcdef"  # not regenerated on reopen
     facts = json.loads(params["status"])
-    assert facts["persisted_key"] == "saved-key" and facts["instance_id"] == "0123456789abcdef", facts
+    assert facts["persisted_key"] == "saved-key", facts
     assert facts["strides"] == [W * 4 * 4, 16, 4]  # a top-down host buffer (negative rowBytes) stays top-down
     assert params["clip_key"] != "saved-key"  # SyncPrivateData stored the key of the clip as it is now
 
 
 # ------------------------------------------------------------------ the Deflicker plugin
+
+
+def resolve_effect_label() -> str:
+    """EFFECT_LABEL of the Resolve script (installers/resolve/deflicker_resolve.py)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("deflicker_resolve", ROOT / "installers" / "resolve" / "deflicker_resolve.py")
+    assert spec is not None and spec.loader is not None
+    module = sys.modules.setdefault(spec.name, importlib.util.module_from_spec(spec))
+    spec.loader.exec_module(module)
+    return str(module.EFFECT_LABEL)
 
 
 def test_describe_and_create_instance(clip, tmp_path):
@@ -326,6 +336,7 @@ def test_describe_and_create_instance(clip, tmp_path):
     run = run_host("describe", built(BUNDLE))
     assert not run.of("unknown-prop") and not run.of("bad-prop-type"), run.explain()
     descriptor = run.of("descriptor")[0]["props"]
+    assert descriptor["OfxPropLabel"] == [resolve_effect_label()]  # what the Resolve script looks for
     assert descriptor["OfxImageEffectPropTemporalClipAccess"] == [1]
     assert descriptor["OfxImageEffectPropSupportsTiles"] == [0]
     assert {"OfxImageEffectContextFilter", "OfxImageEffectContextGeneral"} <= set(descriptor["OfxImageEffectPropSupportedContexts"])
@@ -487,3 +498,50 @@ def test_committed_sample_is_what_make_sample_writes():
         assert (sample.info.width, sample.info.height, sample.info.bit_depth) == (make_sample.WIDTH, make_sample.HEIGHT, 8)
         assert len(sample) == make_sample.FRAMES
         assert all(np.abs(sample[t] - expected[t]).max() < 1e-6 for t in range(len(sample)))
+
+
+# ------------------------------------------------------------------ how real hosts behave
+
+
+def test_a_copied_node_keeps_rendering_after_the_original_is_deleted(clip, reference, tmp_path):
+    # Copy/paste gives the copy the original's persisted params; deleting the original must not
+    # take the clip away from the copy (each live instance counts on its own).
+    run = run_host("render", built(BUNDLE), clip, "-o", tmp_path / "out.mkv", "--copy")
+    assert run.of("copied") and run.of("deleted"), run.explain()
+    assert all(s == OFX_OK for _, s in run.statuses()), run.explain()
+    assert_same(tmp_path / "out.mkv", reference, run)
+
+
+def test_a_param_change_clears_the_error_message(clip, tmp_path):
+    # A persistent message left standing stops Nuke rendering: any edit clears it (the next render
+    # posts it again if the problem remains).
+    run = run_host("render", built(BUNDLE), clip, "--discard", "--frames", "0-0", "--inject", "missing-frame:3",
+                   "--change", "strength=0.5", ok=False)
+    assert run.returncode == 1 and not run.of("violation"), run.explain()
+    kinds = [e["event"] for e in run.events if e["event"] in ("persistent-message", "clear-persistent-message", "changed")]
+    assert kinds == ["persistent-message", "clear-persistent-message", "changed"], run.explain()
+
+
+def test_without_persistent_messages_render_threads_open_no_dialog(clip, tmp_path):
+    log = tmp_path / "plugin.log"
+    run = run_host("render", built(BUNDLE), clip, "--discard", "--frames", "0-0", "--inject", "missing-frame:3",
+                   "--no-persistent-messages", env={"DEFLICKER_OFX_LOG": str(log)}, ok=False)
+    assert run.returncode == 1 and not run.of("violation"), run.explain()
+    assert run.of("fetch-suite", name="OfxMessageSuite", version=2, found=0), run.explain()
+    assert run.statuses() and all(s != OFX_OK for _, s in run.statuses()), run.explain()
+    assert not run.of("message"), run.explain()  # a modal dialog from a render thread can hang a host
+    assert "source frame 3 is not available from the host" in log.read_text()  # the reason is logged instead
+
+
+def test_a_progress_bar_that_fails_is_no_cancel(clip, reference, tmp_path):
+    # progressUpdate answers kOfxStatFailed when the host shows no bar; only kOfxStatReplyNo means "stop".
+    run = run_host("render", built(BUNDLE), clip, "-o", tmp_path / "out.mkv", "--progress-fails")
+    assert run.of("progress", what="update"), run.explain()
+    assert all(s == OFX_OK for _, s in run.statuses()), run.explain()
+    assert_same(tmp_path / "out.mkv", reference, run)
+
+
+def test_image_size_comes_from_the_images_not_the_region_of_definition(clip, reference, tmp_path):
+    run = run_host("render", built(BUNDLE), clip, "-o", tmp_path / "out.mkv", "--rod-pad", "8", "--frames", "0-3")
+    assert all(s == OFX_OK for _, s in run.statuses()), run.explain()
+    assert_same(tmp_path / "out.mkv", reference[:4], run)

@@ -135,7 +135,7 @@ def test_params_table_matches_settings() -> None:
         Settings(**{r["name"]: float(r["max"]) + 1 for r in settings_rows if r["kind"] in ("Double", "Int")})
     Settings(**{r["name"]: (int if r["kind"] == "Int" else float)(r["max"]) for r in settings_rows if r["kind"] in ("Double", "Int")})
     others = {r["name"]: r["kind"] for r in rows if r not in settings_rows}
-    assert others == {"reanalyze": "PushButton", "status": "Label", "clip_key": "Hidden", "instance_id": "Hidden"}
+    assert others == {"reanalyze": "PushButton", "status": "Label", "clip_key": "Hidden"}
 
 
 @needs_toolchain

@@ -73,12 +73,14 @@ def timeline(tmp_path):
     """V1: a Deflicker clip, a plain clip, a Deflicker title (no media); V2: a Deflicker sub-range."""
     a, b = write_clip(tmp_path / "a.mkv", 1), write_clip(tmp_path / "b.mkv", 2)
     items = {
-        "a": FakeTimelineItem("a", FakeMediaPoolItem(a, 8), 0, 8, nodes=[["Color Corrector"], ["Deflicker"]]),
+        "a": FakeTimelineItem("a", FakeMediaPoolItem(a, 8), 0, 8, nodes=[["Color Corrector"], ["Atlas Deflicker"]]),
         "plain": FakeTimelineItem("plain", FakeMediaPoolItem(b, 8), 0, 8, nodes=[["Color Corrector"]]),
-        "title": FakeTimelineItem("title", None, 0, 8, nodes=[["Deflicker"]]),
-        "b": FakeTimelineItem("b", FakeMediaPoolItem(b, 8), 2, 8, nodes=[["Deflicker", "Blur"]]),
+        "title": FakeTimelineItem("title", None, 0, 8, nodes=[["Atlas Deflicker"]]),
+        "b": FakeTimelineItem("b", FakeMediaPoolItem(b, 8), 2, 8, nodes=[["Atlas Deflicker", "Blur"]]),
+        # Resolve Studio's own ResolveFX Deflicker: not ours, never analysed or counted
+        "builtin": FakeTimelineItem("builtin", FakeMediaPoolItem(a, 8), 0, 8, nodes=[["Deflicker"]]),
     }
-    return FakeTimeline("Edit 1", [[items["a"], items["plain"], items["title"]], [items["b"]]]), items
+    return FakeTimeline("Edit 1", [[items["a"], items["plain"], items["title"]], [items["b"], items["builtin"]]]), items
 
 
 def cached_keys(timeline: FakeTimeline) -> list[bool]:
@@ -105,7 +107,7 @@ def test_lists_the_items_that_carry_the_effect(timeline):
     assert [(c.name, c.track, c.start, c.end) for c in clips] == [("a", 1, 0, 8), ("b", 2, 2, 8)]
     code, lines = run(FakeResolve(FakeProject(tl)), "list")
     assert code == 0 and lines[-1] == "2 Deflicker clip(s) on Edit 1", lines
-    inclusive = FakeTimelineItem("c", items["a"].media, 1, 6, nodes=[["Deflicker"]], duration=6)
+    inclusive = FakeTimelineItem("c", items["a"].media, 1, 6, nodes=[["Atlas Deflicker"]], duration=6)
     assert deflicker_resolve.as_clip(inclusive, 1).end == 7  # an inclusive end still covers every frame shown
 
 
@@ -143,9 +145,10 @@ def test_reanalyze_current_redoes_only_the_clip_under_the_playhead(timeline, iso
     assert after.keys() == before.keys() and sum(after[k] != before[k] for k in after) == 1, (before, after)
     assert any(line.startswith("b: analysed") for line in lines), lines
 
-    tl.playhead = items["plain"]
-    code, lines = run(FakeResolve(FakeProject(tl)), "reanalyze-current", *SIZE)
-    assert code == 1 and lines == ["Deflicker: the clip under the playhead has no Deflicker effect"]
+    for other in ("plain", "builtin"):  # no effect, or Resolve's own Deflicker
+        tl.playhead = items[other]
+        code, lines = run(FakeResolve(FakeProject(tl)), "reanalyze-current", *SIZE)
+        assert code == 1 and lines == ["Deflicker: the clip under the playhead has no Deflicker effect"]
 
 
 @pytest.mark.parametrize("setup,message", [
@@ -177,3 +180,13 @@ def test_unreadable_media_fails_that_clip_only(timeline, tmp_path, isolated_cach
     assert code == 1 and any(line.startswith("a: failed: ") for line in lines), lines
     assert any(line.startswith("b: analysed") for line in lines), lines
     assert len(list(isolated_cache.rglob("*.npz"))) == 1
+
+
+def test_a_job_resolve_never_starts_is_a_one_line_error():
+    project = FakeProject(FakeTimeline("Edit 1", []))
+    project.SetRenderSettings({"TargetDir": "/renders"})
+    project.StartRendering = lambda *args: True  # accepted, but never taken up: stays "Ready"
+    lines: list[str] = []
+    with pytest.raises(deflicker_resolve.ResolveScriptError, match="did not start within 0.2 s .status Ready."):
+        deflicker_resolve.render(project, lines.append, poll_s=0.05, start_timeout_s=0.2)
+    assert lines == ["render job job-1 started"]

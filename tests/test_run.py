@@ -10,6 +10,7 @@ import pytest
 
 from deflicker.cli import main
 from deflicker.io import open_clip, write_clip
+from deflicker.io_image import read_image
 from tests._clips import flicker_clip
 
 FAST = ["--analysis-size", "64"]
@@ -79,3 +80,104 @@ def test_run_errors_are_one_line(case, code, clip_file, tmp_path):
         assert len(lines) == 1  # refused before any work: no progress bar either
     assert not Path(out).exists()
     assert clip_file.stat().st_size > 0
+
+
+def _snapshot(folder: Path) -> dict[str, tuple[bytes, int]]:
+    """Every entry under ``folder`` (and the folder itself): bytes of files and mode, by relative path."""
+    entries = {".": (b"", folder.stat().st_mode)}
+    entries.update({str(p.relative_to(folder)): (p.read_bytes() if p.is_file() else b"", p.stat().st_mode)
+                    for p in folder.rglob("*")})
+    return entries
+
+
+def _refused(capsys: pytest.CaptureFixture, *args: str) -> str:
+    """The one stderr line of ``deflicker run ARGS`` refused with exit 3 before any work (no progress bar)."""
+    capsys.readouterr()
+    assert main(["run", *args, *FAST]) == 3
+    err = capsys.readouterr().err
+    lines = [line for line in err.replace("\r", "\n").splitlines() if line.strip()]
+    assert len(lines) == 1 and "Traceback" not in err, err
+    return lines[0]
+
+
+def test_run_into_a_folder_of_other_files_leaves_them_byte_identical(clip_file, tmp_path, capsys):
+    folder = tmp_path / "shots"
+    (folder / "sub").mkdir(parents=True)
+    folder.chmod(0o751)
+    (folder / "grade.cdl").write_text("<ColorDecisionList/>")
+    (folder / "sub" / "ref.png").write_bytes(b"not mine")
+    before = _snapshot(folder)
+    assert _refused(capsys, str(clip_file), "-o", str(folder)) == (f"deflicker: error: refusing to write into {folder}: it is not empty "
+                                     "(2 entries); pass --overwrite to write the frames there (other files are kept)")
+    assert _snapshot(folder) == before
+    assert main(["run", str(clip_file), "-o", str(folder), "--overwrite", *FAST]) == 0
+    after = _snapshot(folder)
+    assert {name: after[name] for name in before} == before  # same bytes, same modes, folder's mode too
+    assert sorted(set(after) - set(before)) == [f"frame.{n:06d}.png" for n in range(10)]
+    with open_clip(folder / "frame.%06d.png") as out:
+        assert len(out) == 10 and out.info.bit_depth == 16
+
+
+@pytest.fixture(scope="module")
+def plate(tmp_path_factory) -> Path:
+    """A 10-frame flickering plate numbered 1001 to 1010."""
+    import cv2
+
+    _, noisy = flicker_clip(n=10)
+    path = tmp_path_factory.mktemp("plate") / "plate.%04d.png"
+    for n, frame in enumerate(noisy, start=1001):  # as a compositing package writes them
+        pixels = np.rint(np.clip(frame, 0, 1) * 65535).astype(np.uint16)
+        assert cv2.imwrite(str(path.parent / f"plate.{n}.png"), cv2.cvtColor(pixels, cv2.COLOR_RGB2BGR))
+    return path
+
+
+def test_a_plate_keeps_its_frame_numbers_and_other_frames_are_never_touched(plate, tmp_path, capsys):
+    renders = tmp_path / "renders"
+    renders.mkdir()
+    for n in range(1001, 1013):
+        (renders / f"shot.{n}.png").write_bytes(b"earlier render %d" % n)
+    before = _snapshot(renders)
+    pattern = str(renders / "shot.%04d.png")
+    assert _refused(capsys, str(plate), "-o", pattern) == (f"deflicker: error: refusing to replace 10 existing frames (shot.1001.png to "
+                                     f"shot.1010.png) in {renders}; pass --overwrite to replace them")
+    assert _snapshot(renders) == before
+    assert main(["run", str(plate), "-o", pattern, "--frames", "1003:1008", "--overwrite", *FAST]) == 0
+    after = _snapshot(renders)
+    assert sorted(name for name in after if after[name] != before.get(name)) == [
+        f"shot.{n}.png" for n in range(1003, 1008)]
+    for n in range(1003, 1008):  # real 16-bit frames of the plate's size
+        pixels = read_image(renders / f"shot.{n}.png")
+        assert pixels.shape == (48, 64, 3) and pixels.dtype == np.uint16
+    folder = tmp_path / "graded"
+    assert main(["run", str(plate), "-o", str(folder), "--frames", "1009:1011", *FAST]) == 0
+    assert sorted(p.name for p in folder.iterdir()) == ["frame.001009.png", "frame.001010.png"]
+
+
+@pytest.mark.parametrize("output, message", [
+    ("o.xyz", "unknown output type '.xyz'"),
+    ("o.png", "needs a frame-number pattern"),
+    ("Take #3.%04d.png", "2 frame-number fields"),
+    ("o.%04d.%04d.png", "2 frame-number fields"),
+    ("o.%5s.png", "%5s is not a frame-number field"),
+])
+def test_run_refuses_every_output_error_before_any_work(clip_file, tmp_path, capsys, output, message):
+    cache = tmp_path / "cache"
+    assert message in _refused(capsys, str(clip_file), "-o", str(tmp_path / output), "--cache-dir", str(cache))
+    assert not cache.exists() and sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+def test_run_reads_and_writes_names_with_hash_and_percent(clip_file, tmp_path, capsys):
+    take = tmp_path / "Take #3.mkv"
+    take.write_bytes(clip_file.read_bytes())
+    done = tmp_path / "100%done.mkv"
+    assert main(["run", str(take), "-o", str(done), *FAST]) == 0
+    with open_clip(done) as out:
+        assert len(out) == 10
+    written = done.read_bytes()
+    assert _refused(capsys, str(take), "-o", str(done)) == (
+        f"deflicker: error: refusing to replace the existing {done}; pass --overwrite to replace it")
+    report = tmp_path / "report.png"
+    report.write_bytes(b"an earlier report")
+    assert "existing" in _refused(capsys, str(take), "-o", str(tmp_path / "new.mkv"), "--report", str(report))
+    assert done.read_bytes() == written and report.read_bytes() == b"an earlier report"
+    assert not (tmp_path / "new.mkv").exists()

@@ -27,10 +27,13 @@ if TYPE_CHECKING:
 
     from deflicker import Engine
 
-#: The effect's label as the node graph lists it (kPluginLabel in plugin/describe.h).
-EFFECT_LABEL = "Deflicker"
+#: The effect's label as the node graph lists it (kPluginLabel in plugin/describe.h). Matched whole
+#: (case and surrounding spaces aside): Resolve Studio has a built-in ResolveFX "Deflicker" of its own.
+EFFECT_LABEL = "Atlas Deflicker"
 #: Resolve's render job states (GetRenderJobStatus()["JobStatus"]) that end a job.
 FINAL_STATES = ("Complete", "Failed", "Cancelled")
+#: How long a started render job may stay queued ("Ready") before the script gives up on it.
+START_TIMEOUT_S = 120.0
 
 Report = Callable[[str], None]
 
@@ -77,11 +80,14 @@ def get_resolve(namespace: Optional[Mapping[str, Any]] = None) -> "Resolve":
 
 def has_deflicker(item: "TimelineItem") -> bool:
     """True when one of the item's Color-page nodes holds the Deflicker effect."""
-    graph = item.GetNodeGraph(None)
+    # Without an argument Resolve returns the first layer's graph; an explicit None is refused there
+    # (the stubs mark the argument required, Resolve's documentation optional).
+    graph = item.GetNodeGraph()  # type: ignore[call-arg]
     if not graph:
         return False
+    wanted = EFFECT_LABEL.casefold()
     for node in range(1, graph.GetNumNodes() + 1):
-        if any(EFFECT_LABEL.lower() in str(tool).lower() for tool in graph.GetToolsInNode(node) or []):
+        if any(str(tool).strip().casefold() == wanted for tool in graph.GetToolsInNode(node) or []):
             return True
     return False
 
@@ -167,21 +173,35 @@ def analyse(clips: Sequence[DeflickerClip], engine: "Engine", report: Report, *,
     return failed
 
 
+def wait_for_start(project: "Project", job: str, *, poll_s: float, sleep: Callable[[float], None],
+                   timeout_s: float) -> tuple[str, Mapping[str, Any]]:
+    """The job's first status once Resolve has taken it up (StartRendering returns before it does)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        status = cast(Mapping[str, Any], project.GetRenderJobStatus(job))
+        state = str(status.get("JobStatus", ""))
+        if state in FINAL_STATES or (state not in ("", "Ready") and project.IsRenderingInProgress()):
+            return state, status
+        if time.monotonic() >= deadline:
+            raise ResolveScriptError(f"render job {job} did not start within {timeout_s:g} s (status {state or 'none'})")
+        sleep(poll_s)
+
+
 def render(project: "Project", report: Report, *, target_dir: Optional[str] = None, poll_s: float = 1.0,
-           sleep: Callable[[float], None] = time.sleep) -> None:
+           sleep: Callable[[float], None] = time.sleep, start_timeout_s: float = START_TIMEOUT_S) -> None:
     """Add a render job of the current timeline with the Deliver page's settings, start it, follow it."""
     if target_dir:
         project.SetRenderSettings(cast("RenderSettings", {"TargetDir": target_dir}))  # the stub's TypedDict is total
     job = project.AddRenderJob()
     if not job:
         raise ResolveScriptError("Resolve refused to add a render job: set a location and format on the Deliver page")
-    if not project.StartRendering([job], isInteractiveMode=False):
+    # Positional: Resolve's scripting bridge takes no keyword arguments.
+    if not project.StartRendering([job], False):
         raise ResolveScriptError(f"Resolve did not start render job {job}")
     report(f"render job {job} started")
+    state, status = wait_for_start(project, job, poll_s=poll_s, sleep=sleep, timeout_s=start_timeout_s)
     shown = -1
     while True:
-        status = cast(Mapping[str, Any], project.GetRenderJobStatus(job))
-        state = str(status.get("JobStatus", ""))
         percent = int(status.get("CompletionPercentage", 0) or 0)
         if percent != shown:
             shown = percent
@@ -189,6 +209,8 @@ def render(project: "Project", report: Report, *, target_dir: Optional[str] = No
         if state in FINAL_STATES or not project.IsRenderingInProgress():
             break
         sleep(poll_s)
+        status = cast(Mapping[str, Any], project.GetRenderJobStatus(job))
+        state = str(status.get("JobStatus", ""))
     if state != "Complete":
         raise ResolveScriptError(f"render job {job} ended {state or 'without a status'}: {status.get('Error', '')}".rstrip(": "))
     report(f"render job {job} complete")
@@ -218,8 +240,10 @@ def run(args: argparse.Namespace, resolve: "Resolve", report: Report) -> int:
         if args.command != "render":
             return 0 if args.command == "analyse" else 1
     if args.command == "reanalyze-current":
+        # Each API call hands out a new proxy object: items are the same when their unique ids are.
         current = timeline.GetCurrentVideoItem()
-        chosen = [c for c in clips if current is not None and c.item == current]
+        current_id = current.GetUniqueId() if current else None
+        chosen = [c for c in clips if current_id is not None and c.item.GetUniqueId() == current_id]
         if not chosen:
             raise ResolveScriptError("the clip under the playhead has no Deflicker effect")
     elif args.command == "reanalyze":

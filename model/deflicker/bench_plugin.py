@@ -124,7 +124,7 @@ def run(out_dir: Path, *, frames: int = 24, size: tuple[int, int] = (1080, 1920)
     out_dir.mkdir(parents=True, exist_ok=True)
     h, w = size
     clip = write_clip(out_dir / f"plugin_bench_{w}x{h}.mkv", bench_clip(frames, (h, w)), fps=24.0, bit_depth=16,
-                      codec="ffv1")
+                      codec="ffv1", overwrite=True)  # the benchmark's own clip, made again each run
     cache = out_dir / "plugin_bench_cache"
     host_frames = _host_frames(clip)
     engine = Engine(Settings(), cache_dir=cache)

@@ -376,24 +376,30 @@ def render_in_order(session: Session, n: int, cancel: Optional[CancelCheck] = No
 def process(engine: Engine, src: Union[str, Path], dst: Union[str, Path], *,
             frame_range: Optional[tuple[int, int]] = None, codec: Optional[str] = None,
             progress: Optional[Progress] = None, cancel: Optional[CancelCheck] = None,
-            report: Union[str, Path, None] = None) -> dict[str, float]:
+            report: Union[str, Path, None] = None, overwrite: bool = False) -> dict[str, float]:
     """Deflicker the file ``src`` into ``dst`` (written atomically); returns timings.
 
     Analysis comes from the cache when it holds this clip. ``report`` names a before/after PNG.
-    Should a render find the cached analysis made from other frames (:meth:`Session.render`
-    analyses again), the output is started over with the new analysis: no file mixes two.
+    Image outputs keep the input's frame numbers; existing outputs are refused unless
+    ``overwrite``, and every output error is found before the analysis starts. Should a render
+    find the cached analysis made from other frames (:meth:`Session.render` analyses again), the
+    output is started over with the new analysis: no file mixes two.
     """
     import time
 
     from deflicker.content import ContentMismatch
-    from deflicker.io import check_output_path, output_like, write_clip
+    from deflicker.io import Clip, check_output_path, frame_numbers, output_like, write_clip
+    from deflicker.io_target import check_targets, output_target, refuse_existing
     from deflicker.progress import check_cancel, report as tell, scaled
     from deflicker.report import ReportCollector
 
-    check_output_path(dst, [src])
+    target = output_target(dst, codec=codec, inputs=[src])
     if report:
-        check_output_path(report, [src, dst])
+        refuse_existing(check_output_path(report, [src, dst]), overwrite)
     with engine.open(src, frame_range=frame_range) as session:
+        numbers = frame_numbers(session.source) if isinstance(session.source, Clip) else None
+        kwargs = output_like(session.source.info, dst, codec)
+        check_targets(target, bit_depth=kwargs["bit_depth"], numbers=numbers or [], overwrite=overwrite)
         t0 = time.perf_counter()
         analysis = session.analyze(scaled(progress, 0.0, 0.5), cancel)
         t1 = time.perf_counter()
@@ -409,16 +415,13 @@ def process(engine: Engine, src: Union[str, Path], dst: Union[str, Path], *,
                 tell(progress, 0.5 + 0.5 * (t + 1) / n, f"frame {t + 1}/{n}")
                 yield out
 
-        kwargs = output_like(session.source.info, dst)
-        if codec:
-            kwargs["codec"] = codec
         try:
-            write_clip(dst, frames(), **kwargs)
+            write_clip(dst, frames(), numbers=numbers, overwrite=overwrite, **kwargs)
         except ContentMismatch as exc:  # the partial output is gone; once more, every frame with the new analysis
             log.warning("%s: rendering every frame again", exc)
             analysis = session.analyze()
             collector = ReportCollector(n) if report else None
-            write_clip(dst, frames(), **kwargs)
+            write_clip(dst, frames(), numbers=numbers, overwrite=overwrite, **kwargs)
         t2 = time.perf_counter()
         if collector is not None and report:
             collector.save(report, title=Path(str(src)).name)

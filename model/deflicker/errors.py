@@ -26,6 +26,11 @@ class VideoIOError(DeflickerError, OSError):
     exit_code = 3
 
 
+class UnknownClipError(InvalidSettingsError):
+    """The model server holds no clip of that key (never opened, or dropped with its last
+    instance): the caller opens it again. Exit code 2."""
+
+
 class ModelLoadError(DeflickerError):
     """Network weights or a cached analysis cannot be loaded. Exit code 4."""
 
@@ -48,6 +53,7 @@ __all__ = [
     "DeflickerError",
     "InvalidSettingsError",
     "VideoIOError",
+    "UnknownClipError",
     "ModelLoadError",
     "DeviceError",
     "Cancelled",

@@ -4,22 +4,25 @@
 Frames are (H, W, C) float32, C = 3 or 4: integer files normalized to [0, 1], float files as
 stored. ``open_clip`` reads lazily with random access; ``ClipWriter`` / ``write_clip`` write
 atomically (temp file or folder beside the target, renamed at the end) and keep frame rate,
-size, bit depth and alpha where the format can hold them.
+size, bit depth and alpha where the format can hold them. Image sequences keep their frame
+numbers; no file but the output's own targets is ever replaced, and those only with ``overwrite``.
 """
 from __future__ import annotations
 
+import bisect
 import logging
 from pathlib import Path
-from typing import Iterable, Optional, Union
+from typing import Iterable, Optional, Sequence, Union
 
 import numpy as np
 
 from deflicker.errors import InvalidSettingsError, VideoIOError
-from deflicker.io_atomic import check_output_path, is_folder_target
+from deflicker.io_atomic import check_output_path, is_pattern
 from deflicker.io_clip import Clip
 from deflicker.io_encode import VIDEO_EXTS, VideoWriter, resolve_codec
 from deflicker.io_image import IMAGE_EXTS, storable_depth
-from deflicker.io_sequence import SequenceClip, SequenceWriter, folder_ext, is_pattern
+from deflicker.io_sequence import SequenceClip, SequenceWriter, find_frames
+from deflicker.io_target import VIDEO, check_numbers, check_targets, folder_ext, output_target, refuse_existing
 from deflicker.io_video import VideoClip
 from deflicker.source import ClipInfo, check_frame
 
@@ -32,11 +35,12 @@ def open_clip(path: PathLike, *, start: int = 0, end: Optional[int] = None, fps:
     """Open frames ``[start, end)`` (end exclusive, None = last) of a video file, a folder of
     images or a printf pattern as a lazily decoded, random-access clip.
 
-    ``fps`` overrides the file's rate (image sequences have none and default to 24).
+    ``fps`` overrides the file's rate (image sequences have none and default to 24). A name is a
+    pattern only when no file of that literal name exists ("Take #3.mkv" is read as it is).
     Raises :class:`VideoIOError` for unreadable inputs, :class:`InvalidSettingsError` for a bad range.
     """
     path = Path(path)
-    if is_pattern(path) or path.is_dir():
+    if _is_sequence(path):
         return SequenceClip(path, start=start, end=end, fps=fps)
     if not path.exists():
         raise VideoIOError(f"no such file: {path}")
@@ -46,40 +50,65 @@ def open_clip(path: PathLike, *, start: int = 0, end: Optional[int] = None, fps:
     return VideoClip(path, start=start, end=end, fps=fps)
 
 
+def _is_sequence(path: Path) -> bool:
+    """True when ``path`` names an image sequence (a folder or a pattern), not a video file."""
+    return path.is_dir() or is_pattern(path)
+
+
+def index_range(path: PathLike, numbers: tuple[int, int]) -> tuple[int, int]:
+    """The positions ``[start, end)`` of the frames numbered ``[first, stop)`` in the clip ``path``.
+
+    An image sequence's frames are numbered as in their file names (a plate from 1001), a video's
+    from 0. InvalidSettingsError (exit 2) naming the clip's numbers when the range leaves them.
+    """
+    path = Path(path)
+    first, stop = numbers
+    if not _is_sequence(path):
+        return first, stop
+    have = [number for number, _ in find_frames(path)]
+    start, end = bisect.bisect_left(have, first), bisect.bisect_left(have, stop)
+    if first < have[0] or stop > have[-1] + 1 or start >= end:
+        raise InvalidSettingsError(f"frame range {first}:{stop} is outside {path} (frames {have[0]} to {have[-1]})")
+    return start, end
+
+
+def frame_numbers(clip: Clip) -> list[int]:
+    """The number of each frame of an opened clip (an image sequence's from its file names)."""
+    return [clip.frame_number(i) for i in range(len(clip))]
+
+
 class ClipWriter:
     """Context manager writing (H, W, C) float32 frames to a video file, a pattern or a folder.
 
     The output appears at ``path`` only when the block ends without an exception; otherwise
-    the partial output is removed and an existing ``path`` is left untouched.
+    the partial output is removed and an existing ``path`` is left untouched. Image frames are
+    named by ``numbers`` (default 0, 1, 2, ...). Existing targets are replaced only with
+    ``overwrite``; no other file is ever touched.
     """
 
     def __init__(self, path: PathLike, *, fps: float, width: int, height: int, channels: int, bit_depth: int,
-                 codec: Optional[str] = None, start_number: int = 0):
-        self.path = check_output_path(path)
+                 codec: Optional[str] = None, numbers: Optional[Sequence[int]] = None, overwrite: bool = False):
+        self.target = output_target(path, codec=codec)
+        self.path = self.target.path
+        self.overwrite = overwrite
         if channels not in (3, 4) or bit_depth not in (8, 16, 32) or width < 1 or height < 1:
             raise InvalidSettingsError(f"cannot write {width}x{height}x{channels} frames at {bit_depth} bits "
                                        "(channels 3|4, bit depth 8|16|32)")
         self.info = ClipInfo(width=width, height=height, channels=channels, frame_count=0, fps=fps,
                              bit_depth=bit_depth, path=str(path))
         self.count = 0
-        self._backend = self._open_backend(codec, start_number)
+        if numbers is not None:
+            check_numbers(numbers)
+        self._backend = self._open_backend(codec, numbers)
 
-    def _open_backend(self, codec: Optional[str], start_number: int) -> Union[VideoWriter, SequenceWriter]:
+    def _open_backend(self, codec: Optional[str],
+                      numbers: Optional[Sequence[int]]) -> Union[VideoWriter, SequenceWriter]:
         """The writer for the path's kind: video container, image pattern or folder."""
-        suffix = self.path.suffix.lower()
-        if suffix in VIDEO_EXTS and not is_pattern(self.path):
+        if self.target.kind == VIDEO:
             return VideoWriter(self.path, fps=self.info.fps, width=self.info.width, height=self.info.height,
                                channels=self.info.channels, bit_depth=self.info.bit_depth, codec=codec)
-        if codec is not None:
-            raise InvalidSettingsError(f"codec {codec!r} applies to video outputs ({', '.join(VIDEO_EXTS)})")
-        if is_pattern(self.path) or is_folder_target(self.path):
-            return SequenceWriter(self.path, bit_depth=self.info.bit_depth, channels=self.info.channels,
-                                  start_number=start_number)
-        if suffix in IMAGE_EXTS:
-            raise InvalidSettingsError(f"an image sequence output needs a frame-number pattern, e.g. "
-                                       f"{self.path.stem}.%04d{self.path.suffix}")
-        raise InvalidSettingsError(f"cannot write {self.path}: unknown output type {suffix!r} "
-                                   f"(video {', '.join(VIDEO_EXTS)} or images {', '.join(IMAGE_EXTS)})")
+        return SequenceWriter(self.target.frame_names(self.info.bit_depth), bit_depth=self.info.bit_depth,
+                              channels=self.info.channels, numbers=numbers, overwrite=self.overwrite)
 
     def write(self, frame: np.ndarray) -> None:
         """Append one (H, W, C) float32 frame (checked for shape and NaN/inf)."""
@@ -91,6 +120,8 @@ class ClipWriter:
         if self.count == 0:
             self._backend.abort()
             raise VideoIOError(f"no frames were written to {self.path}")
+        if self.target.kind == VIDEO:
+            refuse_existing(self.path, self.overwrite)
         self._backend.commit()
 
     def abort(self) -> None:
@@ -112,14 +143,18 @@ class ClipWriter:
 
 
 def write_clip(path: PathLike, frames: Iterable[np.ndarray], *, fps: float, bit_depth: int = 16,
-               codec: Optional[str] = None, start_number: int = 0, forbid: Iterable[PathLike] = ()) -> Path:
+               codec: Optional[str] = None, numbers: Optional[Sequence[int]] = None, overwrite: bool = False,
+               forbid: Iterable[PathLike] = ()) -> Path:
     """Write frames (an iterable of (H, W, 3|4) float32) atomically; returns the output path.
 
     Size and alpha come from the first frame. ``codec`` picks ffv1 | h264 | prores for video
-    (default by extension: .mkv/.avi ffv1, .mp4 h264, .mov prores). ``forbid`` lists inputs
-    the output must not overwrite; that and writability are checked before any frame is made.
+    (default by extension: .mkv/.avi ffv1, .mp4 h264, .mov prores). ``numbers`` name an image
+    sequence's frames (default 0, 1, 2, ...). Existing targets need ``overwrite``. ``forbid``
+    lists inputs the output must not overwrite; the path (kind, pattern, codec, writability, and
+    existing targets) is checked before any frame is made.
     """
-    check_output_path(path, forbid)
+    check_targets(output_target(path, codec=codec, inputs=forbid), bit_depth=bit_depth, numbers=numbers or [],
+                  overwrite=overwrite)
     stream = iter(frames)
     first = next(stream, None)
     if first is None:
@@ -128,7 +163,7 @@ def write_clip(path: PathLike, frames: Iterable[np.ndarray], *, fps: float, bit_
     if first.ndim != 3 or first.shape[2] not in (3, 4):
         raise VideoIOError(f"frames must be (H, W, 3|4), got {first.shape}")
     with ClipWriter(path, fps=fps, width=first.shape[1], height=first.shape[0], channels=first.shape[2],
-                    bit_depth=bit_depth, codec=codec, start_number=start_number) as writer:
+                    bit_depth=bit_depth, codec=codec, numbers=numbers, overwrite=overwrite) as writer:
         writer.write(first)
         for frame in stream:
             writer.write(frame)
@@ -140,7 +175,7 @@ def output_like(info: ClipInfo, path: PathLike, codec: Optional[str] = None) -> 
     the depth is the nearest the output stores; a lost depth or alpha channel is logged."""
     target = Path(path)
     suffix = target.suffix.lower()
-    if suffix in VIDEO_EXTS and not is_pattern(target):
+    if suffix in VIDEO_EXTS and not target.is_dir():
         name = resolve_codec(target, codec)
         depth = 8 if name == "h264" or info.bit_depth == 8 else 16
         keeps_alpha = name != "h264"
@@ -158,4 +193,5 @@ def output_like(info: ClipInfo, path: PathLike, codec: Optional[str] = None) -> 
     return kwargs
 
 
-__all__ = ["Clip", "ClipWriter", "open_clip", "write_clip", "output_like", "check_output_path"]
+__all__ = ["Clip", "ClipWriter", "open_clip", "write_clip", "output_like", "check_output_path", "index_range",
+           "frame_numbers"]

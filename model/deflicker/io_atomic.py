@@ -1,24 +1,42 @@
-"""Atomic outputs: temp files and folders beside the target, and the checks made before any work."""
+"""Atomic outputs: temp files and folders beside the target, moving frames into place all or
+nothing, and the checks made before any work."""
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import re
 import tempfile
 from pathlib import Path
-from typing import Iterable, Iterator, Union
+from typing import Iterable, Iterator, Sequence, Union
 
 from deflicker.errors import VideoIOError
+from deflicker.io_image import IMAGE_EXTS
+
+log = logging.getLogger(__name__)
 
 PathLike = Union[str, Path]
 SEQUENCE_FIELD = re.compile(r"%0?\d*d|#+")
 
 
+def is_pattern(path: Path) -> bool:
+    """True when ``path`` names numbered image files: an image extension, a frame-number field
+    (``%04d``, ``%d`` or ``####``) in the file name, and no file or folder of that literal name.
+    Anything else is literal: "Take #3.mkv", "100%done.mov", a folder "Take #3"."""
+    return (path.suffix.lower() in IMAGE_EXTS and SEQUENCE_FIELD.search(path.name) is not None
+            and not os.path.lexists(path))
+
+
 def split_pattern(path: Path) -> tuple[str, int, str]:
-    """(prefix, digits, suffix) of a printf/hash pattern's file name; digits 0 means unpadded."""
-    field = SEQUENCE_FIELD.search(path.name)
-    if field is None:
+    """(prefix, digits, suffix) of a printf/hash pattern's file name; digits 0 means unpadded.
+    VideoIOError in one line unless the name holds exactly one frame-number field."""
+    fields = list(SEQUENCE_FIELD.finditer(path.name))
+    if not fields:
         raise VideoIOError(f"{path} has no frame-number field (%04d or ####)")
+    if len(fields) > 1:
+        raise VideoIOError(f"{path} has {len(fields)} frame-number fields "
+                           f"({', '.join(f.group() for f in fields)}); a pattern takes one")
+    field = fields[0]
     text = field.group()
     digits = len(text) if text.startswith("#") else int(text[1:-1] or 0)
     return path.name[: field.start()], digits, path.name[field.end():]
@@ -28,7 +46,7 @@ def _same_frames(a: Path, b: Path) -> bool:
     """True when two paths name the same files: equal paths, or patterns differing only in notation."""
     if a == b:
         return True
-    if a.parent != b.parent or SEQUENCE_FIELD.search(a.name) is None or SEQUENCE_FIELD.search(b.name) is None:
+    if a.parent != b.parent or not is_pattern(a) or not is_pattern(b):
         return False
     (pa, _, sa), (pb, _, sb) = split_pattern(a), split_pattern(b)
     return (pa, sa) == (pb, sb)
@@ -79,7 +97,65 @@ def replaced_on_success(path: Path) -> Iterator[Path]:
 
 def temp_dir_for(path: Path) -> Path:
     """A new hidden empty temp folder beside ``path``."""
-    return Path(tempfile.mkdtemp(prefix=f".{path.name.replace('%', '_')}.", suffix=".part", dir=_parent(path)))
+    return temp_dir_in(_parent(path), path.name)
+
+
+def temp_dir_in(folder: Path, name: str) -> Path:
+    """A new hidden empty temp folder inside ``folder``, named after ``name``."""
+    try:
+        return Path(tempfile.mkdtemp(prefix=f".{name.replace('%', '_')}.", suffix=".part", dir=folder))
+    except OSError as exc:
+        raise VideoIOError(f"cannot write {folder / name}: {exc.strerror or exc}") from None
+
+
+def move_in(names: Sequence[str], source: Path, folder: Path) -> None:
+    """Move the files ``names`` from ``source`` into ``folder``, all or nothing.
+
+    A file of the same name in ``folder`` is replaced (each rename is atomic, so a reader never
+    sees a missing frame); when a move fails, the files moved in are taken back out and the
+    replaced ones restored, then the error is raised. Nothing else in ``folder`` is touched.
+    """
+    backup = temp_dir_in(folder, "replaced")
+    saved: list[str] = []
+    placed: list[str] = []
+    try:
+        for name in names:
+            if os.path.lexists(folder / name):
+                _keep_copy(folder / name, backup / name)
+                saved.append(name)
+            os.replace(source / name, folder / name)
+            placed.append(name)
+    except BaseException as exc:  # put everything back; should that fail too, the backup stays for the user
+        for name in reversed(placed):
+            os.replace(folder / name, source / name)
+        for name in saved:
+            os.replace(backup / name, folder / name)
+            (backup / name).unlink(missing_ok=True)  # still there when both were links to one file
+        backup.rmdir()
+        if isinstance(exc, OSError) and not isinstance(exc, VideoIOError):
+            raise VideoIOError(f"cannot write into {folder}: {exc.strerror or exc} (nothing was replaced)") from None
+        raise
+    remove_files(backup, saved)
+
+
+def _keep_copy(path: Path, copy: Path) -> None:
+    """Keep ``path``'s file at ``copy`` too: a hard link, or (where links are not possible) the file moved."""
+    try:
+        os.link(path, copy, follow_symlinks=False)
+    except (OSError, NotImplementedError):  # no links there (FAT, some shares), or not to a symlink itself
+        os.replace(path, copy)
+
+
+def remove_files(folder: Path, names: Iterable[str]) -> None:
+    """Remove the files ``names`` from a temp ``folder`` this run made, then the folder if that
+    leaves it empty: never a file the run did not write."""
+    for name in names:
+        with contextlib.suppress(FileNotFoundError):
+            (folder / name).unlink()
+    try:
+        folder.rmdir()
+    except OSError as exc:
+        log.warning("left %s in place: %s", folder, exc.strerror or exc)
 
 
 def _same_file(a: Path, b: Path) -> bool:
@@ -92,7 +168,7 @@ def _same_file(a: Path, b: Path) -> bool:
 
 def is_folder_target(path: Path) -> bool:
     """True when an output path names a folder of frames (an existing folder, or no extension)."""
-    return path.is_dir() or (path.suffix == "" and SEQUENCE_FIELD.search(path.name) is None)
+    return path.is_dir() or path.suffix == ""
 
 
 def check_output_path(out: PathLike, inputs: Iterable[PathLike] = ()) -> Path:
@@ -107,10 +183,10 @@ def check_output_path(out: PathLike, inputs: Iterable[PathLike] = ()) -> Path:
         source = Path(item).resolve()
         if _same_frames(resolved, source) or _same_file(path, source):
             raise VideoIOError(f"refusing to write over the input {item}")
-        if source == resolved.parent and source.is_dir() and SEQUENCE_FIELD.search(path.name):
+        if source == resolved.parent and source.is_dir() and is_pattern(path):
             raise VideoIOError(f"refusing to write frames into the input folder {item}")
         if resolved in source.parents and is_folder_target(path):
-            raise VideoIOError(f"refusing to replace the folder {out}: it holds the input {item}")
+            raise VideoIOError(f"refusing to write frames into {out}: it holds the input {item}")
     existing = resolved if path.is_dir() else resolved.parent
     while not existing.exists():
         existing = existing.parent

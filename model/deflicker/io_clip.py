@@ -92,6 +92,10 @@ class Clip:
                 self._cache.move_to_end(index)
         return frame.copy()  # callers may modify their frame; the cached one stays intact
 
+    def frame_number(self, index: int) -> int:
+        """The number of frame ``index`` in its file: its position there, counted from 0."""
+        return self._start + index
+
     def __iter__(self) -> Iterator[np.ndarray]:
         return (self[i] for i in range(len(self)))
 

@@ -1,31 +1,27 @@
-"""Image sequences: a folder of numbered images or a printf pattern (``shot.%04d.png``, ``shot.####.png``)."""
+"""Image sequences: a folder of numbered images or a printf pattern (``shot.%04d.png``, ``shot.####.png``).
+
+Every frame keeps its number (the one in its file name: VFX plates start at 1001), and an output
+sequence is written under the numbers it is given.
+"""
 from __future__ import annotations
 
 import logging
 import os
 import re
-import shutil
 from collections import Counter
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Sequence
 
 import numpy as np
 
 from deflicker.errors import VideoIOError
-from deflicker.io_atomic import SEQUENCE_FIELD, split_pattern, temp_dir_for
+from deflicker.io_atomic import is_pattern, move_in, remove_files, temp_dir_in
 from deflicker.io_clip import Clip, bit_depth_of, to_float
-from deflicker.io_image import IMAGE_EXTS, exr_available, read_image, storable_depth, write_image
+from deflicker.io_image import IMAGE_EXTS, read_image, storable_depth, write_image
+from deflicker.io_target import FrameNames, check_frames_free
 from deflicker.source import ClipInfo
 
 log = logging.getLogger(__name__)
-
-FOLDER_STEM = "frame."  # file names in a folder output: frame.000000.png, ...
-FOLDER_DIGITS = 6
-
-
-def is_pattern(path: Path) -> bool:
-    """True when the file name holds a frame-number field (``%04d``, ``%d`` or ``####``)."""
-    return SEQUENCE_FIELD.search(path.name) is not None
 
 
 def _natural_key(path: Path) -> list:
@@ -33,27 +29,15 @@ def _natural_key(path: Path) -> list:
     return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", path.name)]
 
 
-def _numbered(path: Path) -> list[tuple[int, Path]]:
-    """(frame number, file) of a pattern's existing files, by number."""
-    prefix, digits, suffix = split_pattern(path)
-    number = r"\d+" if digits <= 1 else rf"\d{{{digits},}}"
-    regex = re.compile(re.escape(prefix) + f"({number})" + re.escape(suffix) + "$")
-    folder = path.parent
-    if not folder.is_dir():
-        raise VideoIOError(f"no such folder: {folder}")
-    return sorted((int(m.group(1)), folder / name) for name in os.listdir(folder)
-                  if (m := regex.match(name)) is not None)
-
-
-def _pattern_frames(path: Path) -> list[Path]:
-    """The existing files of a pattern, by frame number (gaps are logged)."""
-    found = _numbered(path)
+def _pattern_frames(path: Path) -> list[tuple[int, Path]]:
+    """(frame number, file) of a pattern's existing files, by number (gaps are logged)."""
+    found = FrameNames.of_pattern(path).existing()
     if not found:
         raise VideoIOError(f"no frames match {path}")
     first, last = found[0][0], found[-1][0]
     if last - first + 1 != len(found):
         log.warning("%s: frame numbers have gaps (%d files from %d to %d)", path, len(found), first, last)
-    return [file for _, file in found]
+    return found
 
 
 def _folder_frames(folder: Path) -> list[Path]:
@@ -68,26 +52,44 @@ def _folder_frames(folder: Path) -> list[Path]:
     return sorted(files, key=_natural_key)
 
 
-def find_frames(path: Path) -> list[Path]:
-    """The frame files of a folder or a printf pattern, in order."""
+def _folder_numbers(files: list[Path]) -> list[tuple[int, Path]]:
+    """(frame number, file) of a folder's frames: the number in their names when they all
+    share one name around it (``plate.1001.png``, ...), else 0, 1, ... in natural order."""
+    parts = [re.fullmatch(r"(.*?)(\d+)(\D*)", file.name) for file in files]
+    if all(parts) and len({(m.group(1), m.group(3)) for m in parts if m}) == 1:
+        numbered = sorted((int(m.group(2)), file) for m, file in zip(parts, files) if m)
+        if len({number for number, _ in numbered}) == len(numbered):
+            return numbered
+    return list(enumerate(files))
+
+
+def find_frames(path: Path) -> list[tuple[int, Path]]:
+    """(frame number, file) of a folder's frames or a printf pattern's, by number."""
+    if path.is_dir():
+        return _folder_numbers(_folder_frames(path))
     if is_pattern(path):
         return _pattern_frames(path)
-    if path.is_dir():
-        return _folder_frames(path)
     raise VideoIOError(f"no such file or folder: {path}")
 
 
 class SequenceClip(Clip):
-    """Frames ``[start, end)`` of an image sequence; size, channels and depth come from its first frame."""
+    """Frames ``[start, end)`` (by position) of an image sequence; size, channels and depth come
+    from its first frame, each frame's number from its file name."""
 
     def __init__(self, path: Path, *, start: int = 0, end: Optional[int] = None, fps: Optional[float] = None):
         self.path = path
-        self.files = find_frames(path)
+        found = find_frames(path)
+        self.numbers = [number for number, _ in found]
+        self.files = [file for _, file in found]
         first = read_image(self.files[0])
         info = ClipInfo(width=first.shape[1], height=first.shape[0], channels=first.shape[2],
                         frame_count=len(self.files), fps=float(fps or 24.0), bit_depth=bit_depth_of(first),
                         path=str(path))
         super().__init__(info, start, end)
+
+    def frame_number(self, index: int) -> int:
+        """The number in the file name of frame ``index``."""
+        return self.numbers[super().frame_number(index)]
 
     def _read(self, index: int) -> np.ndarray:
         """Frame ``index`` as float32; a frame of another size is a :class:`VideoIOError` naming it."""
@@ -99,71 +101,59 @@ class SequenceClip(Clip):
         return to_float(pixels)
 
 
-def folder_ext(bit_depth: int) -> str:
-    """Image type of a folder output: PNG for integers, EXR (if installed) or TIFF for float."""
-    if bit_depth <= 16:
-        return ".png"
-    return ".exr" if exr_available() else ".tif"
-
-
 class SequenceWriter:
-    """Writes numbered images into a temp folder beside the target; ``commit`` moves them into place.
+    """Writes numbered images into a hidden temp folder inside the target's folder; ``commit``
+    moves them into place all or nothing.
 
-    For a pattern, stale files of the same pattern beyond the new frames are removed so the
-    sequence reads back at its new length; a folder target is replaced as a whole.
+    Only the files named by the frames written are created or (with ``overwrite``) replaced;
+    every other file in the folder is left as it was. A folder output that is not empty needs
+    ``overwrite`` too. Frames are numbered by ``numbers`` (default 0, 1, 2, ...).
     """
 
-    def __init__(self, path: Path, *, bit_depth: int, channels: int, start_number: int = 0):
-        self.path = path
-        self._folder_target = not is_pattern(path)
-        if self._folder_target:
-            self._prefix, self._digits, self._suffix = FOLDER_STEM, FOLDER_DIGITS, folder_ext(bit_depth)
-        else:
-            self._prefix, self._digits, self._suffix = split_pattern(path)
-        ext = Path("frame" + self._suffix).suffix.lower()
-        if ext not in IMAGE_EXTS:
-            raise VideoIOError(f"cannot write {path}: unknown image type {ext!r} ({', '.join(IMAGE_EXTS)})")
+    def __init__(self, names: FrameNames, *, bit_depth: int, channels: int,
+                 numbers: Optional[Sequence[int]] = None, overwrite: bool = False):
+        self.names = names
+        ext = Path("frame" + names.suffix).suffix.lower()  # checked by io_target.output_kind
         if channels == 4 and ext in (".jpg", ".jpeg"):
             log.warning("JPEG has no alpha channel; alpha is dropped")
         self.bit_depth = storable_depth(ext, bit_depth)
-        self._start = start_number
-        self._count = 0
-        self._temp = temp_dir_for(path)
-
-    def _name(self, number: int) -> str:
-        """File name of frame ``number``."""
-        return f"{self._prefix}{number:0{self._digits}d}{self._suffix}"
+        self._numbers = numbers
+        self._overwrite = overwrite
+        self._written: list[str] = []
+        self._created = not names.folder.exists()
+        try:
+            names.folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise VideoIOError(f"cannot create {names.folder}: {exc.strerror or exc}") from None
+        self._temp = temp_dir_in(names.folder, names.name(0))
 
     def write(self, frame: np.ndarray) -> None:
-        """Store one validated (H, W, C) float32 frame."""
-        write_image(self._temp / self._name(self._start + self._count), frame, self.bit_depth)
-        self._count += 1
+        """Store one validated (H, W, C) float32 frame under its number."""
+        count = len(self._written)
+        if self._numbers is not None and count >= len(self._numbers):
+            raise VideoIOError(f"more frames than the {len(self._numbers)} frame numbers given")
+        name = self.names.name(count if self._numbers is None else self._numbers[count])
+        write_image(self._temp / name, frame, self.bit_depth)
+        self._written.append(name)
 
     def commit(self) -> None:
-        """Move the frames into place (replacing a folder target, pruning a pattern's stale frames)."""
-        if self._folder_target:
-            self._replace_folder()
-            return
-        written = {self._name(self._start + i) for i in range(self._count)}
-        for name in sorted(written):
-            os.replace(self._temp / name, self.path.parent / name)
+        """Move the frames into place (refused, and nothing moved, where they would replace files
+        without ``overwrite``); files of the same naming the run did not write are reported."""
+        numbers = self._numbers[:len(self._written)] if self._numbers is not None else range(len(self._written))
+        check_frames_free(self.names, numbers, self._overwrite, ignore=self._temp.name)
+        move_in(self._written, self._temp, self.names.folder)
         self._temp.rmdir()
-        stale = [file for _, file in _numbered(self.path) if file.name not in written]
-        for file in stale:
-            file.unlink()
-        if stale:
-            log.info("removed %d stale frames of %s", len(stale), self.path)
-
-    def _replace_folder(self) -> None:
-        """Swap the temp folder in for the target folder."""
-        if not self.path.exists():
-            os.replace(self._temp, self.path)
-            return
-        backup = temp_dir_for(self.path)
-        os.replace(self.path, backup / self.path.name)
-        os.replace(self._temp, self.path)
-        shutil.rmtree(backup)
+        written = set(self._written)
+        others = [file.name for _, file in self.names.existing() if file.name not in written]
+        if others:
+            log.warning("%s also holds %d frames this run did not write (%s ...); they are left as they were",
+                        self.names.folder, len(others), others[0])
 
     def abort(self) -> None:
-        """Drop the partial frames; the target is left as it was."""
-        shutil.rmtree(self._temp, ignore_errors=True)
+        """Drop the partial frames; the target is left as it was (a folder this run made is removed)."""
+        remove_files(self._temp, self._written)
+        if self._created:
+            try:
+                self.names.folder.rmdir()
+            except OSError:
+                log.debug("kept %s: not empty", self.names.folder)

@@ -3,10 +3,14 @@ from __future__ import annotations
 
 import argparse
 import logging
+from typing import Optional
 
 from deflicker.settings import METHODS, DEVICES, Settings
 
 log = logging.getLogger(__name__)
+
+FRAMES_HELP = ("frame numbers START:END, END exclusive: an image sequence's own numbers "
+               "(1001:1101 for a plate from 1001), a video's from 0")
 
 
 def parse_range(text: str) -> tuple[int, int]:
@@ -31,6 +35,18 @@ def add_settings_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cache-dir", default=None, help="analysis cache (default: $DEFLICKER_CACHE_DIR or ~/.cache/deflicker)")
 
 
+def add_frames_argument(parser: argparse.ArgumentParser) -> None:
+    """``--frames START:END`` by frame number (shared by run and analyze)."""
+    parser.add_argument("--frames", type=parse_range, default=None, metavar="START:END", help=FRAMES_HELP)
+
+
+def frame_range_from_args(args: argparse.Namespace, clip: str) -> Optional[tuple[int, int]]:
+    """The positions in ``clip`` of the frames ``--frames`` numbers (None: the whole clip)."""
+    from deflicker.io import index_range
+
+    return None if args.frames is None else index_range(clip, args.frames)
+
+
 def settings_from_args(args: argparse.Namespace) -> Settings:
     """Settings from parsed CLI options (validated)."""
     values = {"method": args.method, "analysis_size": args.analysis_size, "device": args.device}
@@ -42,10 +58,14 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``deflicker run``."""
     parser.add_argument("input", help="video file or image sequence (folder or printf pattern)")
-    parser.add_argument("-o", "--output", required=True, help="output file or sequence pattern")
+    parser.add_argument("-o", "--output", required=True,
+                        help="video file, image pattern (shot.%%04d.png, shot.####.exr) or folder; "
+                             "image frames keep the input's numbers")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace existing output files (only those this run writes; other files are kept)")
     parser.add_argument("--strength", type=float, default=Settings().strength, help="0 = input, 1 = full (default: %(default)s)")
     parser.add_argument("--no-refine", action="store_true", help="skip the local refinement")
-    parser.add_argument("--frames", type=parse_range, default=None, metavar="START:END", help="frame range (END exclusive)")
+    add_frames_argument(parser)
     parser.add_argument("--codec", default=None, help="output codec: ffv1 (lossless), h264, prores")
     parser.add_argument("--report", default=None, metavar="PNG", help="write a before/after plot")
     add_settings_arguments(parser)
@@ -59,8 +79,8 @@ def run_command(args: argparse.Namespace) -> int:
     engine = Engine(settings_from_args(args), cache_dir=args.cache_dir)
     progress, close = tqdm_progress("deflicker")
     try:
-        stats = process(engine, args.input, args.output, frame_range=args.frames, codec=args.codec,
-                        progress=progress, report=args.report)
+        stats = process(engine, args.input, args.output, frame_range=frame_range_from_args(args, args.input),
+                        codec=args.codec, progress=progress, report=args.report, overwrite=args.overwrite)
     finally:
         close()
     log.info("analysis %.1f s, render %.3f s/frame", stats["analysis_seconds"], stats["render_seconds_per_frame"])

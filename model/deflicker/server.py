@@ -24,7 +24,8 @@ from typing import Any, Optional
 import numpy as np
 
 from deflicker.cache_lock import WAITING
-from deflicker.errors import DeflickerError, InvalidSettingsError, VideoIOError
+from deflicker.errors import DeflickerError, InvalidSettingsError, UnknownClipError, VideoIOError
+from deflicker.plugin_log import log_to_plugin_log
 from deflicker.progress import CancelCheck, Progress
 from deflicker.server_clip import ClipEntry, Fetch, HostSource
 from deflicker.settings import Settings
@@ -190,7 +191,7 @@ class ModelServer:
         with self._lock:
             clip = self._clips.get(key)
         if clip is None:
-            raise InvalidSettingsError(f"unknown clip key {key!r}: open the clip first")
+            raise UnknownClipError(f"unknown clip key {key!r}: open the clip first")
         return clip
 
     def _touch_locked(self, key: str) -> None:
@@ -236,13 +237,9 @@ def _clip_info(info: Mapping[str, Any]) -> ClipInfo:
 
 
 def configure_logging(path: Optional[str] = None) -> None:
-    """Send the engine's log to ``path`` (the bridge's deflicker-ofx.log); idempotent."""
-    logger = logging.getLogger("deflicker")
-    if path and not any(isinstance(h, logging.FileHandler) for h in logger.handlers):
-        handler = logging.FileHandler(path)
-        handler.setFormatter(logging.Formatter("%(asctime)s %(threadName)s %(name)s %(levelname)s: %(message)s"))
-        logger.addHandler(handler)
-        logger.setLevel(logging.INFO)
+    """Send the engine's log to ``path`` (the bridge's deflicker-ofx.log, never through a link); idempotent."""
+    if path:
+        log_to_plugin_log(logging.getLogger("deflicker"), path)
 
 
 SERVER = ModelServer()

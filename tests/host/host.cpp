@@ -152,7 +152,8 @@ const OfxImageEffectSuiteV1 kImageEffectSuite = {
     [](OfxPropertySetHandle image) { return returnImage(image) ? kOfxStatOK : kOfxStatErrBadHandle; },
     [](OfxImageClipHandle clip, OfxTime, OfxRectD *rod) {
       if (!clip || !rod) return kOfxStatErrBadHandle;
-      *rod = {0.0, 0.0, double(theHost.video.width), double(theHost.video.height)};
+      const double pad = theHost.options.rodPad;
+      *rod = {-pad, -pad, double(theHost.video.width) + pad, double(theHost.video.height) + pad};
       return kOfxStatOK;
     },
     [](OfxImageEffectHandle) { return theHost.abort.trigger() ? 1 : 0; },
@@ -181,7 +182,8 @@ const void *fetchSuite(OfxPropertySetHandle, const char *name, int version) {
   else if (n == kOfxImageEffectSuite && version == 1) suite = &kImageEffectSuite;
   else if (n == kOfxMemorySuite && version == 1) suite = memorySuite();
   else if (n == kOfxMultiThreadSuite && version == 1) suite = multiThreadSuite();
-  else if (n == kOfxMessageSuite && (version == 1 || version == 2)) suite = messageSuite();  // V2 extends V1
+  else if (n == kOfxMessageSuite && (version == 1 || (version == 2 && !theHost.options.noPersistentMessages)))
+    suite = messageSuite();  // V2 extends V1
   else if (n == kOfxProgressSuite && version == 1) suite = progressSuiteV1();
   else if (n == kOfxProgressSuite && version == 2) suite = progressSuiteV2();
   else if (n == kOfxTimeLineSuite && version == 1) suite = timeLineSuite();

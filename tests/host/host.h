@@ -39,6 +39,9 @@ struct HostOptions {
   bool negativeRowBytes = false;
   int firstFrame = 0;  // the source clip's frame range starts here
   std::vector<Injection> injections;
+  bool noPersistentMessages = false;  // the message suite V2 is not offered (V1 only: dialogs)
+  bool progressFails = false;         // progressUpdate answers kOfxStatFailed (no bar shown), never "stop"
+  int rodPad = 0;                     // the source's region of definition is this much larger than its images
   bool filePathGiven = false;  // --plugin-file-path: report filePath ("" = none) instead of the bundle's directory
   std::string filePath;
 };

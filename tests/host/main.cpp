@@ -24,17 +24,24 @@ const char *kUsage =
     "               [--threads N] [--instances N] [--param NAME=VALUE ...] [--press BUTTON [--press-instance I]]\n"
     "               [--abort-after N] [--cancel-after N] [--host-python] [--host-name NAME] [--rowbytes negative]\n"
     "               [--depth float|short|byte] [--components rgba|rgb] [--inject missing-frame:K|wrong-size:K|nan:K ...] [--retry-failed]\n"
-    "               [--context filter|general] [--first-frame T] [--fps F] [--plugin-file-path PATH]\n";
+    "               [--context filter|general] [--first-frame T] [--fps F] [--plugin-file-path PATH]\n"
+    "               [--copy] [--change NAME=VALUE ...] [--no-persistent-messages] [--progress-fails] [--rod-pad N]\n";
 
 struct Args {
   std::string command, bundle, input, output, rawOut, frames, order, press, context = kOfxImageEffectContextFilter;
   int threads = 1, instances = 1, pressInstance = 0;
-  bool hostPython = false, retryFailed = false, discard = false;
+  bool hostPython = false, retryFailed = false, discard = false, copy = false;
   double fps = 0;
   HostOptions host;
   int abortAfter = -1, cancelAfter = -1;
-  std::vector<std::pair<std::string, std::string>> params;
+  std::vector<std::pair<std::string, std::string>> params, changes;
 };
+
+std::pair<std::string, std::string> nameValue(const std::string &option, const std::string &v) {
+  size_t eq = v.find('=');
+  if (eq == std::string::npos || eq == 0) throw HostError(option + " needs NAME=VALUE, not '" + v + "'", 2);
+  return {v.substr(0, eq), v.substr(eq + 1)};
+}
 
 int toInt(const std::string &option, const std::string &text) {
   char *end = nullptr;
@@ -65,6 +72,11 @@ Args parse(int argc, char **argv) {
     else if (opt == "--host-python") a.hostPython = true;
     else if (opt == "--retry-failed") a.retryFailed = true;
     else if (opt == "--discard") a.discard = true;
+    else if (opt == "--copy") a.copy = true;
+    else if (opt == "--change") a.changes.push_back(nameValue(opt, value()));
+    else if (opt == "--no-persistent-messages") a.host.noPersistentMessages = true;
+    else if (opt == "--progress-fails") a.host.progressFails = true;
+    else if (opt == "--rod-pad") a.host.rodPad = toInt(opt, value());
     else if (opt == "--host-name") a.host.hostName = value();
     else if (opt == "--plugin-file-path") {
       a.host.filePath = value();
@@ -86,10 +98,7 @@ Args parse(int argc, char **argv) {
       if (v != "filter" && v != "general") throw HostError("--context: filter or general", 2);
       a.context = v == "filter" ? kOfxImageEffectContextFilter : kOfxImageEffectContextGeneral;
     } else if (opt == "--param") {
-      std::string v = value();
-      size_t eq = v.find('=');
-      if (eq == std::string::npos || eq == 0) throw HostError("--param needs NAME=VALUE, not '" + v + "'", 2);
-      a.params.emplace_back(v.substr(0, eq), v.substr(eq + 1));
+      a.params.push_back(nameValue(opt, value()));
     } else if (opt == "--inject") {
       std::string v = value();
       size_t colon = v.find(':');
@@ -118,6 +127,7 @@ Args parse(int argc, char **argv) {
       throw HostError("render needs -o OUT, --raw-out FILE or --discard", 2);
     if (a.instances < 1 || a.threads < 1) throw HostError("--instances and --threads must be >= 1", 2);
     if (a.pressInstance < 0 || a.pressInstance >= a.instances) throw HostError("--press-instance out of range", 2);
+    if (a.copy && a.instances != 1) throw HostError("--copy makes its own second instance: leave --instances at 1", 2);
     for (const auto &inj : a.host.injections)
       if (inj.kind == "nan" && a.host.depth != Depth::Float) throw HostError("--inject nan needs --depth float", 2);
   }
@@ -197,6 +207,27 @@ void writeOutputs(const Args &a, const Results &results, const std::vector<int> 
                  {"width", json(out.width)}, {"height", json(out.height)}});
 }
 
+/** --copy: the node renders a frame, the user copies it (the copy renders too), then deletes the original. */
+void copyThenDeleteOriginal(Plugin &plugin, std::vector<std::unique_ptr<Effect>> &instances, int frame, Results &results) {
+  Effect &original = *instances.front();
+  renderSequence(plugin, original, {frame}, 1, results);
+  plugin.require(plugin.action(kOfxActionSyncPrivateData, &original), "SyncPrivateData");
+  instances.push_back(plugin.copyInstance(original, 1));
+  renderSequence(plugin, *instances.back(), {frame}, 1, results);
+  plugin.destroyInstance(std::move(instances.front()));
+  instances.erase(instances.begin());
+  emit("deleted", {{"instance", json(0)}});
+}
+
+/** --change NAME=VALUE: the user edits a param after the renders. */
+void changeParam(Plugin &plugin, Effect &instance, const std::string &name, const std::string &value) {
+  Param *p = instance.params.find(name);
+  if (!p) throw HostError("--change " + name + ": the plugin has no such parameter", 2);
+  p->setFromText(value);
+  OfxStatus st = plugin.instanceChanged(instance, kOfxTypeParameter, name);
+  emit("changed", {{"instance", json(instance.index)}, {"name", json(name)}, {"status", json(st)}});
+}
+
 int render(const Args &a) {
   Video video = readVideo(a.input, a.fps);
   emit("clip", {{"path", json(a.input)}, {"width", json(video.width)}, {"height", json(video.height)},
@@ -214,13 +245,15 @@ int render(const Args &a) {
     throw HostError("the plugin does not support " + a.context);
   std::vector<std::unique_ptr<Effect>> instances;
   for (int i = 0; i < a.instances; ++i) instances.push_back(plugin.createInstance(a.context, i, a.params));
+  Results results(host().video.frames);
+  results.keepPixels = !a.discard;
+  if (a.copy) copyThenDeleteOriginal(plugin, instances, frames.front(), results);
   Effect &renderer = *instances.back();  // the render instance shadows the UI instance (0)
   std::function<void()> press;
   if (!a.press.empty()) press = [&] { pressButton(plugin, *instances[a.pressInstance], a.press); };
 
-  Results results(host().video.frames);
-  results.keepPixels = !a.discard;
   renderSequence(plugin, renderer, frames, a.threads, results, press);
+  for (const auto &change : a.changes) changeParam(plugin, renderer, change.first, change.second);
   std::vector<int> failed;
   for (int f : frames)
     if (results.status[f] != kOfxStatOK && std::find(failed.begin(), failed.end(), f) == failed.end()) failed.push_back(f);

@@ -200,10 +200,11 @@ OfxStatus setValues(OfxParamHandle p, va_list ap) {
   if (!p) return kOfxStatErrBadHandle;
   if (p->components() == 0) return kOfxStatErrUnsupported;
   const std::string &action = currentAction();
-  if (action != kOfxActionCreateInstance && action != kOfxActionInstanceChanged &&
-      action != kOfxActionBeginInstanceChanged && action != kOfxActionEndInstanceChanged &&
-      action != kOfxActionSyncPrivateData)
-    violation("paramSetValue(" + p->name + ") outside CreateInstance/InstanceChanged/SyncPrivateData");
+  // The spec allows CreateInstance too, but hosts load or paste the persisted values around it
+  // (a value set there can be overwritten, or mark a fresh project as edited): this host refuses it.
+  if (action != kOfxActionInstanceChanged && action != kOfxActionBeginInstanceChanged &&
+      action != kOfxActionEndInstanceChanged && action != kOfxActionSyncPrivateData)
+    violation("paramSetValue(" + p->name + ") outside InstanceChanged/SyncPrivateData");
   if (p->isString()) {
     const char *s = va_arg(ap, const char *);
     p->setText(s ? s : "");

@@ -128,6 +128,22 @@ std::unique_ptr<Effect> Plugin::createInstance(const std::string &context, int i
     if (!p) throw HostError("--param " + kv.first + ": the plugin has no such parameter", 2);
     p->setFromText(kv.second);
   }
+  return create(std::move(instance));
+}
+
+std::unique_ptr<Effect> Plugin::copyInstance(const Effect &original, int index) {
+  auto instance = std::make_unique<Effect>(describeInContext(original.context), index);
+  for (const auto &from : original.params.params) {
+    if (!from->components()) continue;
+    Param *to = instance->params.find(from->name);
+    if (from->isString()) to->setText(from->text());
+    else to->setNumbers(from->numbers());
+  }
+  emit("copied", {{"from", json(original.index)}, {"to", json(index)}});
+  return create(std::move(instance));
+}
+
+std::unique_ptr<Effect> Plugin::create(std::unique_ptr<Effect> instance) {
   require(action(kOfxActionCreateInstance, instance.get()), "CreateInstance");
   require(instanceChanged(*instance, kOfxTypeClip, kOfxImageEffectSimpleSourceClipName), "InstanceChanged(clip)");
   getClipPreferences(*instance);

@@ -25,6 +25,8 @@ class Plugin {
   /** CreateInstance with persisted values (name=value), then a clip-connected InstanceChanged. */
   std::unique_ptr<Effect> createInstance(const std::string &context, int index,
                                          const std::vector<std::pair<std::string, std::string>> &params);
+  /** A copy of `original` as a host's copy/paste makes it: its persisted values, then CreateInstance. */
+  std::unique_ptr<Effect> copyInstance(const Effect &original, int index);
   void getClipPreferences(Effect &instance);
   /** Begin/InstanceChanged/EndInstanceChanged for a user edit of a clip or param; the InstanceChanged status. */
   OfxStatus instanceChanged(Effect &instance, const char *type, const std::string &name);
@@ -38,6 +40,8 @@ class Plugin {
 
  private:
   std::string binary_;
+  /** CreateInstance, the clip-connected InstanceChanged and GetClipPreferences of a new instance. */
+  std::unique_ptr<Effect> create(std::unique_ptr<Effect> instance);
 };
 
 /** A JSON object of every property in a set: {"name": [values], ...}. */

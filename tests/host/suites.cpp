@@ -123,7 +123,8 @@ OfxStatus message(void *handle, const char *type, const char *id, const char *fm
   va_start(ap, fmt);
   std::string text = format(fmt, ap);
   va_end(ap);
-  emit("message", {{"instance", json(indexOf(handle))}, {"type", json(type)}, {"id", json(id)}, {"text", json(text)}});
+  emit("message", {{"instance", json(indexOf(handle))}, {"type", json(type)}, {"id", json(id)}, {"text", json(text)},
+                   {"action", json(currentAction())}});
   bool question = type && std::string(type) == kOfxMessageQuestion;
   return question ? kOfxStatReplyDefault : kOfxStatOK;
 }
@@ -162,7 +163,7 @@ OfxStatus progressUpdate(void *handle, double value) {
   bool cancel = host().cancel.trigger();
   emit("progress", {{"instance", json(indexOf(handle))}, {"what", json("update")}, {"value", json(value)},
                     {"cancel", json(cancel ? 1 : 0)}});
-  return cancel ? kOfxStatReplyNo : kOfxStatOK;
+  return cancel ? kOfxStatReplyNo : host().options.progressFails ? kOfxStatFailed : kOfxStatOK;
 }
 
 OfxStatus progressEnd(void *handle) {
