@@ -7,7 +7,7 @@ import re
 import shutil
 from collections import Counter
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Sequence
 
 import numpy as np
 
@@ -45,15 +45,26 @@ def _numbered(path: Path) -> list[tuple[int, Path]]:
                   if (m := regex.match(name)) is not None)
 
 
-def _pattern_frames(path: Path) -> list[Path]:
-    """The existing files of a pattern, by frame number (gaps are logged)."""
+def missing_numbers(numbers: list[int], shown: int = 8) -> str:
+    """The gaps of sorted frame numbers as text ("3, 7-9"), the first ``shown`` gaps only."""
+    gaps = [(a + 1, b - 1) for a, b in zip(numbers, numbers[1:]) if b > a + 1]
+    text = ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in gaps[:shown])
+    return text + (f" and {len(gaps) - shown} more gaps" if len(gaps) > shown else "")
+
+
+def _pattern_frames(path: Path, allow_short: bool) -> list[tuple[int, Path]]:
+    """(frame number, file) of a pattern's existing files, by number. A gap in the numbers is
+    an error naming the missing frames unless ``allow_short`` (then a warning)."""
     found = _numbered(path)
     if not found:
         raise VideoIOError(f"no frames match {path}")
-    first, last = found[0][0], found[-1][0]
-    if last - first + 1 != len(found):
-        log.warning("%s: frame numbers have gaps (%d files from %d to %d)", path, len(found), first, last)
-    return [file for _, file in found]
+    missing = missing_numbers([number for number, _ in found])
+    if missing and not allow_short:
+        raise VideoIOError(f"{path}: frames {missing} are missing (--allow-short renders the others, "
+                           "keeping their numbers)")
+    if missing:
+        log.warning("%s: frames %s are missing; the others keep their numbers", path, missing)
+    return found
 
 
 def _folder_frames(folder: Path) -> list[Path]:
@@ -68,26 +79,32 @@ def _folder_frames(folder: Path) -> list[Path]:
     return sorted(files, key=_natural_key)
 
 
-def find_frames(path: Path) -> list[Path]:
-    """The frame files of a folder or a printf pattern, in order."""
-    if is_pattern(path):
-        return _pattern_frames(path)
+def find_frames(path: Path, allow_short: bool = False) -> list[tuple[int, Path]]:
+    """(frame number, file) of a folder's frames or a printf pattern's, in order; a folder's
+    frames are numbered 0, 1, ... in natural order. A pattern's gaps: see :func:`_pattern_frames`."""
     if path.is_dir():
-        return _folder_frames(path)
+        return list(enumerate(_folder_frames(path)))
+    if is_pattern(path):
+        return _pattern_frames(path, allow_short)
     raise VideoIOError(f"no such file or folder: {path}")
 
 
 class SequenceClip(Clip):
-    """Frames ``[start, end)`` of an image sequence; size, channels and depth come from its first frame."""
+    """Frames ``[start, end)`` of an image sequence; size, channels and depth come from its first frame.
 
-    def __init__(self, path: Path, *, start: int = 0, end: Optional[int] = None, fps: Optional[float] = None):
+    ``timing.stamps`` are the frames' numbers (at 1/fps); the first selected frame is shown at 0.
+    """
+
+    def __init__(self, path: Path, *, start: int = 0, end: Optional[int] = None, fps: Optional[float] = None,
+                 allow_short: bool = False):
         self.path = path
-        self.files = find_frames(path)
+        numbered = find_frames(path, allow_short)
+        self.files = [file for _, file in numbered]
         first = read_image(self.files[0])
         info = ClipInfo(width=first.shape[1], height=first.shape[0], channels=first.shape[2],
                         frame_count=len(self.files), fps=float(fps or 24.0), bit_depth=bit_depth_of(first),
                         path=str(path))
-        super().__init__(info, start, end)
+        super().__init__(info, start, end, stamps=[number for number, _ in numbered], origin=0)
 
     def _read(self, index: int) -> np.ndarray:
         """Frame ``index`` as float32; a frame of another size is a :class:`VideoIOError` naming it."""
@@ -113,7 +130,8 @@ class SequenceWriter:
     sequence reads back at its new length; a folder target is replaced as a whole.
     """
 
-    def __init__(self, path: Path, *, bit_depth: int, channels: int, start_number: int = 0):
+    def __init__(self, path: Path, *, bit_depth: int, channels: int, start_number: int = 0,
+                 numbers: Optional[Sequence[int]] = None):
         self.path = path
         self._folder_target = not is_pattern(path)
         if self._folder_target:
@@ -127,16 +145,18 @@ class SequenceWriter:
             log.warning("JPEG has no alpha channel; alpha is dropped")
         self.bit_depth = storable_depth(ext, bit_depth)
         self._start = start_number
+        self._numbers = numbers  # frame k's number (an input sequence's own, gaps kept); else start + k
         self._count = 0
         self._temp = temp_dir_for(path)
 
-    def _name(self, number: int) -> str:
-        """File name of frame ``number``."""
+    def _name(self, k: int) -> str:
+        """File name of the k-th frame written."""
+        number = self._start + k if self._numbers is None else self._numbers[k]
         return f"{self._prefix}{number:0{self._digits}d}{self._suffix}"
 
     def write(self, frame: np.ndarray) -> None:
         """Store one validated (H, W, C) float32 frame."""
-        write_image(self._temp / self._name(self._start + self._count), frame, self.bit_depth)
+        write_image(self._temp / self._name(self._count), frame, self.bit_depth)
         self._count += 1
 
     def commit(self) -> None:
@@ -144,7 +164,7 @@ class SequenceWriter:
         if self._folder_target:
             self._replace_folder()
             return
-        written = {self._name(self._start + i) for i in range(self._count)}
+        written = {self._name(k) for k in range(self._count)}
         for name in sorted(written):
             os.replace(self._temp / name, self.path.parent / name)
         self._temp.rmdir()

@@ -31,6 +31,13 @@ def add_settings_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cache-dir", default=None, help="analysis cache (default: $DEFLICKER_CACHE_DIR or ~/.cache/deflicker)")
 
 
+def add_input_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options about reading the input clip (shared by run and analyze)."""
+    parser.add_argument("--allow-short", action="store_true",
+                        help="use the frames a damaged video or a sequence with missing numbers has, with a "
+                             "warning (default: refuse it)")
+
+
 def settings_from_args(args: argparse.Namespace) -> Settings:
     """Settings from parsed CLI options (validated)."""
     values = {"method": args.method, "analysis_size": args.analysis_size, "device": args.device}
@@ -48,6 +55,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--frames", type=parse_range, default=None, metavar="START:END", help="frame range (END exclusive)")
     parser.add_argument("--codec", default=None, help="output codec: ffv1 (lossless), h264, prores")
     parser.add_argument("--report", default=None, metavar="PNG", help="write a before/after plot")
+    add_input_arguments(parser)
     add_settings_arguments(parser)
 
 
@@ -60,7 +68,7 @@ def run_command(args: argparse.Namespace) -> int:
     progress, close = tqdm_progress("deflicker")
     try:
         stats = process(engine, args.input, args.output, frame_range=args.frames, codec=args.codec,
-                        progress=progress, report=args.report)
+                        progress=progress, report=args.report, allow_short=args.allow_short)
     finally:
         close()
     log.info("analysis %.1f s, render %.3f s/frame", stats["analysis_seconds"], stats["render_seconds_per_frame"])
