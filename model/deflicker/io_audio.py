@@ -12,9 +12,11 @@ import io
 import logging
 import math
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Iterator, Optional, cast
 
 import av
+from av.audio.frame import AudioFrame
+from av.audio.stream import AudioStream
 
 from deflicker.errors import VideoIOError
 from deflicker.io_clip import Timing
@@ -25,7 +27,7 @@ log = logging.getLogger(__name__)
 DEFAULT_LAYOUTS = {1: "mono", 2: "stereo", 3: "2.1", 4: "quad", 6: "5.1", 8: "7.1"}
 
 
-def can_copy(stream: av.stream.Stream, sample: Optional[av.Packet], container_format: str) -> bool:
+def can_copy(stream: AudioStream, sample: Optional[av.Packet], container_format: str) -> bool:
     """True when a container of this format takes the stream's packets as they are: its muxer
     lists the codec and writes a file with the stream's first packet ``sample`` (some codec
     parameters fail only in the trailer, e.g. PCM channel layouts in MP4)."""
@@ -56,32 +58,38 @@ class AudioCarrier:
             self._input = av.open(str(source), mode="r")
         except av.FFmpegError as exc:
             raise VideoIOError(f"cannot read the audio of {source}: {exc}") from None
-        self._pairs: dict[int, tuple[av.stream.Stream, Optional[av.audio.stream.AudioStream]]] = {}
-        for stream in self._input.streams.audio:
+        self._pairs: dict[int, tuple[av.stream.Stream, Optional[AudioStream]]] = {}
+        for stream in self._input.streams.audio:  # every audio stream, in order
             self._pairs[stream.index] = self._output_stream(stream, _first_packet(source, stream.index), output)
         self._output = output
         # Input seconds [start, end) go across, at shift seconds earlier; for the whole file
         # every packet goes untrimmed (a codec's priming samples may start before the video).
-        self._start, self._end, self._shift = -math.inf, math.inf, 0.0
+        self._from, self._end, self._shift = -math.inf, math.inf, 0.0
         if timing is not None and not (timing.offset == 0 and timing.end is None):
-            self._start, self._shift = timing.seconds(timing.stamps[0]), timing.seconds(timing.offset)
+            self._from, self._shift = timing.seconds(timing.stamps[0]), timing.seconds(timing.offset)
             self._end = math.inf if timing.end is None else timing.seconds(timing.end)
         self._packets: Iterator[av.Packet] = self._input.demux(*self._input.streams.audio)
         self._held: Optional[av.Packet] = None  # read ahead of the video, muxed later
 
-    def _output_stream(self, stream: av.stream.Stream, sample: Optional[av.Packet], output: av.container.OutputContainer
-                       ) -> tuple[av.stream.Stream, Optional[av.audio.stream.AudioStream]]:
+    def _output_stream(self, stream: AudioStream, sample: Optional[av.Packet], output: av.container.OutputContainer
+                       ) -> tuple[av.stream.Stream, Optional[AudioStream]]:
         """(output stream, None) to copy into, or (output stream, the same) to encode into."""
-        codec = stream.codec_context.name
+        source = stream.codec_context
         if can_copy(stream, sample, output.format.name):
             return output.add_stream_from_template(stream), None
         encoder = output.default_audio_codec
-        log.warning("%s cannot hold %s audio: re-encoding it as %s", self._target, codec, encoder)
+        log.warning("%s cannot hold %s audio: re-encoding it as %s", self._target, source.name, encoder)
         # An unnamed layout ("2 channels") is refused by encoders: the channel count's usual one.
-        layout = stream.codec_context.layout
-        layout = av.AudioLayout(DEFAULT_LAYOUTS.get(layout.nb_channels, layout.name))
-        encoded = output.add_stream(encoder, rate=stream.codec_context.sample_rate, layout=layout)
+        layout = av.AudioLayout(DEFAULT_LAYOUTS.get(source.layout.nb_channels, source.layout.name))
+        encoded = cast(AudioStream, output.add_stream(encoder, rate=source.sample_rate, layout=layout))
         return encoded, encoded
+
+    @staticmethod
+    def _start(packet: av.Packet) -> Optional[float]:
+        """A packet's input time in seconds (None when it has none)."""
+        if packet.pts is None or packet.time_base is None:
+            return None
+        return float(packet.pts * packet.time_base)
 
     def mux_until(self, seconds: float) -> None:
         """Mux the audio that plays before output time ``seconds``."""
@@ -90,10 +98,10 @@ class AudioCarrier:
             self._held = None
             if packet is None:
                 return
-            if packet.pts is None or packet.time_base is None:
+            start = self._start(packet)
+            if start is None:
                 self._carry(packet)
                 continue
-            start = float(packet.pts * packet.time_base)
             if start >= self._end:  # past the selected span: nothing later is carried either
                 self._packets = iter(())
                 return
@@ -105,10 +113,10 @@ class AudioCarrier:
     def _carry(self, packet: av.Packet) -> None:
         """Copy or re-encode one packet if it plays within the selected span."""
         out, encoder = self._pairs[packet.stream.index]
-        if packet.pts is not None and packet.time_base is not None:
-            start = float(packet.pts * packet.time_base)
+        start = self._start(packet)
+        if start is not None and packet.pts is not None and packet.time_base is not None:
             end = start + float((packet.duration or 0) * packet.time_base)
-            if end <= self._start or start >= self._end:
+            if end <= self._from or start >= self._end:
                 return
             ticks = round(self._shift / packet.time_base)
             packet.pts -= ticks
@@ -122,7 +130,7 @@ class AudioCarrier:
                 return
             for frame in packet.decode():
                 frame.pts = None  # the encoder counts samples from the first frame it gets
-                self._output.mux(encoder.encode(frame))
+                self._output.mux(encoder.encode(cast(AudioFrame, frame)))
         except av.FFmpegError as exc:
             raise VideoIOError(f"cannot write the audio of {self._target}: {exc}") from None
 

@@ -83,12 +83,13 @@ class VideoWriter:
         self._depth = 8 if bit_depth == 8 or self.codec == "h264" else 16
         self._format, pix_fmt, options = _encoding(self.codec, channels, bit_depth, width, height)
         self._timing = timing
+        self._rate = frame_rate(fps)
         self._count = 0
         self._audio: Optional[AudioCarrier] = None
         self._temp = temp_file_for(path)
         try:
             self._container = av.open(str(self._temp), mode="w")
-            stream = self._container.add_stream(ENCODERS[self.codec], rate=frame_rate(fps), options=options)
+            stream = self._container.add_stream(ENCODERS[self.codec], rate=self._rate, options=options)
             self._stream = cast(av.video.stream.VideoStream, stream)
             self._stream.width, self._stream.height, self._stream.pix_fmt = width, height, pix_fmt
             if timing is not None:
@@ -108,13 +109,14 @@ class VideoWriter:
         if self._format in ("rgb24", "rgb48le") and self._channels == 4:
             pixels = pixels[..., :3]
         video_frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(pixels), format=self._format)
+        shown = self._count / self._rate  # seconds
         if self._timing is not None:
             if self._count >= len(self._timing.stamps):
                 raise VideoIOError(f"cannot write {self.path}: more frames than the input has timestamps")
             video_frame.pts = self._timing.stamps[self._count] - self._timing.offset
             video_frame.time_base = self._timing.time_base
+            shown = video_frame.pts * self._timing.time_base
         if self._audio is not None:
-            shown = self._count / self._stream.average_rate if video_frame.pts is None else video_frame.pts * video_frame.time_base
             self._audio.mux_until(float(shown))
         self._count += 1
         self._mux(self._stream.encode(video_frame))

@@ -20,6 +20,7 @@ import av
 import numpy as np
 
 from deflicker.errors import VideoIOError
+from deflicker.io_encode import frame_rate
 from deflicker.io_clip import Clip, to_float
 from deflicker.source import ClipInfo
 
@@ -48,7 +49,7 @@ def _declared(container: av.container.InputContainer, stream: av.video.stream.Vi
     """(frame count, duration in seconds) the file's header declares for the video stream;
     0 where it declares none. The container's duration stands in for a lone stream's."""
     frames = stream.frames or int(stream.metadata.get("NUMBER_OF_FRAMES", "0") or 0)
-    if stream.duration:
+    if stream.duration and stream.time_base:
         seconds = float(stream.duration * stream.time_base)
     elif "DURATION" in stream.metadata:
         seconds = _duration_seconds(stream.metadata["DURATION"]) or 0.0
@@ -74,6 +75,15 @@ def shortfall(stamps: list[int], time_base: Fraction, frames: int, seconds: floa
     return None
 
 
+def on_rate_grid(stamps: list[int], time_base: Fraction, rate: Fraction) -> Optional[list[int]]:
+    """The stamps as whole frame periods of ``rate`` when each is within half a tick of one
+    (a constant rate stored in coarse ticks: Matroska's milliseconds), else None. Outputs
+    written on that grid keep the exact rate (29.97, not 29.972) and any gaps."""
+    periods = [round(stamp * time_base * rate) for stamp in stamps]
+    exact = all(abs(stamp * time_base - k / rate) <= time_base / 2 for stamp, k in zip(stamps, periods))
+    return periods if exact and len(set(periods)) == len(periods) else None
+
+
 class VideoClip(Clip):
     """Frames ``[start, end)`` of a video file (mp4, mov, mkv, avi, ...), shown at the file's
     own timestamps; ``audio`` is the file when it has audio streams."""
@@ -85,6 +95,9 @@ class VideoClip(Clip):
         self._container = self._open()
         self._stream = self._container.streams.video[0]
         try:
+            if self._stream.time_base is None:
+                raise VideoIOError(f"{path}: the video stream has no time base")
+            self._time_base: Fraction = self._stream.time_base
             self._timestamps, keyframes = self._index()
             self._check_complete(allow_short)
         except VideoIOError:
@@ -101,7 +114,9 @@ class VideoClip(Clip):
                         fps=float(fps or rate or 24.0), bit_depth=depth, path=str(path))
         self._frames: Optional[Iterator[av.VideoFrame]] = None
         self._next = 0  # file index the decoder yields next (when self._frames is not None)
-        super().__init__(info, start, end, stamps=self._timestamps, time_base=self._stream.time_base)
+        grid = on_rate_grid(self._timestamps, self._time_base, frame_rate(info.fps))
+        super().__init__(info, start, end, stamps=grid or self._timestamps,
+                         time_base=self._time_base if grid is None else 1 / frame_rate(info.fps))
         self.audio = path if self._container.streams.audio else None
 
     def _open(self) -> av.container.InputContainer:
@@ -141,7 +156,7 @@ class VideoClip(Clip):
         """Refuse a file that yields fewer frames than its header declares; with ``allow_short``
         keep the frames that decode and say once what is missing."""
         frames, seconds = _declared(self._container, self._stream)
-        time_base = self._stream.time_base
+        time_base = self._time_base
         if allow_short:
             indexed = len(self._timestamps)
             self._timestamps = self._decodable()
