@@ -48,6 +48,13 @@ def bit_depth_of(pixels: np.ndarray) -> int:
     raise VideoIOError(f"unsupported pixel type {pixels.dtype}")
 
 
+def frame_rate(fps: float) -> Fraction:
+    """fps as an exact rational (29.97002997 -> 30000/1001)."""
+    if not fps > 0:
+        raise InvalidSettingsError(f"frame rate must be positive, got {fps}")
+    return Fraction(fps).limit_denominator(100_000)
+
+
 def select_range(frame_count: int, start: int, end: Optional[int], what: str) -> tuple[int, int]:
     """Validate ``[start, end)`` (end exclusive, None = to the end) against a clip's length."""
     stop = frame_count if end is None else end
@@ -85,8 +92,8 @@ class Clip:
     frame ``i``; this class maps ``clip[i]`` onto frame ``start + i``, validates and caches
     frames, and is thread safe. ``timing`` says when the selected frames are shown: the first
     at ``origin`` (default: the file's first stamp), the others at their distances from it;
-    ``audio`` names the file whose audio streams go with
-    them (None: no audio). Use it as a context manager (or call ``close``).
+    ``audio`` names the file whose audio streams go with them (None: no audio). Use it as a
+    context manager (or call ``close``).
     """
 
     audio: Optional[Path] = None
@@ -98,7 +105,7 @@ class Clip:
         self.info = replace(info, frame_count=stop - self._start)
         stamps = list(range(info.frame_count)) if stamps is None else list(stamps)
         self.timing = Timing(stamps=tuple(stamps[self._start:stop]),
-                             time_base=time_base or 1 / Fraction(info.fps).limit_denominator(100_000),
+                             time_base=time_base or 1 / frame_rate(info.fps),
                              offset=stamps[self._start] - (stamps[0] if origin is None else origin),
                              end=stamps[stop] if stop < len(stamps) else None)
         frame_bytes = max(1, info.width * info.height * info.channels * 4)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-from fractions import Fraction
 from pathlib import Path
 from typing import Optional, cast
 
@@ -14,7 +13,7 @@ import numpy as np
 from deflicker.errors import InvalidSettingsError, VideoIOError
 from deflicker.io_atomic import temp_file_for
 from deflicker.io_audio import AudioCarrier
-from deflicker.io_clip import Timing, quantize
+from deflicker.io_clip import Timing, frame_rate, quantize
 
 log = logging.getLogger(__name__)
 
@@ -22,13 +21,6 @@ VIDEO_EXTS = (".mp4", ".mov", ".mkv", ".avi")
 DEFAULT_CODEC = {".mp4": "h264", ".mov": "prores", ".mkv": "ffv1", ".avi": "ffv1"}
 ENCODERS = {"ffv1": "ffv1", "h264": "libx264", "prores": "prores_ks"}
 H264_CRF = 16
-
-
-def frame_rate(fps: float) -> Fraction:
-    """fps as an exact rational (29.97002997 -> 30000/1001)."""
-    if not fps > 0:
-        raise InvalidSettingsError(f"frame rate must be positive, got {fps}")
-    return Fraction(fps).limit_denominator(100_000)
 
 
 def _encoding(codec: str, channels: int, bit_depth: int, width: int, height: int) -> tuple[str, str, dict]:

@@ -52,18 +52,15 @@ def missing_numbers(numbers: list[int], shown: int = 8) -> str:
     return text + (f" and {len(gaps) - shown} more gaps" if len(gaps) > shown else "")
 
 
-def _pattern_frames(path: Path, allow_short: bool) -> list[tuple[int, Path]]:
-    """(frame number, file) of a pattern's existing files, by number. A gap in the numbers is
-    an error naming the missing frames unless ``allow_short`` (then a warning)."""
-    found = _numbered(path)
-    if not found:
-        raise VideoIOError(f"no frames match {path}")
+def _gaps_checked(found: list[tuple[int, Path]], what: Path, allow_short: bool) -> list[tuple[int, Path]]:
+    """``found`` (frame number, file) pairs by number; a gap in the numbers is an error naming
+    the missing frames unless ``allow_short`` (then a warning)."""
     missing = missing_numbers([number for number, _ in found])
     if missing and not allow_short:
-        raise VideoIOError(f"{path}: frames {missing} are missing (--allow-short renders the others, "
+        raise VideoIOError(f"{what}: frames {missing} are missing (--allow-short renders the others, "
                            "keeping their numbers)")
     if missing:
-        log.warning("%s: frames %s are missing; the others keep their numbers", path, missing)
+        log.warning("%s: frames %s are missing; the others keep their numbers", what, missing)
     return found
 
 
@@ -79,13 +76,27 @@ def _folder_frames(folder: Path) -> list[Path]:
     return sorted(files, key=_natural_key)
 
 
+def _folder_numbers(files: list[Path]) -> list[tuple[int, Path]]:
+    """(frame number, file) of a folder's frames: the number in their names when they all
+    share one name around it (``plate.1001.png``, ...), else 0, 1, ... in natural order."""
+    parts = [re.fullmatch(r"(.*?)(\d+)(\D*)", file.name) for file in files]
+    if all(parts) and len({(m.group(1), m.group(3)) for m in parts if m}) == 1:
+        numbered = sorted((int(m.group(2)), file) for m, file in zip(parts, files) if m)
+        if len({number for number, _ in numbered}) == len(numbered):
+            return numbered
+    return list(enumerate(files))
+
+
 def find_frames(path: Path, allow_short: bool = False) -> list[tuple[int, Path]]:
-    """(frame number, file) of a folder's frames or a printf pattern's, in order; a folder's
-    frames are numbered 0, 1, ... in natural order. A pattern's gaps: see :func:`_pattern_frames`."""
+    """(frame number, file) of a folder's frames or a printf pattern's, by number; a gap in the
+    numbers is an error naming the missing frames unless ``allow_short`` (then a warning)."""
     if path.is_dir():
-        return list(enumerate(_folder_frames(path)))
+        return _gaps_checked(_folder_numbers(_folder_frames(path)), path, allow_short)
     if is_pattern(path):
-        return _pattern_frames(path, allow_short)
+        found = _numbered(path)
+        if not found:
+            raise VideoIOError(f"no frames match {path}")
+        return _gaps_checked(found, path, allow_short)
     raise VideoIOError(f"no such file or folder: {path}")
 
 

@@ -20,8 +20,7 @@ import av
 import numpy as np
 
 from deflicker.errors import VideoIOError
-from deflicker.io_encode import frame_rate
-from deflicker.io_clip import Clip, to_float
+from deflicker.io_clip import Clip, frame_rate, to_float
 from deflicker.source import ClipInfo
 
 log = logging.getLogger(__name__)
