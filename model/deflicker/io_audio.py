@@ -59,8 +59,12 @@ class AudioCarrier:
         except av.FFmpegError as exc:
             raise VideoIOError(f"cannot read the audio of {source}: {exc}") from None
         self._pairs: dict[int, tuple[av.stream.Stream, Optional[AudioStream]]] = {}
-        for stream in self._input.streams.audio:  # every audio stream, in order
-            self._pairs[stream.index] = self._output_stream(stream, _first_packet(source, stream.index), output)
+        try:
+            for stream in self._input.streams.audio:  # every audio stream, in order
+                self._pairs[stream.index] = self._output_stream(stream, _first_packet(source, stream.index), output)
+        except BaseException:
+            self._input.close()
+            raise
         self._output = output
         # Input seconds [start, end) go across, at shift seconds earlier; for the whole file
         # every packet goes untrimmed (a codec's priming samples may start before the video).

@@ -59,16 +59,16 @@ def _declared(container: av.container.InputContainer, stream: av.video.stream.Vi
     return frames, seconds
 
 
-def shortfall(stamps: list[int], time_base: Fraction, frames: int, seconds: float) -> Optional[str]:
+def shortfall(stamps: list[int], time_base: Fraction, fps: float, frames: int, seconds: float) -> Optional[str]:
     """What is missing when ``stamps`` (the frames read) fall short of a declared frame count
     or duration, else None. A duration is short by more than 1.5 frame intervals (the mean
-    one of the frames read), so variable frame rates pass."""
+    one of the frames read, 1/fps for a single frame), so variable frame rates pass."""
     if frames:
         return f"{len(stamps)} of its {frames} frames" if len(stamps) < frames else None
     if not seconds:
         return None
     span = float((stamps[-1] - stamps[0]) * time_base)
-    interval = span / (len(stamps) - 1) if len(stamps) > 1 else seconds
+    interval = span / (len(stamps) - 1) if len(stamps) > 1 else 1.0 / fps
     if span + interval < seconds - 1.5 * interval:
         return f"{len(stamps)} frames ({span + interval:.3f} s of its {seconds:.3f} s)"
     return None
@@ -107,10 +107,9 @@ class VideoClip(Clip):
         depth, alpha = _pixel_layout(self._stream)
         self._format = {(8, False): "rgb24", (8, True): "rgba", (16, False): "rgb48le",
                         (16, True): "rgba64le"}[(depth, alpha)]
-        rate = self._stream.average_rate or self._stream.guessed_rate or self._stream.base_rate
         info = ClipInfo(width=self._stream.codec_context.width, height=self._stream.codec_context.height,
                         channels=4 if alpha else 3, frame_count=len(self._timestamps),
-                        fps=float(fps or rate or 24.0), bit_depth=depth, path=str(path))
+                        fps=float(fps or self._rate()), bit_depth=depth, path=str(path))
         self._frames: Optional[Iterator[av.VideoFrame]] = None
         self._next = 0  # file index the decoder yields next (when self._frames is not None)
         grid = on_rate_grid(self._timestamps, self._time_base, frame_rate(info.fps))
@@ -151,18 +150,22 @@ class VideoClip(Clip):
             raise VideoIOError(f"{self.path}: duplicate frame timestamps; remux the file first")
         return sorted(stamps), keys
 
+    def _rate(self) -> Fraction:
+        """The stream's frame rate (its average, else FFmpeg's guess; 24 when it has none)."""
+        return self._stream.average_rate or self._stream.guessed_rate or self._stream.base_rate or Fraction(24)
+
     def _check_complete(self, allow_short: bool) -> None:
         """Refuse a file that yields fewer frames than its header declares; with ``allow_short``
         keep the frames that decode and say once what is missing."""
         frames, seconds = _declared(self._container, self._stream)
-        time_base = self._time_base
+        time_base, fps = self._time_base, float(self._rate())
         if allow_short:
             indexed = len(self._timestamps)
             self._timestamps = self._decodable()
-            missing = (shortfall(self._timestamps, time_base, frames, seconds)
-                       or shortfall(self._timestamps, time_base, indexed, 0.0))
+            missing = (shortfall(self._timestamps, time_base, fps, frames, seconds)
+                       or shortfall(self._timestamps, time_base, fps, indexed, 0.0))
         else:
-            missing = shortfall(self._timestamps, time_base, frames, seconds)
+            missing = shortfall(self._timestamps, time_base, fps, frames, seconds)
         if missing is None:
             return
         if not allow_short:
