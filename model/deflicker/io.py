@@ -157,15 +157,21 @@ def is_video_output(path: Path) -> bool:
 def carried_over(source: FrameSource, path: PathLike) -> dict:
     """``write_clip`` keyword arguments keeping a file clip's timing at ``path``: a video output
     gets the frames' timestamps (variable rates and gaps kept) and the input's audio; an image
-    sequence gets a sequence input's own frame numbers and drops the audio (one warning line)."""
+    sequence gets a sequence input's own frame numbers, and loses a video's audio and uneven
+    frame timing (one warning line each)."""
     if not isinstance(source, Clip):
         return {}
-    target = Path(path)
-    if is_video_output(target):
+    if is_video_output(Path(path)):
         return {"timing": source.timing, "audio": source.audio}
+    if isinstance(source, SequenceClip):
+        return {"numbers": source.timing.stamps}
     if source.audio is not None:
         log.warning("%s is an image sequence: the audio of %s is not written", path, source.audio)
-    return {"numbers": source.timing.stamps} if isinstance(source, SequenceClip) else {}
+    steps = {b - a for a, b in zip(source.timing.stamps, source.timing.stamps[1:])}
+    if len(steps) > 1:
+        log.warning("%s is an image sequence: the uneven frame times of %s are not kept (frames are "
+                    "numbered one after another)", path, source.info.path)
+    return {}
 
 
 def output_like(info: ClipInfo, path: PathLike, codec: Optional[str] = None) -> dict:
