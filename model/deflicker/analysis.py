@@ -1,4 +1,4 @@
-"""The per-clip analysis: proxies, exact repeats, shot cuts, flows and one atlas per shot.
+"""The per-clip analysis: proxies, exact repeats, shot cuts, flows, static regions and one atlas per shot.
 
 ``analyze_clip(source, settings)`` streams the clip once (one frame in memory at full
 resolution), keeps brightness-normalizable proxies of ``analysis_size`` on the long side,
@@ -23,12 +23,13 @@ from deflicker.image import local_contrast, local_correlation, proxy_shape, resi
 from deflicker.progress import CancelCheck, Progress, check_cancel, report, scaled
 from deflicker.settings import Settings
 from deflicker.source import FrameSource
+from deflicker import static_regions
 from deflicker.warp import inside_mask, warp
 
 log = logging.getLogger(__name__)
 
 #: Bumped whenever the analysis or its stored layout changes (old cache entries recompute).
-FORMAT_VERSION = 9
+FORMAT_VERSION = 10
 
 Atlas = Union[FastAtlas, Any]  # FastAtlas or deflicker.atlas_neural.NeuralAtlas
 
@@ -91,6 +92,7 @@ class ClipAnalysis:
     atlases: list
     method: str = "fast"
     local_levels: Optional[np.ndarray] = None  # per shot, in [0, 1]; None: treat every shot as local
+    static: Optional[np.ndarray] = None  # (shots, h, w) bool: static_regions.static_mask per shot; None: none
 
     @property
     def frame_count(self) -> int:
@@ -162,12 +164,21 @@ class ClipAnalysis:
         """Where the guide's structure can be trusted for frame t's proxy, (h, w) float32 in [0, 1]."""
         return self.guide(t, proxy).confidence
 
+    def static_mask(self, t: int) -> Optional[np.ndarray]:
+        """Frame t's shot's static regions (:mod:`deflicker.static_regions`), (h, w) bool; None: none."""
+        if self.static is None:
+            return None
+        mask = self.static[self.shot_index(t)]
+        return mask if mask.any() else None
+
     def to_arrays(self) -> dict[str, np.ndarray]:
         """Plain arrays for the cache (``shotN.name`` per shot atlas)."""
         out = {"version": np.array(FORMAT_VERSION), "shape": np.array(self.shape), "scale": np.array(self.scale),
                "canonical": self.canonical, "shots": self.shots, "method": np.array(self.method)}
         if self.local_levels is not None:
             out["local_levels"] = self.local_levels
+        if self.static is not None:
+            out["static"] = self.static
         for i, atlas in enumerate(self.atlases):
             out.update({f"shot{i}.{k}": v for k, v in atlas.to_arrays().items()})
         return out
@@ -186,10 +197,11 @@ class ClipAnalysis:
                 prefix = f"shot{i}."
                 atlases.append(kind.from_arrays({k[len(prefix):]: v for k, v in arrays.items() if k.startswith(prefix)}))
             shape = tuple(int(v) for v in arrays["shape"])
-            levels = arrays.get("local_levels")
+            levels, static = arrays.get("local_levels"), arrays.get("static")
             return cls(shape=(shape[0], shape[1]), scale=float(arrays["scale"]),
                        canonical=np.asarray(arrays["canonical"], np.int64), shots=shots, atlases=atlases, method=method,
-                       local_levels=None if levels is None else np.asarray(levels, np.float64))
+                       local_levels=None if levels is None else np.asarray(levels, np.float64),
+                       static=None if static is None else np.asarray(static, bool))
         except (KeyError, ValueError, TypeError) as exc:
             raise ModelLoadError(f"incomplete analysis: {exc}") from None
 
@@ -271,8 +283,10 @@ def analyze_clip(source: FrameSource, settings: Settings, progress: Optional[Pro
         part = scaled(progress, 0.75 + 0.25 * start / len(proxies), 0.75 + 0.25 * end / len(proxies))
         sflows = shot_flows(proxies, flows, start, end, settings)
         atlases.append(fit_shot(proxies[start:end], sflows, settings, part, cancel, display=scale == 1.0))
+    static = np.stack([static_regions.static_mask(proxies[int(shots[i]):int(shots[i + 1])], display=scale == 1.0)
+                       for i in range(len(shots) - 1)])
     analysis = ClipAnalysis(shape=(proxies.shape[1], proxies.shape[2]), scale=scale, canonical=canonical, shots=shots,
-                            atlases=atlases, method=settings.method)
+                            atlases=atlases, method=settings.method, static=static)
     if all(isinstance(a, FastAtlas) for a in atlases):
         analysis.local_levels = np.array([local_flicker_level(analysis, proxies, int(shots[i]), int(shots[i + 1]))
                                           for i in range(len(atlases))])
