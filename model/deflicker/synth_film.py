@@ -192,6 +192,7 @@ def finish(clip: "SynthClip", kind: FilmKind, rng: np.random.Generator) -> "Synt
         specks, shade = dust(rng, n, (h, w))
         clean, flickering = (np.clip(_composite(x * gain + noise, specks, shade), 0.0, 1.0) for x in (clean, flickering))
     static, value = kind.overlay((h, w))
+    static = np.where(static >= 1.0 - _PURE, np.float32(1.0), static)  # fully static: exactly the value
     clean, flickering = (_composite(x, static, value) for x in (clean, flickering))
     pure = cv2.erode((static >= 1.0 - _PURE).astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
     flows = {"flow_prev": clip.flow_prev.copy(), "flow_first": clip.flow_first.copy()}
