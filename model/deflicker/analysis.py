@@ -136,16 +136,23 @@ class ClipAnalysis:
 
     def guide(self, t: int, proxy: np.ndarray) -> Guide:
         """The filter's guide for frame t (see :meth:`atlas_frame`), where its structure can be
-        trusted, and where it is the atlas itself (:class:`Guide`)."""
+        trusted, and where it is the atlas itself (:class:`Guide`). Neither holds on the shot's
+        static regions: the atlas follows the moving picture, so there it shows other frames'
+        content (and the render passes those pixels through anyway)."""
         atlas, local = self._shot_atlas(t)
         if not isinstance(atlas, FastAtlas):
             image = atlas.frame(local)
-            trusted = cv2.GaussianBlur(local_correlation(proxy, image), (0, 0), 1.5)
+            trusted = self._off_static(t, cv2.GaussianBlur(local_correlation(proxy, image), (0, 0), 1.5))
             return Guide(image, trusted, trusted)
         image, keep, coverage = atlas.guide(local, proxy, display=self.scale == 1.0)
         conf = local_correlation(proxy, image)
         conf *= keep * np.clip(coverage / 2.0, 0.0, 1.0) + (1.0 - keep)
-        return Guide(image, cv2.GaussianBlur(conf, (0, 0), 1.5), keep)
+        return Guide(image, self._off_static(t, cv2.GaussianBlur(conf, (0, 0), 1.5)), self._off_static(t, keep))
+
+    def _off_static(self, t: int, weight: np.ndarray) -> np.ndarray:
+        """A (h, w) weight of frame t set to 0 on its shot's static regions."""
+        mask = self.static_mask(t)
+        return weight if mask is None else np.where(mask, np.float32(0.0), weight).astype(np.float32)
 
     def colour_coefficients(self, t: int) -> Optional[np.ndarray]:
         """Frame t's fitted colour transform as a 12-vector of :mod:`deflicker.correction`
@@ -306,15 +313,19 @@ def local_mismatch(guide: np.ndarray, normalized: np.ndarray, confidence: np.nda
 
 def local_flicker_level(analysis: ClipAnalysis, proxies: np.ndarray, start: int, end: int) -> float:
     """The local-flicker level in [0, 1] of shot [start, end) (LOCAL_LOW .. LOCAL_HIGH): 0 where
-    each frame's global colour transform explains its flicker, 1 where local correction is needed."""
+    each frame's global colour transform explains its flicker, 1 where local correction is needed.
+    The shot's static regions count as explained (the guide there shows other frames' picture)."""
     from deflicker.atlas import normalize_colour
 
     atlas = analysis.atlases[analysis.shot_index(start)]
+    static = analysis.static_mask(start)
     mismatch = []
     for t in range(start, end, max(1, (end - start) // 64)):  # at most ~64 frames a shot
         proxy = proxies[t].astype(np.float32)
         guide = analysis.guide(t, proxy)
-        mismatch.append(local_mismatch(guide.image, normalize_colour(proxy, atlas.colour[t - start]), guide.confidence))
+        normalized = normalize_colour(proxy, atlas.colour[t - start])
+        image = guide.image if static is None else np.where(static[..., None], normalized, guide.image)
+        mismatch.append(local_mismatch(image, normalized, guide.confidence))
     return float(np.clip((np.median(mismatch) - LOCAL_LOW) / (LOCAL_HIGH - LOCAL_LOW), 0.0, 1.0))
 
 

@@ -175,9 +175,12 @@ def save_clip(clip: SynthClip, out_dir: Path) -> Path:
     try:
         for part in ("flickering", "clean"):
             write_clip(tmp / f"{part}.mkv", getattr(clip, part), fps=clip.fps, bit_depth=16, codec="ffv1")
-        static = {} if clip.static is None else {"static": clip.static}
-        np.savez_compressed(tmp / "truth.npz", flow_prev=clip.flow_prev.astype(np.float16), valid_prev=clip.valid_prev,
-                            flow_first=clip.flow_first.astype(np.float16), valid_first=clip.valid_first, **static)
+        truth: dict[str, np.ndarray] = {"flow_prev": clip.flow_prev.astype(np.float16), "valid_prev": clip.valid_prev,
+                                        "flow_first": clip.flow_first.astype(np.float16),
+                                        "valid_first": clip.valid_first}
+        if clip.static is not None:
+            truth["static"] = clip.static
+        np.savez_compressed(tmp / "truth.npz", allow_pickle=False, **truth)
         n, h, w = clip.clean.shape[:3]
         meta = {"format_version": FORMAT_VERSION, "name": clip.name, "family": clip.family, "frames": n,
                 "height": h, "width": w, "fps": clip.fps, "seed": clip.seed, "target_is_clean": clip.target_is_clean,

@@ -195,14 +195,13 @@ def finish(clip: "SynthClip", kind: FilmKind, rng: np.random.Generator) -> "Synt
     static = np.where(static >= 1.0 - _PURE, np.float32(1.0), static)  # fully static: exactly the value
     clean, flickering = (_composite(x, static, value) for x in (clean, flickering))
     pure = cv2.erode((static >= 1.0 - _PURE).astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
-    flows = {"flow_prev": clip.flow_prev.copy(), "flow_first": clip.flow_first.copy()}
-    valids = {"valid_prev": clip.valid_prev.copy(), "valid_first": clip.valid_first.copy()}
+    flow_prev, flow_first = clip.flow_prev.copy(), clip.flow_first.copy()
+    valid_prev, valid_first = clip.valid_prev.copy(), clip.valid_first.copy()
     for t in range(n):
-        for flow, valid, s in (("flow_prev", "valid_prev", t - 1), ("flow_first", "valid_first", 0)):
-            if s < 0:
-                continue
-            f = flows[flow][t]
-            covered_t, covered_s = np.maximum(static, specks[t]), np.maximum(static, specks[s])
-            valids[valid][t] = _occluded(valids[valid][t], f, covered_t, covered_s) | pure
-            f[pure] = 0.0
-    return replace(clip, clean=clean, flickering=flickering, static=pure, **flows, **valids)
+        for flow, valid, s in ((flow_prev, valid_prev, t - 1), (flow_first, valid_first, 0)):
+            if s >= 0:
+                covered_t, covered_s = np.maximum(static, specks[t]), np.maximum(static, specks[s])
+                valid[t] = _occluded(valid[t], flow[t], covered_t, covered_s) | pure
+                flow[t][pure] = 0.0
+    return replace(clip, clean=clean, flickering=flickering, static=pure, flow_prev=flow_prev, valid_prev=valid_prev,
+                   flow_first=flow_first, valid_first=valid_first)
