@@ -190,7 +190,9 @@ class Session:
         """Deflickered frame t, (H, W, C) float32, alpha untouched; analyses first if needed.
 
         ``settings`` may change render-only fields (strength, local_refinement, device, filter,
-        refine); ``stage`` picks a benchmark ablation (see :data:`STAGES`).
+        refine); ``stage`` picks a benchmark ablation (see :data:`STAGES`). The shot's static
+        regions (bars, a film gate, black or white areas; :mod:`deflicker.static_regions`) come
+        out exactly as the input.
         """
         s = self._render_settings(settings)
         if stage not in STAGES:

@@ -3,8 +3,11 @@
 Each clip is a scikit-image photo seen by a moving camera with a textured object moving in
 front of it (:mod:`deflicker.synth_motion`), so the flow between any two frames and the
 occlusion mask are exact; one flicker kind is applied to it (:mod:`deflicker.synth_flicker`).
+Film kinds (:mod:`deflicker.synth_film`) add what does not move with the picture: letterbox and
+pillarbox bars, black and white static regions, and old film (gate weave, grain, dust,
+vignetting, a static gate); their clips carry the static region's pixels in ``static``.
 A clip is named ``<kind>_<photo>``, e.g. ``global_w1_astronaut``, ``processed_clahe_chelsea``,
-``long_global_coffee``, and is reproducible from its name, size, length and seed.
+``long_global_coffee``, ``oldfilm_chelsea``, and is reproducible from its name, size, length and seed.
 
 ``deflicker synth OUT_DIR`` writes the standard set: ``OUT_DIR/<name>/`` holds
 ``flickering.mkv`` and ``clean.mkv`` (16-bit FFV1), ``truth.npz`` (flows float16, masks) and
