@@ -277,8 +277,8 @@ def test_film_targets_logic_on_known_numbers():
 
 
 def test_film_families_print_raw_ffmpeg_ours_and_their_targets(tmp_path, capsys):
-    code = main(["bench", "--out", str(tmp_path), "--size", "96x72", "--frames", "8", "--long-frames", "0",
-                 "--only", "gate_letterbox,oldfilm", "--methods", "raw,ffmpeg,full", "--analysis-size", "64"])
+    code = main(["bench", "--out", str(tmp_path), "--size", "80x60", "--frames", "6", "--long-frames", "0",
+                 "--only", "gate_letterbox,oldfilm_chelsea", "--methods", "raw,ffmpeg,full", "--analysis-size", "64"])
     assert code == 0
     text = capsys.readouterr().out
     assert "[gate]" in text and "[oldfilm]" in text and "static max" in text.splitlines()[0]
