@@ -192,7 +192,9 @@ class Session:
         """Deflickered frame t, (H, W, C) float32, alpha untouched; analyses first if needed.
 
         ``settings`` may change render-only fields (strength, local_refinement, device, filter,
-        refine); ``stage`` picks a benchmark ablation (see :data:`STAGES`).
+        refine); ``stage`` picks a benchmark ablation (see :data:`STAGES`). The shot's static
+        regions (bars, a film gate, black or white areas; :mod:`deflicker.static_regions`) come
+        out exactly as the input.
         """
         s = self._render_settings(settings)
         if stage not in STAGES:
@@ -212,11 +214,14 @@ class Session:
             return out
         coeffs, guide = self._coefficients(analysis, t, s, stage, frame)
         from deflicker.correction import apply_affine, fill_clipped
+        from deflicker.static_regions import keep_static
 
+        display = analysis.scale == 1.0
         corrected = apply_affine(image, coeffs, scale=analysis.scale, strength=s.strength)
-        if guide is not None and analysis.scale == 1.0:
-            corrected = fill_clipped(corrected, image, guide.image, strength=s.strength)
-        out[..., :3] = corrected
+        if guide is not None and display:
+            corrected = fill_clipped(corrected, image, guide.image, strength=s.strength,
+                                     bound=analysis.colour_coefficients(int(analysis.canonical[t])))
+        out[..., :3] = keep_static(corrected, image, analysis.static_mask(t), display=display)
         return out
 
     def _render_settings(self, settings: Optional[Settings]) -> Settings:
