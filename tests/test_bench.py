@@ -258,3 +258,35 @@ def test_removal_targets_name_the_flicker_free_looks_bound():
         in removal.measured
     assert "processed_autolevels_y" not in removal.measured.split(";", 1)[1]  # its look reaches 0.6
     assert targets["every clip: (raw - full) >= 0.6 (raw - floor)"].measured == removal.measured
+
+
+def test_film_targets_logic_on_known_numbers():
+    gate = _entry("gate_letterbox_a", "gate", 0.1, 0.01, full=0.02, ffmpeg=0.05)
+    film = _entry("oldfilm_b", "oldfilm", 0.2, 0.04, full=0.17, ffmpeg=0.1)
+    for entry, ghost in ((gate, 0.5 / 255), (film, 3.0 / 255)):
+        for name, row in entry["rows"].items():
+            row.update(static=ghost if name == "full" else 0.0, detail=0.97, ratio_raw=row["ewarp"] / entry["raw_ewarp"])
+    targets = {t.name: t for t in check_targets({"clips": [gate, film]})}
+    static = targets["static regions: max |full - input| <= 1/255"]
+    assert static.status == "FAIL" and "oldfilm_b" in static.measured and "1/2 clips pass" in static.measured
+    assert targets["old film: Ewarp(full) <= 0.8x raw"].status == "FAIL"  # 0.85x raw
+    assert targets["old film: Ewarp(full) < Ewarp(ffmpeg)"].status == "FAIL"
+    assert targets["old film: detail kept(full) >= 0.95"].status == "PASS"
+    film["rows"]["full"]["detail"] = 0.9
+    assert {t.name: t for t in check_targets({"clips": [film]})}["old film: detail kept(full) >= 0.95"].status == "FAIL"
+
+
+def test_film_families_print_raw_ffmpeg_ours_and_their_targets(tmp_path, capsys):
+    code = main(["bench", "--out", str(tmp_path), "--size", "80x60", "--frames", "6", "--long-frames", "0",
+                 "--only", "gate_letterbox,oldfilm_chelsea", "--methods", "raw,ffmpeg,full", "--analysis-size", "64"])
+    assert code == 0
+    text = capsys.readouterr().out
+    assert "[gate]" in text and "[oldfilm]" in text and "static max" in text.splitlines()[0]
+    results = json.loads((tmp_path / "bench.json").read_text())
+    for entry in results["clips"]:
+        assert set(entry["rows"]) == {"raw", "ffmpeg", "full"}
+        assert entry["rows"]["raw"]["static"] == 0.0 and entry["rows"]["full"]["static"] <= 1.0 / 255
+    status = {t["name"]: t["status"] for t in results["targets"]}
+    assert status["static regions: max |full - input| <= 1/255"] == "PASS"
+    assert status["old film: Ewarp(full) <= 0.8x raw"] == "PASS"
+    assert status["old film: detail kept(full) >= 0.95"] == "PASS"

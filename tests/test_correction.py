@@ -97,3 +97,26 @@ def test_fill_clipped_takes_the_guide_only_where_the_input_clipped():
     np.testing.assert_array_equal(fill_clipped(corrected, image, guide, strength=0.0), corrected)
     unclipped = scene * 0.9
     assert fill_clipped(unclipped, unclipped, guide) is unclipped  # nothing clipped: no work, no copy
+
+
+def test_fill_clipped_never_lifts_a_crushed_area_past_the_frame_bound():
+    """Issue 13: a black area's output stays at or below the frame's own pixel under its fitted
+    colour, so neither a local lift nor the guide's structure from other frames shows there."""
+    from deflicker.correction import IDENTITY, colour_bound, fill_clipped
+
+    rng = np.random.default_rng(7)
+    image = rng.uniform(0.3, 0.7, (40, 60, 3)).astype(np.float32)
+    image[:8] = 0.0  # a letterbox bar
+    corrected = image + np.float32(0.12)  # the filter's local correction lifted everything
+    people = cv2.resize(rng.uniform(0.0, 0.1, (5, 8, 3)).astype(np.float32), (30, 20))  # other frames' content
+    guide = np.full((20, 30, 3), 0.5, np.float32)
+    guide[:4] = people[:4]
+    colour = IDENTITY.copy()
+    colour[9:12] = 0.02  # the frame's fitted colour: out = in + 0.02
+    out = fill_clipped(corrected, image, guide, bound=colour)
+    bar = out[:7]
+    np.testing.assert_allclose(bar, 0.02, atol=1e-6)  # at the bound: no lift, no structure
+    np.testing.assert_array_equal(out[12:], corrected[12:])  # the picture keeps its correction
+    np.testing.assert_allclose(colour_bound(image, colour)[:7], 0.02, atol=1e-7)
+    np.testing.assert_allclose(colour_bound(image, colour, strength=0.5)[:7], 0.01, atol=1e-7)
+    np.testing.assert_array_equal(fill_clipped(corrected, image, guide)[:7], corrected[:7])  # unknown bound: no guide

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 
+import cv2
 import numpy as np
 import pytest
 
@@ -100,7 +101,7 @@ def test_psnr_and_ssim():
 def test_score_and_floor():
     clip = make_clip("global_w3_chelsea", size=(48, 64), frames=8)
     best = score(clip.clean, clip)
-    assert set(best) == {"ewarp", "psnr", "ssim"}
+    assert set(best) == {"ewarp", "psnr", "ssim", "detail"}  # "static" only on clips with a static region
     assert best["ewarp"] == floor(clip) and best["psnr"] == math.inf and best["ssim"] == pytest.approx(1.0)
     raw = score(clip.flickering, clip)
     assert raw["ewarp"] > 3 * best["ewarp"] and raw["psnr"] < 40 and raw["ssim"] < 1.0
@@ -118,8 +119,9 @@ def test_clean_beats_the_input_on_every_standard_clip():
     for clip in make_set(long_frames=60):
         raw = ewarp(clip.flickering, clip.flow_prev, clip.valid_prev, clip.flow_first, clip.valid_first)
         assert raw > 1.5 * floor(clip), clip.name
-        assert floor(clip) < 0.02, clip.name
-    assert len(clip_names()) == 11
+        # old film's grain is fresh in every frame: its floor holds two grain differences per term
+        assert floor(clip) < (0.06 if clip.family == "oldfilm" else 0.02), clip.name
+    assert len(clip_names()) == 17
 
 
 def test_estimated_truth_close_to_exact():
@@ -134,3 +136,23 @@ def test_estimated_truth_close_to_exact():
     assert np.median(np.linalg.norm(flow_first - clip.flow_first, axis=-1)[both]) < 0.5
     truth = (flow_prev, valid_prev, flow_first, valid_first)
     assert ewarp(clip.clean, *truth) < 0.3 * ewarp(clip.flickering, *truth)
+
+
+def test_detail_kept_and_static_error():
+    from deflicker.metrics import detail_kept, static_error
+
+    clip = make_clip("gate_letterbox_chelsea", size=(48, 64), frames=4)
+    x = clip.flickering
+    assert detail_kept(x, x) == pytest.approx(1.0)
+    assert detail_kept(x * np.float32(0.7) + np.float32(0.1), x) == pytest.approx(1.0, abs=1e-4)  # a gain keeps detail
+    blurred = np.stack([cv2.GaussianBlur(f, (0, 0), 2.0) for f in x])
+    assert detail_kept(blurred, x) < 0.9  # a blur loses it
+    swapped = x.copy()
+    swapped[2] = x[1]  # another frame's detail in frame 2
+    assert detail_kept(swapped, x) < 0.9
+    assert static_error(x, x, clip.static) == 0.0
+    ghost = x.copy()
+    ghost[1][clip.static] = 0.2
+    assert static_error(ghost, x, clip.static) == pytest.approx(0.2)
+    assert static_error(ghost, x, np.zeros_like(clip.static)) == 0.0
+    assert score(x, clip)["static"] == 0.0 and score(ghost, clip)["static"] == pytest.approx(0.2)

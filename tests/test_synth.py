@@ -13,6 +13,7 @@ from deflicker.image import luminance
 from deflicker.metrics import floor, psnr, score
 from deflicker.synth import (FAMILIES, clip_names, flicker_free_look, load_clip, make_clip, make_set, parse_name,
                             save_clip)
+from deflicker.synth_film import KINDS as FILM_KINDS
 from deflicker.synth_flicker import KINDS, PROCESSING
 from deflicker.synth_motion import exact_flow, make_scene, render
 from deflicker.warp import inside_mask, sample_grid, warp
@@ -118,7 +119,7 @@ def test_flicker_free_look_of_detail_enhancement_sits_far_above_the_clean_floor(
 
 def test_names_and_set():
     names = clip_names()
-    assert names[-1] == "long_global_coffee" and len(names) == len(set(names)) == 11
+    assert names[-1] == "long_global_coffee" and len(names) == len(set(names)) == 17
     assert clip_names(long_frames=0) == names[:-1]
     families = {make_clip(n, size=(16, 16), frames=2).family for n in names}
     assert families == set(FAMILIES)
@@ -184,3 +185,47 @@ def test_cli_unwritable_output(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert err.startswith("deflicker: error:") and "\n" not in err
     assert main(["synth", str(blocker), "--frames", "2", "--only", "local_chelsea"]) == 3
+
+
+@pytest.mark.parametrize("kind", list(FILM_KINDS))
+def test_film_kinds_are_deterministic_with_an_exact_static_region(kind):
+    clip = make_clip(f"{kind}_coffee", size=(48, 64), frames=6, seed=3)
+    again = make_clip(f"{kind}_coffee", size=(48, 64), frames=6, seed=3)
+    for field in ("clean", "flickering", "flow_prev", "valid_prev", "flow_first", "valid_first", "static"):
+        assert np.array_equal(getattr(clip, field), getattr(again, field)), field
+    assert not np.array_equal(make_clip(f"{kind}_coffee", size=(48, 64), frames=6, seed=4).flickering, clip.flickering)
+    region = clip.static
+    assert region is not None and 0.02 < region.mean() < 0.6
+    value = clip.flickering[0][region][0, 0]
+    assert value in (0.0, 1.0)
+    for frames in (clip.clean, clip.flickering):  # the same exact value in every frame, clean and input
+        assert np.array_equal(frames[:, region], np.full_like(frames[:, region], value))
+    assert np.abs(clip.flickering - clip.clean)[:, ~region].mean() > 0.02  # the picture flickers
+    # static pixels are valid with zero flow; the picture's truth still holds (floor far below the input)
+    assert clip.valid_first[1:, region].all() and (clip.flow_first[:, region] == 0).all()
+    assert floor(clip) < 0.5 * score(clip.flickering, clip)["ewarp"]
+
+
+def test_old_film_has_weave_grain_dust_and_vignetting():
+    clip = make_clip("oldfilm_chelsea", size=(96, 128), frames=8)
+    plain = make_clip("global_w1_chelsea", size=(96, 128), frames=8)
+    # gate weave: the picture moves by a few tenths of a pixel more from frame to frame than the plain camera
+    weave = np.abs(clip.flow_prev[1:] - plain.flow_prev[1:])[clip.valid_prev[1:]].mean()
+    assert 0.2 < weave < 3.0
+    picture = ~clip.static
+    # vignetting: the picture's corners darker than its centre, relative to the same scene without it
+    ratio = clip.clean.mean(axis=(0, 3)) / np.maximum(plain.clean.mean(axis=(0, 3)), 1e-3)
+    assert ratio[40:56, 56:72].mean() > ratio[8:16, 10:20].mean() + 0.1
+    # grain: fine detail differs between frames where the scene does not (the clean frames carry it too)
+    hp = [(f - cv2.GaussianBlur(f, (0, 0), 1.0))[picture] for f in clip.clean[:2]]
+    assert np.std(hp[0]) > 0.01 and abs(np.corrcoef(hp[0].ravel(), hp[1].ravel())[0, 1]) < 0.5
+    # dust: per-frame specks, occluded in the truth, differ between frames
+    specks = [~clip.valid_first[t] & picture for t in range(1, 8)]
+    assert all(s.any() for s in specks) and not np.array_equal(specks[0], specks[1])
+
+
+def test_static_region_survives_save_and_load(tmp_path):
+    clip = make_clip("gate_letterbox_rocket", size=SMALL, frames=3)
+    back = load_clip(save_clip(clip, tmp_path))
+    assert back.static is not None and np.array_equal(back.static, clip.static)
+    assert load_clip(save_clip(make_clip("local_rocket", size=SMALL, frames=3), tmp_path)).static is None

@@ -1,4 +1,4 @@
-"""The per-clip analysis: proxies, exact repeats, shot cuts, flows and one atlas per shot.
+"""The per-clip analysis: proxies, exact repeats, shot cuts, flows, static regions and one atlas per shot.
 
 ``analyze_clip(source, settings)`` streams the clip once (one frame in memory at full
 resolution), keeps brightness-normalizable proxies of ``analysis_size`` on the long side,
@@ -24,12 +24,13 @@ from deflicker.image import local_contrast, local_correlation, proxy_shape, resi
 from deflicker.progress import CancelCheck, Progress, check_cancel, report, scaled
 from deflicker.settings import Settings
 from deflicker.source import FrameSource
+from deflicker import static_regions
 from deflicker.warp import inside_mask, warp
 
 log = logging.getLogger(__name__)
 
 #: Bumped whenever the analysis or its stored layout changes (old cache entries recompute).
-FORMAT_VERSION = 10
+FORMAT_VERSION = 11
 
 Atlas = Union[FastAtlas, Any]  # FastAtlas or deflicker.atlas_neural.NeuralAtlas
 
@@ -92,6 +93,7 @@ class ClipAnalysis:
     atlases: list
     method: str = "fast"
     local_levels: Optional[np.ndarray] = None  # per shot, in [0, 1]; None: treat every shot as local
+    static: Optional[np.ndarray] = None  # (shots, h, w) bool: static_regions.static_mask per shot; None: none
     content: Optional[ContentDigests] = None  # what it was made from (deflicker.content; the cache stores it)
 
     @property
@@ -136,16 +138,23 @@ class ClipAnalysis:
 
     def guide(self, t: int, proxy: np.ndarray) -> Guide:
         """The filter's guide for frame t (see :meth:`atlas_frame`), where its structure can be
-        trusted, and where it is the atlas itself (:class:`Guide`)."""
+        trusted, and where it is the atlas itself (:class:`Guide`). Neither holds on the shot's
+        static regions: the atlas follows the moving picture, so there it shows other frames'
+        content (and the render passes those pixels through anyway)."""
         atlas, local = self._shot_atlas(t)
         if not isinstance(atlas, FastAtlas):
             image = atlas.frame(local)
-            trusted = cv2.GaussianBlur(local_correlation(proxy, image), (0, 0), 1.5)
+            trusted = self._off_static(t, cv2.GaussianBlur(local_correlation(proxy, image), (0, 0), 1.5))
             return Guide(image, trusted, trusted)
         image, keep, coverage = atlas.guide(local, proxy, display=self.scale == 1.0)
         conf = local_correlation(proxy, image)
         conf *= keep * np.clip(coverage / 2.0, 0.0, 1.0) + (1.0 - keep)
-        return Guide(image, cv2.GaussianBlur(conf, (0, 0), 1.5), keep)
+        return Guide(image, self._off_static(t, cv2.GaussianBlur(conf, (0, 0), 1.5)), self._off_static(t, keep))
+
+    def _off_static(self, t: int, weight: np.ndarray) -> np.ndarray:
+        """A (h, w) weight of frame t set to 0 on its shot's static regions."""
+        mask = self.static_mask(t)
+        return weight if mask is None else np.where(mask, np.float32(0.0), weight).astype(np.float32)
 
     def colour_coefficients(self, t: int) -> Optional[np.ndarray]:
         """Frame t's fitted colour transform as a 12-vector of :mod:`deflicker.correction`
@@ -164,12 +173,21 @@ class ClipAnalysis:
         """Where the guide's structure can be trusted for frame t's proxy, (h, w) float32 in [0, 1]."""
         return self.guide(t, proxy).confidence
 
+    def static_mask(self, t: int) -> Optional[np.ndarray]:
+        """Frame t's shot's static regions (:mod:`deflicker.static_regions`), (h, w) bool; None: none."""
+        if self.static is None:
+            return None
+        mask = self.static[self.shot_index(t)]
+        return mask if mask.any() else None
+
     def to_arrays(self) -> dict[str, np.ndarray]:
         """Plain arrays for the cache (``shotN.name`` per shot atlas)."""
         out = {"version": np.array(FORMAT_VERSION), "shape": np.array(self.shape), "scale": np.array(self.scale),
                "canonical": self.canonical, "shots": self.shots, "method": np.array(self.method)}
         if self.local_levels is not None:
             out["local_levels"] = self.local_levels
+        if self.static is not None:
+            out["static"] = self.static
         for i, atlas in enumerate(self.atlases):
             out.update({f"shot{i}.{k}": v for k, v in atlas.to_arrays().items()})
         return out
@@ -188,10 +206,11 @@ class ClipAnalysis:
                 prefix = f"shot{i}."
                 atlases.append(kind.from_arrays({k[len(prefix):]: v for k, v in arrays.items() if k.startswith(prefix)}))
             shape = tuple(int(v) for v in arrays["shape"])
-            levels = arrays.get("local_levels")
+            levels, static = arrays.get("local_levels"), arrays.get("static")
             return cls(shape=(shape[0], shape[1]), scale=float(arrays["scale"]),
                        canonical=np.asarray(arrays["canonical"], np.int64), shots=shots, atlases=atlases, method=method,
-                       local_levels=None if levels is None else np.asarray(levels, np.float64))
+                       local_levels=None if levels is None else np.asarray(levels, np.float64),
+                       static=None if static is None else np.asarray(static, bool))
         except (KeyError, ValueError, TypeError) as exc:
             raise ModelLoadError(f"incomplete analysis: {exc}") from None
 
@@ -276,8 +295,10 @@ def analyze_clip(source: FrameSource, settings: Settings, progress: Optional[Pro
         part = scaled(progress, 0.75 + 0.25 * start / len(proxies), 0.75 + 0.25 * end / len(proxies))
         sflows = shot_flows(proxies, flows, start, end, settings, cancel)
         atlases.append(fit_shot(proxies[start:end], sflows, settings, part, cancel, display=scale == 1.0))
+    static = np.stack([static_regions.static_mask(proxies[int(shots[i]):int(shots[i + 1])], display=scale == 1.0)
+                       for i in range(len(shots) - 1)])
     analysis = ClipAnalysis(shape=(proxies.shape[1], proxies.shape[2]), scale=scale, canonical=canonical, shots=shots,
-                            atlases=atlases, method=settings.method, content=content)
+                            atlases=atlases, method=settings.method, static=static, content=content)
     if all(isinstance(a, FastAtlas) for a in atlases):
         analysis.local_levels = np.array([local_flicker_level(analysis, proxies, int(shots[i]), int(shots[i + 1]), cancel)
                                           for i in range(len(atlases))])
@@ -298,16 +319,20 @@ def local_mismatch(guide: np.ndarray, normalized: np.ndarray, confidence: np.nda
 def local_flicker_level(analysis: ClipAnalysis, proxies: np.ndarray, start: int, end: int,
                         cancel: Optional[CancelCheck] = None) -> float:
     """The local-flicker level in [0, 1] of shot [start, end) (LOCAL_LOW .. LOCAL_HIGH): 0 where
-    each frame's global colour transform explains its flicker, 1 where local correction is needed."""
+    each frame's global colour transform explains its flicker, 1 where local correction is needed.
+    The shot's static regions count as explained (the guide there shows other frames' picture)."""
     from deflicker.atlas import normalize_colour
 
     atlas = analysis.atlases[analysis.shot_index(start)]
+    static = analysis.static_mask(start)
     mismatch = []
     for t in range(start, end, max(1, (end - start) // 64)):  # at most ~64 frames a shot
         check_cancel(cancel)
         proxy = proxies[t].astype(np.float32)
         guide = analysis.guide(t, proxy)
-        mismatch.append(local_mismatch(guide.image, normalize_colour(proxy, atlas.colour[t - start]), guide.confidence))
+        normalized = normalize_colour(proxy, atlas.colour[t - start])
+        image = guide.image if static is None else np.where(static[..., None], normalized, guide.image)
+        mismatch.append(local_mismatch(image, normalized, guide.confidence))
     return float(np.clip((np.median(mismatch) - LOCAL_LOW) / (LOCAL_HIGH - LOCAL_LOW), 0.0, 1.0))
 
 

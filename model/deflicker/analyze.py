@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import argparse
 
-from deflicker.run import add_frames_argument, add_settings_arguments, frame_range_from_args, settings_from_args
+from deflicker.run import (add_frames_argument, add_input_arguments, add_settings_arguments, frame_range_from_args,
+                           settings_from_args)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -11,6 +12,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("clip", help="video file or image sequence (folder or printf pattern)")
     add_frames_argument(parser)
     parser.add_argument("--force", action="store_true", help="recompute even when the cache holds this clip")
+    add_input_arguments(parser)
     add_settings_arguments(parser)
 
 
@@ -22,7 +24,8 @@ def run_command(args: argparse.Namespace) -> int:
     engine = Engine(settings_from_args(args), cache_dir=args.cache_dir)
     progress, close = tqdm_progress("analyse")
     try:
-        with engine.open(args.clip, frame_range=frame_range_from_args(args, args.clip)) as session:
+        with engine.open(args.clip, frame_range=frame_range_from_args(args, args.clip),
+                         allow_short=args.allow_short) as session:
             analysis = session.analyze(progress, force=args.force)
     finally:
         close()

@@ -112,7 +112,7 @@ def _quality(args: argparse.Namespace) -> int:
     write_json(args.out / "bench.json", results)
     write_text(args.out / "bench.md", render_markdown(results, targets_markdown(targets)))
     print(render_text(results))
-    print("\nTARGETS (issues 3 and 4)")
+    print("\nTARGETS (issues 3, 4 and 13)")
     print(targets_text(targets))
     print(f"\nwrote {args.out / 'bench.json'}, {args.out / 'bench.md'} and {len(results['clips'])} brightness plots")
     return 0

@@ -2,7 +2,8 @@
 
 For each clip and method: Ewarp (``deflicker.metrics``, exact flow), its ratio to the raw
 input and to the floor (the clean clip's own Ewarp), PSNR and SSIM (against the clean clip, or
-the input for processed clips), seconds per frame and peak memory. Rows are aggregated per
+the input for processed clips), the detail kept and, on clips with a static region, the largest
+change there (``metrics.detail_kept``, ``metrics.static_error``), seconds per frame and peak memory. Rows are aggregated per
 flicker family; :func:`run_quality` returns everything as one JSON-ready dict.
 """
 from __future__ import annotations
@@ -25,9 +26,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-HEADERS = ("clip", "method", "Ewarp", "x raw", "x floor", "PSNR", "SSIM", "s/frame", "peak MB")
-ROW_KEYS = ("ewarp", "ratio_raw", "ratio_floor", "psnr", "ssim", "seconds_per_frame", "peak_mb")
-FORMATS = ("", "", ".4f", ".3f", ".2f", ".2f", ".4f", ".4f", ".1f")
+HEADERS = ("clip", "method", "Ewarp", "x raw", "x floor", "PSNR", "SSIM", "detail", "static max", "s/frame", "peak MB")
+ROW_KEYS = ("ewarp", "ratio_raw", "ratio_floor", "psnr", "ssim", "detail", "static", "seconds_per_frame", "peak_mb")
+FORMATS = ("", "", ".4f", ".3f", ".2f", ".2f", ".4f", ".3f", ".4f", ".4f", ".1f")
 
 
 def select_names(names: list[str], only: Optional[str]) -> list[str]:
@@ -178,7 +179,7 @@ def table_rows(results: dict[str, Any]) -> list[list[Any]]:
             if "error" in row:
                 rows.append(head + [f"error: {row['error']}"[:60]] + [None] * (len(HEADERS) - 3))
             else:
-                rows.append(head + [row[k] for k in ROW_KEYS])
+                rows.append(head + [row.get(k) for k in ROW_KEYS])  # per clip only: detail, static
     return rows
 
 

@@ -1,4 +1,4 @@
-"""The targets of issues 3 and 4, checked on the quality benchmark's results.
+"""The targets of issues 3, 4 and 13, checked on the quality benchmark's results.
 
 Each check gives PASS, FAIL or SKIP (a method or clip it needs is missing) with the measured
 number. The benchmark reports them; it never fails because of them.
@@ -12,6 +12,13 @@ from typing import Any, Callable, Optional
 #: The paper's protocol: global flicker shared over windows of W = 1, 3, 10 frames.
 PAPER_CLIPS = ("global_w1_", "global_w3_", "global_w10_")  # clip name prefixes
 OURS = "full"
+#: Issue 13: a static region's output equals the input within one 8-bit code value.
+STATIC_TOLERANCE = 1.0 / 255.0
+#: Issue 13: old film's Ewarp at most this times the raw input's.
+OLD_FILM_RAW = 0.8
+#: Issue 13: the detail kept on old film (metrics.detail_kept: lowest per-frame correlation of the
+#: output's fine detail with the input's) at least this.
+OLD_FILM_DETAIL = 0.95
 
 
 @dataclass(frozen=True)
@@ -100,7 +107,7 @@ def _diff(entry: dict[str, Any], a: str, b: str, key: str) -> Optional[float]:
 
 
 def check_targets(results: dict[str, Any], ours: str = OURS) -> list[Target]:
-    """Every target of issues 3 and 4 that the quality results can check."""
+    """Every target of issues 3, 4 and 13 that the quality results can check."""
     clips = results["clips"]
     paper = _paper_clips(clips)
     names = "/".join(e["name"] for e in paper) or "global clips"
@@ -131,7 +138,23 @@ def check_targets(results: dict[str, Any], ours: str = OURS) -> list[Target]:
         _per_clip_target(f"processed clips: PSNR({ours}) to the input >= 25 dB", processed, ours,
                          lambda e: _value(e, ours, "psnr"), lambda v: v >= 25.0, lowest, " dB"),
     ]
-    return out
+    return out + _film_targets(clips, ours)
+
+
+def _film_targets(clips: list[dict[str, Any]], ours: str) -> list[Target]:
+    """Issue 13: static regions pass through; old film more consistent than raw and ffmpeg, detail kept."""
+    static = [e for e in clips if any("static" in row for row in e["rows"].values())]
+    film = [e for e in clips if e["family"] == "oldfilm"]
+    return [
+        _per_clip_target(f"static regions: max |{ours} - input| <= 1/255", static, ours,
+                         lambda e: _value(e, ours, "static"), lambda v: v <= STATIC_TOLERANCE, max, ""),
+        _per_clip_target(f"old film: Ewarp({ours}) <= {OLD_FILM_RAW}x raw", film, ours,
+                         lambda e: _value(e, ours, "ratio_raw"), lambda v: v <= OLD_FILM_RAW, max, "x raw"),
+        _per_clip_target(f"old film: Ewarp({ours}) < Ewarp(ffmpeg)", film, f"{ours}, ffmpeg",
+                         lambda e: _ratio(e, ours, "ffmpeg"), lambda v: v < 1.0, max, "x ffmpeg"),
+        _per_clip_target(f"old film: detail kept({ours}) >= {OLD_FILM_DETAIL}", film, ours,
+                         lambda e: _value(e, ours, "detail"), lambda v: v >= OLD_FILM_DETAIL, min, ""),
+    ]
 
 
 def _with_look_bound(target: Target, processed: list[dict[str, Any]], ours: str) -> Target:

@@ -176,6 +176,9 @@ def check_analysis(analysis: ClipAnalysis, frame_count: int, shape: tuple[int, i
     levels = analysis.local_levels
     _require(levels is None or (levels.shape == (len(shots) - 1,) and bool(((levels >= 0) & (levels <= 1)).all())),
              "local flicker levels out of range")
+    static = analysis.static
+    _require(static is None or (static.shape == (len(shots) - 1, *shape) and static.dtype == bool),
+             "static regions do not fit the shots")
     for s, atlas in enumerate(analysis.atlases):
         length = int(shots[s + 1] - shots[s])
         if isinstance(atlas, FastAtlas):

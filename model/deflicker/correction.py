@@ -7,6 +7,8 @@ them bilinearly keeps every full-resolution detail of the input. Values are neve
 """
 from __future__ import annotations
 
+from typing import Optional
+
 import cv2
 import numpy as np
 
@@ -90,15 +92,32 @@ def apply_to_proxy(proxy: np.ndarray, coeffs: np.ndarray) -> np.ndarray:
 CLIP_RAMP = 0.03
 
 
-def fill_clipped(corrected: np.ndarray, image: np.ndarray, guide: np.ndarray, *, strength: float = 1.0) -> np.ndarray:
-    """Clipped highlights (and crushed shadows) of a display-referred frame, filled from the guide.
+def colour_bound(image: np.ndarray, colour: np.ndarray, strength: float = 1.0) -> np.ndarray:
+    """The frame's pixels under its fitted global colour transform ``colour`` (a 12-vector, see
+    the module doc), moved from ``image`` by ``strength``: (H, W, 3) float32. Where the input is
+    crushed it bounds the scene's value in the shot's appearance from above."""
+    matrix = np.asarray(colour[:9], np.float32).reshape(3, 3)
+    full = cv2.transform(np.ascontiguousarray(image, dtype=np.float32), matrix) + np.asarray(colour[9:12], np.float32)
+    return (image + np.float32(strength) * (full - image)).astype(np.float32)  # type: ignore[no-any-return]
+
+
+def fill_clipped(corrected: np.ndarray, image: np.ndarray, guide: np.ndarray, *, strength: float = 1.0,
+                 bound: Optional[np.ndarray] = None) -> np.ndarray:
+    """Clipped highlights of a display-referred frame filled from the guide; crushed shadows
+    held under the bound the frame's own pixels set.
 
     Where an input channel sits at 1 the corrected value is only a lower bound of the scene's
     (the flicker pushed it past white), so the output takes the larger of it and the guide,
-    whose texture comes from the frames that saw that detail; at 0, the smaller. ``corrected``
-    and ``image`` are (H, W, 3) full resolution, ``guide`` (h, w, 3) at proxy resolution,
-    upsampled only when a pixel needs it. Returns (H, W, 3) float32 (``corrected`` itself when
-    nothing is clipped).
+    whose texture comes from the frames that saw that detail. Where it sits at 0 the frame says
+    only "at most this dark": the output takes the smaller of the correction and ``bound``'s
+    value, the frame's pixel under its fitted global colour transform (a 12-vector,
+    :func:`colour_bound`; None: the correction alone), and never the guide, so neither a local
+    lift nor the guide's structure from other frames shows in a black area (the letterbox
+    ghosts of issue 13). Clipped channels keep the filter's local correction below the global
+    bound: under local flicker it rightly moves past the global fit (forcing that bound there
+    cost the mains clip 8% in Ewarp). ``corrected`` and ``image`` are (H, W, 3) full
+    resolution, ``guide`` (h, w, 3) at proxy resolution, upsampled only when a pixel needs it.
+    Returns (H, W, 3) float32 (``corrected`` itself when nothing is clipped).
     """
     if float(image.max()) <= 1.0 - CLIP_RAMP and float(image.min()) >= CLIP_RAMP:
         return corrected  # the common case, without a full-size temporary
@@ -107,6 +126,7 @@ def fill_clipped(corrected: np.ndarray, image: np.ndarray, guide: np.ndarray, *,
     shape = image.shape[:2]
     up = cv2.resize(np.ascontiguousarray(guide, dtype=np.float32), (shape[1], shape[0]), interpolation=cv2.INTER_LINEAR)
     target = corrected + np.float32(strength) * (up - corrected)
-    bound = np.where(high > 0, np.maximum(corrected, target), np.minimum(corrected, target))
+    dark = corrected if bound is None else np.minimum(corrected, colour_bound(image, bound, strength))
+    filled = np.where(high > 0, np.maximum(corrected, target), dark)
     weight = np.maximum(high, low)
-    return (corrected + weight * (bound - corrected)).astype(np.float32)
+    return (corrected + weight * (filled - corrected)).astype(np.float32)

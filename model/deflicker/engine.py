@@ -86,16 +86,18 @@ class Engine:
         self._lock = threading.Lock()
 
     def open(self, clip: ClipLike, *, frame_range: Optional[tuple[int, int]] = None,
-             settings: Optional[Settings] = None) -> "Session":
+             settings: Optional[Settings] = None, allow_short: bool = False) -> "Session":
         """A :class:`Session` on a clip (a path or any FrameSource); nothing is analysed yet.
 
-        ``settings`` overrides the engine's for this session (the server shares one engine).
+        ``settings`` overrides the engine's for this session (the server shares one engine);
+        ``allow_short`` accepts a damaged video or a sequence with gaps (see ``open_clip``).
         """
         if isinstance(clip, (str, Path)):
             from deflicker.io import open_clip
 
             start, end = frame_range or (0, None)
-            return Session(self, open_clip(clip, start=start, end=end), settings=settings, owns_source=True)
+            return Session(self, open_clip(clip, start=start, end=end, allow_short=allow_short), settings=settings,
+                           owns_source=True)
         if frame_range is not None:
             raise InvalidSettingsError("frame_range applies to clip paths; slice the FrameSource instead")
         return Session(self, clip, settings=settings)
@@ -201,9 +203,11 @@ class Session:
         """Deflickered frame t, (H, W, C) float32, alpha untouched; analyses first if needed.
 
         ``settings`` may change render-only fields (strength, local_refinement, device, filter,
-        refine); ``stage`` picks a benchmark ablation (see :data:`STAGES`). A frame unlike the
-        one the analysis was made from (a cache entry of another clip with the same key) makes
-        the clip be analysed again (``cancel`` polled), then the frame is rendered with that.
+        refine); ``stage`` picks a benchmark ablation (see :data:`STAGES`). The shot's static
+        regions (bars, a film gate, black or white areas; :mod:`deflicker.static_regions`) come
+        out exactly as the input. A frame unlike the one the analysis was made from (a cache
+        entry of another clip with the same key) makes the clip be analysed again (``cancel``
+        polled), then the frame is rendered with that.
         """
         s = self._render_settings(settings)
         if stage not in STAGES:
@@ -240,11 +244,14 @@ class Session:
             return out
         coeffs, guide = self._coefficients(analysis, t, s, stage, frame)
         from deflicker.correction import apply_affine, fill_clipped
+        from deflicker.static_regions import keep_static
 
+        display = analysis.scale == 1.0
         corrected = apply_affine(image, coeffs, scale=analysis.scale, strength=s.strength)
-        if guide is not None and analysis.scale == 1.0:
-            corrected = fill_clipped(corrected, image, guide.image, strength=s.strength)
-        out[..., :3] = corrected
+        if guide is not None and display:
+            corrected = fill_clipped(corrected, image, guide.image, strength=s.strength,
+                                     bound=analysis.colour_coefficients(int(analysis.canonical[t])))
+        out[..., :3] = keep_static(corrected, image, analysis.static_mask(t), display=display)
         return out
 
     def _render_settings(self, settings: Optional[Settings]) -> Settings:
@@ -376,19 +383,21 @@ def render_in_order(session: Session, n: int, cancel: Optional[CancelCheck] = No
 def process(engine: Engine, src: Union[str, Path], dst: Union[str, Path], *,
             frame_range: Optional[tuple[int, int]] = None, codec: Optional[str] = None,
             progress: Optional[Progress] = None, cancel: Optional[CancelCheck] = None,
-            report: Union[str, Path, None] = None, overwrite: bool = False) -> dict[str, float]:
+            report: Union[str, Path, None] = None, overwrite: bool = False,
+            allow_short: bool = False) -> dict[str, float]:
     """Deflicker the file ``src`` into ``dst`` (written atomically); returns timings.
 
     Analysis comes from the cache when it holds this clip. ``report`` names a before/after PNG.
     Image outputs keep the input's frame numbers; existing outputs are refused unless
-    ``overwrite``, and every output error is found before the analysis starts. Should a render
-    find the cached analysis made from other frames (:meth:`Session.render` analyses again), the
-    output is started over with the new analysis: no file mixes two.
+    ``overwrite``, and every output error is found before the analysis starts. A video output
+    keeps the input's frame timestamps and audio; ``allow_short``: see :meth:`Engine.open`.
+    Should a render find the cached analysis made from other frames (:meth:`Session.render`
+    analyses again), the output is started over with the new analysis: no file mixes two.
     """
     import time
 
     from deflicker.content import ContentMismatch
-    from deflicker.io import Clip, check_output_path, frame_numbers, output_like, write_clip
+    from deflicker.io import Clip, carried_over, check_output_path, frame_numbers, output_like, write_clip
     from deflicker.io_target import check_targets, output_target, refuse_existing
     from deflicker.progress import check_cancel, report as tell, scaled
     from deflicker.report import ReportCollector
@@ -396,9 +405,9 @@ def process(engine: Engine, src: Union[str, Path], dst: Union[str, Path], *,
     target = output_target(dst, codec=codec, inputs=[src])
     if report:
         refuse_existing(check_output_path(report, [src, dst]), overwrite)
-    with engine.open(src, frame_range=frame_range) as session:
+    with engine.open(src, frame_range=frame_range, allow_short=allow_short) as session:
         numbers = frame_numbers(session.source) if isinstance(session.source, Clip) else None
-        kwargs = output_like(session.source.info, dst, codec)
+        kwargs = output_like(session.source.info, dst, codec) | carried_over(session.source, dst)
         check_targets(target, bit_depth=kwargs["bit_depth"], numbers=numbers or [], overwrite=overwrite)
         t0 = time.perf_counter()
         analysis = session.analyze(scaled(progress, 0.0, 0.5), cancel)

@@ -28,7 +28,8 @@ class VideoIOError(DeflickerError, OSError):
 
 class UnknownClipError(InvalidSettingsError):
     """The model server holds no clip of that key (never opened, or dropped with its last
-    instance): the caller opens it again. Exit code 2."""
+    instance): the caller opens it again. Exit code 2; internal to the plugin's server, so not
+    in ``__all__``."""
 
 
 class ModelLoadError(DeflickerError):
@@ -53,7 +54,6 @@ __all__ = [
     "DeflickerError",
     "InvalidSettingsError",
     "VideoIOError",
-    "UnknownClipError",
     "ModelLoadError",
     "DeviceError",
     "Cancelled",

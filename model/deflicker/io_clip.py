@@ -1,12 +1,14 @@
-"""What every file-backed clip shares: frame-range selection, a small LRU of decoded frames,
-iteration, closing, and the conversion between integer pixels and float frames.
+"""What every file-backed clip shares: frame-range selection, the frames' timing, a small LRU of
+decoded frames, iteration, closing, and the conversion between integer pixels and float frames.
 """
 from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from dataclasses import replace
-from typing import Iterator, Optional
+from dataclasses import dataclass, replace
+from fractions import Fraction
+from pathlib import Path
+from typing import Iterator, Optional, Sequence
 
 import numpy as np
 
@@ -46,6 +48,13 @@ def bit_depth_of(pixels: np.ndarray) -> int:
     raise VideoIOError(f"unsupported pixel type {pixels.dtype}")
 
 
+def frame_rate(fps: float) -> Fraction:
+    """fps as an exact rational (29.97002997 -> 30000/1001)."""
+    if not fps > 0:
+        raise InvalidSettingsError(f"frame rate must be positive, got {fps}")
+    return Fraction(fps).limit_denominator(100_000)
+
+
 def select_range(frame_count: int, start: int, end: Optional[int], what: str) -> tuple[int, int]:
     """Validate ``[start, end)`` (end exclusive, None = to the end) against a clip's length."""
     stop = frame_count if end is None else end
@@ -55,17 +64,50 @@ def select_range(frame_count: int, start: int, end: Optional[int], what: str) ->
     return start, stop
 
 
+@dataclass(frozen=True)
+class Timing:
+    """When a clip's frames are shown, for outputs that keep it (variable frame rate, gaps).
+
+    ``stamps[k]`` is frame k's presentation time in the input, in ``time_base`` seconds (a
+    video's pts, a sequence's frame numbers at 1/fps); an output shows it at
+    ``stamps[k] - offset``. ``end`` is the input time at which the selected frames stop (the
+    next frame's stamp), None when they run to the end of the file.
+    """
+
+    stamps: tuple[int, ...]
+    time_base: Fraction
+    offset: int = 0
+    end: Optional[int] = None
+
+    def seconds(self, stamp: int) -> float:
+        """An input stamp in seconds."""
+        return float(stamp * self.time_base)
+
+
 class Clip:
     """A lazily decoded, random-access clip (a :class:`deflicker.source.FrameSource`).
 
-    Subclasses give the whole file's :class:`ClipInfo` and ``_read(i) -> (H, W, C) float32``
-    for file frame ``i``; this class maps ``clip[i]`` onto frame ``start + i``, validates and
-    caches frames, and is thread safe. Use it as a context manager (or call ``close``).
+    Subclasses give the whole file's :class:`ClipInfo`, its frames' ``stamps`` in ``time_base``
+    units (default: frame numbers at 1/fps) and ``_read(i) -> (H, W, C) float32`` for file
+    frame ``i``; this class maps ``clip[i]`` onto frame ``start + i``, validates and caches
+    frames, and is thread safe. ``timing`` says when the selected frames are shown: the first
+    at ``origin`` (default: the file's first stamp), the others at their distances from it;
+    ``audio`` names the file whose audio streams go with them (None: no audio). Use it as a
+    context manager (or call ``close``).
     """
 
-    def __init__(self, info: ClipInfo, start: int = 0, end: Optional[int] = None):
+    audio: Optional[Path] = None
+
+    def __init__(self, info: ClipInfo, start: int = 0, end: Optional[int] = None, *,
+                 stamps: Optional[Sequence[int]] = None, time_base: Optional[Fraction] = None,
+                 origin: Optional[int] = None):
         self._start, stop = select_range(info.frame_count, start, end, info.path)
         self.info = replace(info, frame_count=stop - self._start)
+        stamps = list(range(info.frame_count)) if stamps is None else list(stamps)
+        self.timing = Timing(stamps=tuple(stamps[self._start:stop]),
+                             time_base=time_base or 1 / frame_rate(info.fps),
+                             offset=stamps[self._start] - (stamps[0] if origin is None else origin),
+                             end=stamps[stop] if stop < len(stamps) else None)
         frame_bytes = max(1, info.width * info.height * info.channels * 4)
         self._cache_size = int(min(16, max(2, CACHE_BYTES // frame_bytes)))
         self._cache: OrderedDict[int, np.ndarray] = OrderedDict()

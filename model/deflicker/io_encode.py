@@ -1,9 +1,9 @@
-"""Writing video files through PyAV: FFV1 (lossless), H.264 (delivery) and ProRes, atomically."""
+"""Writing video files through PyAV: FFV1 (lossless), H.264 (delivery) and ProRes, atomically,
+at the input's own frame timestamps and with its audio when given them."""
 from __future__ import annotations
 
 import logging
 import os
-from fractions import Fraction
 from pathlib import Path
 from typing import Optional, cast
 
@@ -12,7 +12,8 @@ import numpy as np
 
 from deflicker.errors import InvalidSettingsError, VideoIOError
 from deflicker.io_atomic import temp_file_for
-from deflicker.io_clip import quantize
+from deflicker.io_audio import AudioCarrier
+from deflicker.io_clip import Timing, frame_rate, quantize
 
 log = logging.getLogger(__name__)
 
@@ -20,13 +21,6 @@ VIDEO_EXTS = (".mp4", ".mov", ".mkv", ".avi")
 DEFAULT_CODEC = {".mp4": "h264", ".mov": "prores", ".mkv": "ffv1", ".avi": "ffv1"}
 ENCODERS = {"ffv1": "ffv1", "h264": "libx264", "prores": "prores_ks"}
 H264_CRF = 16
-
-
-def frame_rate(fps: float) -> Fraction:
-    """fps as an exact rational (29.97002997 -> 30000/1001)."""
-    if not fps > 0:
-        raise InvalidSettingsError(f"frame rate must be positive, got {fps}")
-    return Fraction(fps).limit_denominator(100_000)
 
 
 def _encoding(codec: str, channels: int, bit_depth: int, width: int, height: int) -> tuple[str, str, dict]:
@@ -66,31 +60,57 @@ def resolve_codec(path: Path, codec: Optional[str]) -> str:
 
 
 class VideoWriter:
-    """Encodes frames into a temp file beside ``path``; ``commit`` renames it into place."""
+    """Encodes frames into a temp file beside ``path``; ``commit`` renames it into place.
+
+    With ``timing`` frame k is shown at ``timing.stamps[k] - timing.offset`` (variable frame
+    rates and gaps kept), else every 1/fps; ``audio`` names a file whose audio streams are
+    carried across for the same time span (see :class:`deflicker.io_audio.AudioCarrier`).
+    """
 
     def __init__(self, path: Path, *, fps: float, width: int, height: int, channels: int, bit_depth: int,
-                 codec: Optional[str] = None):
+                 codec: Optional[str] = None, timing: Optional[Timing] = None, audio: Optional[Path] = None):
         self.path = path
         self.codec = resolve_codec(path, codec)
         self._channels = channels
         self._depth = 8 if bit_depth == 8 or self.codec == "h264" else 16
         self._format, pix_fmt, options = _encoding(self.codec, channels, bit_depth, width, height)
+        self._timing = timing
+        self._rate = frame_rate(fps)
+        self._count = 0
+        self._audio: Optional[AudioCarrier] = None
         self._temp = temp_file_for(path)
         try:
             self._container = av.open(str(self._temp), mode="w")
-            stream = self._container.add_stream(ENCODERS[self.codec], rate=frame_rate(fps), options=options)
+            stream = self._container.add_stream(ENCODERS[self.codec], rate=self._rate, options=options)
             self._stream = cast(av.video.stream.VideoStream, stream)
             self._stream.width, self._stream.height, self._stream.pix_fmt = width, height, pix_fmt
+            if timing is not None:
+                self._stream.codec_context.time_base = self._stream.time_base = timing.time_base
+            if audio is not None:
+                self._audio = AudioCarrier(audio, timing, self._container, path)
         except av.FFmpegError as exc:
             self.abort()
             raise VideoIOError(f"cannot write {path}: {exc}") from None
+        except VideoIOError:
+            self.abort()
+            raise
 
     def write(self, frame: np.ndarray) -> None:
-        """Encode one validated (H, W, C) float32 frame."""
+        """Encode one validated (H, W, C) float32 frame (at its input timestamp, if timed)."""
         pixels = quantize(frame, self._depth)
         if self._format in ("rgb24", "rgb48le") and self._channels == 4:
             pixels = pixels[..., :3]
         video_frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(pixels), format=self._format)
+        shown = self._count / self._rate  # seconds
+        if self._timing is not None:
+            if self._count >= len(self._timing.stamps):
+                raise VideoIOError(f"cannot write {self.path}: more frames than the input has timestamps")
+            video_frame.pts = self._timing.stamps[self._count] - self._timing.offset
+            video_frame.time_base = self._timing.time_base
+            shown = video_frame.pts * self._timing.time_base
+        if self._audio is not None:
+            self._audio.mux_until(float(shown))
+        self._count += 1
         self._mux(self._stream.encode(video_frame))
 
     def _mux(self, packets: list) -> None:
@@ -101,13 +121,20 @@ class VideoWriter:
             raise VideoIOError(f"cannot write {self.path}: {exc}") from None
 
     def commit(self) -> None:
-        """Flush the encoder, close the file and move it onto ``path``."""
+        """Flush the encoder and the audio, close the file and move it onto ``path``."""
         self._mux(self._stream.encode(None))
-        self._container.close()
+        if self._audio is not None:
+            self._audio.finish()
+        try:
+            self._container.close()
+        except av.FFmpegError as exc:
+            raise VideoIOError(f"cannot write {self.path}: {exc}") from None
         os.replace(self._temp, self.path)
 
     def abort(self) -> None:
         """Drop the partial output; ``path`` is left as it was."""
+        if self._audio is not None:
+            self._audio.close()
         container = getattr(self, "_container", None)
         if container is not None:
             try:

@@ -6,7 +6,6 @@ sequence is written under the numbers it is given.
 from __future__ import annotations
 
 import logging
-import os
 import re
 from collections import Counter
 from pathlib import Path
@@ -30,13 +29,29 @@ def _natural_key(path: Path) -> list:
 
 
 def _pattern_frames(path: Path) -> list[tuple[int, Path]]:
-    """(frame number, file) of a pattern's existing files, by number (gaps are logged)."""
+    """(frame number, file) of a pattern's existing files, by number."""
     found = FrameNames.of_pattern(path).existing()
     if not found:
         raise VideoIOError(f"no frames match {path}")
-    first, last = found[0][0], found[-1][0]
-    if last - first + 1 != len(found):
-        log.warning("%s: frame numbers have gaps (%d files from %d to %d)", path, len(found), first, last)
+    return found
+
+
+def missing_numbers(numbers: list[int], shown: int = 8) -> str:
+    """The gaps of sorted frame numbers as text ("3, 7-9"), the first ``shown`` gaps only."""
+    gaps = [(a + 1, b - 1) for a, b in zip(numbers, numbers[1:]) if b > a + 1]
+    text = ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in gaps[:shown])
+    return text + (f" and {len(gaps) - shown} more gaps" if len(gaps) > shown else "")
+
+
+def _gaps_checked(found: list[tuple[int, Path]], what: Path, allow_short: bool) -> list[tuple[int, Path]]:
+    """``found`` (frame number, file) pairs by number; a gap in the numbers is an error naming
+    the missing frames unless ``allow_short`` (then a warning)."""
+    missing = missing_numbers([number for number, _ in found])
+    if missing and not allow_short:
+        raise VideoIOError(f"{what}: frames {missing} are missing (--allow-short renders the others, "
+                           "keeping their numbers)")
+    if missing:
+        log.warning("%s: frames %s are missing; the others keep their numbers", what, missing)
     return found
 
 
@@ -63,29 +78,34 @@ def _folder_numbers(files: list[Path]) -> list[tuple[int, Path]]:
     return list(enumerate(files))
 
 
-def find_frames(path: Path) -> list[tuple[int, Path]]:
-    """(frame number, file) of a folder's frames or a printf pattern's, by number."""
+def find_frames(path: Path, allow_short: bool = False) -> list[tuple[int, Path]]:
+    """(frame number, file) of a folder's frames or a printf pattern's, by number; a gap in the
+    numbers is an error naming the missing frames unless ``allow_short`` (then a warning)."""
     if path.is_dir():
-        return _folder_numbers(_folder_frames(path))
+        return _gaps_checked(_folder_numbers(_folder_frames(path)), path, allow_short)
     if is_pattern(path):
-        return _pattern_frames(path)
+        return _gaps_checked(_pattern_frames(path), path, allow_short)
     raise VideoIOError(f"no such file or folder: {path}")
 
 
 class SequenceClip(Clip):
     """Frames ``[start, end)`` (by position) of an image sequence; size, channels and depth come
-    from its first frame, each frame's number from its file name."""
+    from its first frame, each frame's number from its file name.
 
-    def __init__(self, path: Path, *, start: int = 0, end: Optional[int] = None, fps: Optional[float] = None):
+    ``timing.stamps`` are the frames' numbers (at 1/fps); the first selected frame is shown at 0.
+    """
+
+    def __init__(self, path: Path, *, start: int = 0, end: Optional[int] = None, fps: Optional[float] = None,
+                 allow_short: bool = False):
         self.path = path
-        found = find_frames(path)
+        found = find_frames(path, allow_short)
         self.numbers = [number for number, _ in found]
         self.files = [file for _, file in found]
         first = read_image(self.files[0])
         info = ClipInfo(width=first.shape[1], height=first.shape[0], channels=first.shape[2],
                         frame_count=len(self.files), fps=float(fps or 24.0), bit_depth=bit_depth_of(first),
                         path=str(path))
-        super().__init__(info, start, end)
+        super().__init__(info, start, end, stamps=self.numbers, origin=0)
 
     def frame_number(self, index: int) -> int:
         """The number in the file name of frame ``index``."""

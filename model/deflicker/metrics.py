@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Optional, Sequence, Union
 
+import cv2
 import numpy as np
 
 from deflicker.errors import InvalidSettingsError
@@ -128,16 +129,56 @@ def ssim(a: np.ndarray, b: np.ndarray) -> float:
                           for x, y in zip(a, b)]))
 
 
+def static_error(frames: Frames, inputs: Frames, region: np.ndarray) -> float:
+    """Largest |output - input| over the pixels of a static ``region`` (H, W) bool, every frame
+    and channel (0.0 for an empty region): a static region must pass through unchanged."""
+    x, y = _rgb(frames), _rgb(inputs)
+    if not region.any():
+        return 0.0
+    return float(np.abs(x[:, region] - y[:, region]).max())
+
+
+#: Gaussian sigma (pixels) of the low-pass that :func:`detail_kept` removes: what is left is the
+#: frame's fine detail (edges, texture, grain, dust).
+DETAIL_SIGMA = 1.5
+
+
+def _high_pass(image: np.ndarray) -> np.ndarray:
+    from deflicker.image import luminance
+
+    y = luminance(image)
+    return (y - cv2.GaussianBlur(y, (0, 0), DETAIL_SIGMA)).astype(np.float64)  # type: ignore[no-any-return]
+
+
+def detail_kept(frames: Frames, inputs: Frames) -> float:
+    """Detail kept: the lowest, over frames, correlation of the output's fine detail (luma less
+    its DETAIL_SIGMA Gaussian low-pass) with the input frame's. 1.0: every frame's detail is
+    the input's up to a gain (a smooth colour correction); a blur, a detail copied from other
+    frames or a lost speck lowers it. Frames without detail in the input count as 1.0."""
+    x, y = _rgb(frames), _rgb(inputs)
+    lowest = 1.0
+    for out, inp in zip(x, y):
+        a, b = _high_pass(out), _high_pass(inp)
+        den = float(np.sqrt((a * a).sum() * (b * b).sum()))
+        if den > 1e-12:
+            lowest = min(lowest, float((a * b).sum()) / den)
+    return lowest
+
+
 def score(frames: Frames, clip: "SynthClip") -> dict[str, float]:
-    """{"ewarp", "psnr", "ssim"} of a method's output on a synthetic clip. PSNR and SSIM compare
-    with the clean clip, or with the processed clip itself when ``clip.target_is_clean`` is False
-    (faithfulness to the processed look)."""
+    """{"ewarp", "psnr", "ssim", "detail"} of a method's output on a synthetic clip, and
+    "static" (:func:`static_error`) for clips with a static region. PSNR and SSIM compare with
+    the clean clip, or with the processed clip itself when ``clip.target_is_clean`` is False
+    (faithfulness to the processed look); detail (:func:`detail_kept`) with the input."""
     x = _rgb(frames)
     reference = clip.clean if clip.target_is_clean else clip.flickering
     if x.shape != reference.shape:
         raise InvalidSettingsError(f"output is {x.shape} but clip {clip.name} is {reference.shape}")
-    return {"ewarp": ewarp(x, clip.flow_prev, clip.valid_prev, clip.flow_first, clip.valid_first),
-            "psnr": psnr(x, reference), "ssim": ssim(x, reference)}
+    out = {"ewarp": ewarp(x, clip.flow_prev, clip.valid_prev, clip.flow_first, clip.valid_first),
+           "psnr": psnr(x, reference), "ssim": ssim(x, reference), "detail": detail_kept(x, clip.flickering)}
+    if clip.static is not None:
+        out["static"] = static_error(x, clip.flickering, clip.static)
+    return out
 
 
 def floor(clip: "SynthClip") -> float:

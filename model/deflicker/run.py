@@ -44,7 +44,14 @@ def frame_range_from_args(args: argparse.Namespace, clip: str) -> Optional[tuple
     """The positions in ``clip`` of the frames ``--frames`` numbers (None: the whole clip)."""
     from deflicker.io import index_range
 
-    return None if args.frames is None else index_range(clip, args.frames)
+    return None if args.frames is None else index_range(clip, args.frames, allow_short=args.allow_short)
+
+
+def add_input_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options about reading the input clip (shared by run and analyze)."""
+    parser.add_argument("--allow-short", action="store_true",
+                        help="use the frames a damaged video or a sequence with missing numbers has, with a "
+                             "warning (default: refuse it)")
 
 
 def settings_from_args(args: argparse.Namespace) -> Settings:
@@ -68,6 +75,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_frames_argument(parser)
     parser.add_argument("--codec", default=None, help="output codec: ffv1 (lossless), h264, prores")
     parser.add_argument("--report", default=None, metavar="PNG", help="write a before/after plot")
+    add_input_arguments(parser)
     add_settings_arguments(parser)
 
 
@@ -80,7 +88,8 @@ def run_command(args: argparse.Namespace) -> int:
     progress, close = tqdm_progress("deflicker")
     try:
         stats = process(engine, args.input, args.output, frame_range=frame_range_from_args(args, args.input),
-                        codec=args.codec, progress=progress, report=args.report, overwrite=args.overwrite)
+                        codec=args.codec, progress=progress, report=args.report, overwrite=args.overwrite,
+                        allow_short=args.allow_short)
     finally:
         close()
     log.info("analysis %.1f s, render %.3f s/frame", stats["analysis_seconds"], stats["render_seconds_per_frame"])

@@ -3,8 +3,11 @@
 Each clip is a scikit-image photo seen by a moving camera with a textured object moving in
 front of it (:mod:`deflicker.synth_motion`), so the flow between any two frames and the
 occlusion mask are exact; one flicker kind is applied to it (:mod:`deflicker.synth_flicker`).
+Film kinds (:mod:`deflicker.synth_film`) add what does not move with the picture: letterbox and
+pillarbox bars, black and white static regions, and old film (gate weave, grain, dust,
+vignetting, a static gate); their clips carry the static region's pixels in ``static``.
 A clip is named ``<kind>_<photo>``, e.g. ``global_w1_astronaut``, ``processed_clahe_chelsea``,
-``long_global_coffee``, and is reproducible from its name, size, length and seed.
+``long_global_coffee``, ``oldfilm_chelsea``, and is reproducible from its name, size, length and seed.
 
 ``deflicker synth OUT_DIR`` writes the standard set: ``OUT_DIR/<name>/`` holds
 ``flickering.mkv`` and ``clean.mkv`` (16-bit FFV1), ``truth.npz`` (flows float16, masks) and
@@ -26,17 +29,20 @@ import numpy as np
 
 from deflicker.errors import InvalidSettingsError, VideoIOError
 from deflicker.settings import parse_size
+from deflicker.synth_film import KINDS as FILM_KINDS, finish as finish_film, weave
 from deflicker.synth_flicker import KINDS, PROCESSING
 from deflicker.synth_motion import PHOTOS, Scene, exact_flow, make_scene, render
 
 log = logging.getLogger(__name__)
 
-FAMILIES = ("global", "local", "mains", "timelapse", "processed", "long")
+FAMILIES = ("global", "local", "mains", "timelapse", "processed", "long", "gate", "static", "oldfilm")
 FORMAT_VERSION = 1
 #: the standard set (without the long clip), photos varied between clips
 STANDARD = ("global_w1_astronaut", "global_w3_chelsea", "global_w10_coffee", "local_rocket", "mains_motorcycle",
             "timelapse_astronaut", "processed_autolevels_chelsea", "processed_greyworld_coffee",
-            "processed_clahe_rocket", "processed_detail_motorcycle")
+            "processed_clahe_rocket", "processed_detail_motorcycle",
+            "gate_letterbox_astronaut", "gate_pillarbox_chelsea", "static_black_coffee", "static_white_rocket",
+            "oldfilm_motorcycle", "oldfilm_chelsea")
 LONG = "long_global_coffee"
 MIN_SIDE = 16
 
@@ -56,14 +62,15 @@ class SynthClip:
     target_is_clean: bool  # False for "processed": the processed look is the target there
     fps: float = 24.0
     seed: int = 0
+    static: Optional[np.ndarray] = None  # (H, W) bool: pixels of a static region (synth_film), None: none
 
 
 def parse_name(name: str) -> tuple[str, str]:
     """(kind, photo) of a clip name ``<kind>_<photo>``; InvalidSettingsError when unknown."""
     kind, _, photo = name.rpartition("_")
-    if kind not in KINDS or photo not in PHOTOS:
+    if (kind not in KINDS and kind not in FILM_KINDS) or photo not in PHOTOS:
         raise InvalidSettingsError(f"unknown synthetic clip {name!r}: names are <kind>_<photo> with kind in "
-                                   f"{', '.join(KINDS)} and photo in {', '.join(PHOTOS)}")
+                                   f"{', '.join([*KINDS, *FILM_KINDS])} and photo in {', '.join(PHOTOS)}")
     return kind, photo
 
 
@@ -105,7 +112,11 @@ def make_scene_for(name: str, *, size: Sequence[int] = (96, 128), frames: int = 
 def make_clip(name: str, *, size: Sequence[int] = (96, 128), frames: int = 24, seed: int = 0) -> SynthClip:
     """Render clip ``name`` at ``size`` = (H, W) with ``frames`` frames; same arguments, same clip."""
     kind, _ = parse_name(name)
+    film = FILM_KINDS.get(kind)
+    film_rng = np.random.default_rng([seed, _name_key(name), 2])
     scene = make_scene_for(name, size=size, frames=frames, seed=seed)
+    if film is not None:
+        scene = weave(scene, film, film_rng)
     h, w = scene.size
     layers = [render(scene, t) for t in range(frames)]
     clean = np.stack([layer.image for layer in layers])
@@ -117,11 +128,12 @@ def make_clip(name: str, *, size: Sequence[int] = (96, 128), frames: int = 24, s
         flow_first[t], valid_first[t] = exact_flow(scene, layers, t, 0)
         if t > 0:
             flow_prev[t], valid_prev[t] = exact_flow(scene, layers, t, t - 1)
-    flickering = KINDS[kind](clean, np.random.default_rng([seed, _name_key(name), 1]))
+    flickering = KINDS[film.flicker if film else kind](clean, np.random.default_rng([seed, _name_key(name), 1]))
     family = family_of(kind)
-    return SynthClip(name=name, family=family, clean=clean, flickering=flickering.astype(np.float32),
+    clip = SynthClip(name=name, family=family, clean=clean, flickering=flickering.astype(np.float32),
                      flow_prev=flow_prev, valid_prev=valid_prev, flow_first=flow_first, valid_first=valid_first,
                      target_is_clean=family != "processed", seed=seed)
+    return clip if film is None else finish_film(clip, film, film_rng)
 
 
 def flicker_free_look(clip: SynthClip) -> Optional[np.ndarray]:
@@ -166,8 +178,12 @@ def save_clip(clip: SynthClip, out_dir: Path) -> Path:
     try:
         for part in ("flickering", "clean"):
             write_clip(tmp / f"{part}.mkv", getattr(clip, part), fps=clip.fps, bit_depth=16, codec="ffv1")
-        np.savez_compressed(tmp / "truth.npz", flow_prev=clip.flow_prev.astype(np.float16), valid_prev=clip.valid_prev,
-                            flow_first=clip.flow_first.astype(np.float16), valid_first=clip.valid_first)
+        truth: dict[str, np.ndarray] = {"flow_prev": clip.flow_prev.astype(np.float16), "valid_prev": clip.valid_prev,
+                                        "flow_first": clip.flow_first.astype(np.float16),
+                                        "valid_first": clip.valid_first}
+        if clip.static is not None:
+            truth["static"] = clip.static
+        np.savez_compressed(tmp / "truth.npz", allow_pickle=False, **truth)
         n, h, w = clip.clean.shape[:3]
         meta = {"format_version": FORMAT_VERSION, "name": clip.name, "family": clip.family, "frames": n,
                 "height": h, "width": w, "fps": clip.fps, "seed": clip.seed, "target_is_clean": clip.target_is_clean,
@@ -214,13 +230,15 @@ def load_clip(path: Path) -> SynthClip:
     if meta.get("format_version") != FORMAT_VERSION:
         raise VideoIOError(f"{path}: synthetic clip format {meta.get('format_version')} is not {FORMAT_VERSION}")
     with truth:
-        arrays = {key: truth[key] for key in ("flow_prev", "valid_prev", "flow_first", "valid_first")}
+        arrays = {key: truth[key] for key in ("flow_prev", "valid_prev", "flow_first", "valid_first", "static")
+                  if key in truth}
     return SynthClip(name=meta["name"], family=meta["family"], clean=_read_frames(path / "clean.mkv"),
                      flickering=_read_frames(path / "flickering.mkv"),
                      flow_prev=arrays["flow_prev"].astype(np.float32), valid_prev=arrays["valid_prev"].astype(bool),
                      flow_first=arrays["flow_first"].astype(np.float32),
                      valid_first=arrays["valid_first"].astype(bool), target_is_clean=bool(meta["target_is_clean"]),
-                     fps=float(meta["fps"]), seed=int(meta["seed"]))
+                     fps=float(meta["fps"]), seed=int(meta["seed"]),
+                     static=arrays["static"].astype(bool) if "static" in arrays else None)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
