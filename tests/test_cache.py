@@ -306,6 +306,7 @@ def test_bad_index_is_refused_and_replaced(frames, tmp_path, caplog):
     ("shot0.colour", -np.ones((8, 2, 3), np.float32)),
     ("local_levels", np.array([7.0])),
     ("content.frames", np.zeros((7, 16), np.uint8)),
+    ("static", np.zeros((1, 3, 3), bool)),
 ])
 def test_out_of_range_members_are_refused_and_replaced(frames, tmp_path, member, value):
     path = _stored(frames, tmp_path)
