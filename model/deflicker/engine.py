@@ -203,19 +203,51 @@ class Session:
             return np.array(frame, dtype=np.float32, copy=True)
         out = np.array(frame, dtype=np.float32, copy=True)
         image = rgb(frame)
+        from deflicker.slow_changes import apply_trend, trend_coefficients
+
+        trend = None if stage == "refine-only" else self.slow_trend(int(analysis.canonical[t]), s, analysis)
         if stage == "atlas":
             c = int(analysis.canonical[t])
-            atlas = analysis.atlas_frame(c, size=frame.shape[:2], proxy=analysis.proxy(frame)) * analysis.scale
+            atlas = analysis.atlas_frame(c, size=frame.shape[:2], proxy=analysis.proxy(frame))
+            atlas = (atlas if trend is None else apply_trend(atlas, trend)) * analysis.scale
             out[..., :3] = image + s.strength * (atlas - image)
             return out
         coeffs, guide = self._coefficients(analysis, t, s, stage, frame)
         from deflicker.correction import apply_affine, fill_clipped
 
+        if trend is not None:
+            coeffs = trend_coefficients(coeffs, trend)
         corrected = apply_affine(image, coeffs, scale=analysis.scale, strength=s.strength)
         if guide is not None and analysis.scale == 1.0:
-            corrected = fill_clipped(corrected, image, guide.image, strength=s.strength)
+            fill = guide.image if trend is None else apply_trend(guide.image, trend)
+            corrected = fill_clipped(corrected, image, fill, strength=s.strength)
         out[..., :3] = corrected
         return out
+
+    def slow_trend(self, t: int, settings: Optional[Settings] = None,
+                   analysis: Optional["ClipAnalysis"] = None) -> Optional[np.ndarray]:
+        """The slow trend (2, 3: gains, offsets) of frame t's colour that the render keeps (Keep
+        slow changes, :mod:`deflicker.slow_changes`), None when off or the atlas has no colour fit.
+        One smoothing per shot and span, memoized (pure)."""
+        from deflicker.atlas import FastAtlas
+        from deflicker.slow_changes import slow_colour, span_frames
+
+        s = settings or self.settings
+        analysis = analysis or self.analyze()
+        span = span_frames(int(s.keep_slow), self.source.info.fps)
+        shot = analysis.shot_index(t)
+        atlas = analysis.atlases[shot]
+        if span <= 0 or not isinstance(atlas, FastAtlas):
+            return None
+        key = (id(analysis), "trend", shot, span)
+        with self._memo_lock:
+            trend = self._memo.get(key)
+        if trend is None:
+            trend = slow_colour(atlas.colour, span)
+            with self._memo_lock:
+                self._memo[key] = trend
+                self._trim_locked()
+        return trend[t - int(analysis.shots[shot])]  # type: ignore[no-any-return]
 
     def _render_settings(self, settings: Optional[Settings]) -> Settings:
         if settings is None:
