@@ -1,4 +1,4 @@
-"""The per-clip analysis: proxies, exact repeats, shot cuts, flows and one atlas per shot.
+"""The per-clip analysis: proxies, repeated frames, shot cuts, flows and one atlas per shot.
 
 ``analyze_clip(source, settings)`` streams the clip once (one frame in memory at full
 resolution), keeps brightness-normalizable proxies of ``analysis_size`` on the long side,
@@ -21,6 +21,7 @@ from deflicker.errors import ModelLoadError
 from deflicker.flow import flow_input, flow_pair, flows_both
 from deflicker.image import local_contrast, local_correlation, proxy_shape, resize, rgb
 from deflicker.progress import CancelCheck, Progress, check_cancel, report, scaled
+from deflicker.repeats import is_repeat
 from deflicker.settings import Settings
 from deflicker.source import FrameSource
 from deflicker.warp import inside_mask, warp
@@ -28,7 +29,7 @@ from deflicker.warp import inside_mask, warp
 log = logging.getLogger(__name__)
 
 #: Bumped whenever the analysis or its stored layout changes (old cache entries recompute).
-FORMAT_VERSION = 9
+FORMAT_VERSION = 10
 
 Atlas = Union[FastAtlas, Any]  # FastAtlas or deflicker.atlas_neural.NeuralAtlas
 
@@ -204,7 +205,9 @@ def _atlas_class(method: str) -> Any:
 
 def read_proxies(source: FrameSource, settings: Settings, progress: Optional[Progress],
                  cancel: Optional[CancelCheck]) -> tuple[np.ndarray, np.ndarray]:
-    """(proxies (n, h, w, 3) float16 in clip units, canonical (n,)) in one pass over the clip.
+    """(proxies (n, h, w, 3) float16 in clip units, canonical (n,)) in one pass over the clip;
+    a frame's canonical frame is its first exact occurrence or, for a near-identical repeat of
+    the previous distinct frame (:func:`deflicker.repeats.is_repeat`), that frame.
 
     Proxies are stored at half precision (relative error 1e-3; appearance is low-frequency), so
     a 1000-frame clip at the default 256-pixel proxy holds about 220 MB.
@@ -220,6 +223,8 @@ def read_proxies(source: FrameSource, settings: Settings, progress: Optional[Pro
         proxies[t] = resize(rgb(first if t == 0 else source[t]), shape)
         digest = hashlib.blake2b(proxies[t].tobytes(), digest_size=16).digest()
         canonical[t] = seen.setdefault(digest, t)
+        if canonical[t] == t and t > 0 and is_repeat(proxies[t], proxies[canonical[t - 1]]):
+            canonical[t] = canonical[t - 1]  # a lossy-coded repeat of the previous distinct frame
         report(progress, (t + 1) / n, f"reading frame {t + 1}/{n}")
     return proxies, canonical
 

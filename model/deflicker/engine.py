@@ -183,8 +183,9 @@ class Session:
         return list(range(max(start, c - k), min(end, c + k + 1)))
 
     def frames_needed(self, t: int, settings: Optional[Settings] = None) -> list[int]:
-        """Every source frame render(t) may read: the window and t itself."""
-        return sorted(set(self.window(t, settings)) | {t})
+        """Every source frame render(t) may read: the window around t's canonical frame (t's first
+        occurrence when it repeats an earlier frame), which holds that frame."""
+        return self.window(t, settings)
 
     def render(self, t: int, settings: Optional[Settings] = None, *, stage: str = "full") -> np.ndarray:
         """Deflickered frame t, (H, W, C) float32, alpha untouched; analyses first if needed.
@@ -198,21 +199,23 @@ class Session:
         if not 0 <= t < len(self.source):
             raise InvalidSettingsError(f"frame {t} is outside the clip (0..{len(self.source) - 1})")
         analysis = self.analyze()
-        frame = self.source[t]
         if s.strength == 0.0:
-            return np.array(frame, dtype=np.float32, copy=True)
+            return np.array(self.source[t], dtype=np.float32, copy=True)
+        # A repeated frame renders as its first occurrence, pixels included, so the output
+        # repeats it exactly even where lossy coding made the input's repeats differ.
+        c = int(analysis.canonical[t])
+        frame = self.source[c]
         out = np.array(frame, dtype=np.float32, copy=True)
         image = rgb(frame)
         from deflicker.slow_changes import apply_trend, trend_coefficients
 
-        trend = None if stage == "refine-only" else self.slow_trend(int(analysis.canonical[t]), s, analysis)
+        trend = None if stage == "refine-only" else self.slow_trend(c, s, analysis)
         if stage == "atlas":
-            c = int(analysis.canonical[t])
             atlas = analysis.atlas_frame(c, size=frame.shape[:2], proxy=analysis.proxy(frame))
             atlas = (atlas if trend is None else apply_trend(atlas, trend)) * analysis.scale
             out[..., :3] = image + s.strength * (atlas - image)
             return out
-        coeffs, guide = self._coefficients(analysis, t, s, stage, frame)
+        coeffs, guide = self._coefficients(analysis, c, s, stage, frame)
         from deflicker.correction import apply_affine, fill_clipped
 
         if trend is not None:
