@@ -70,6 +70,7 @@ typedef struct DfkSettings {
   const char *method;
   int local_refinement;
   int analysis_size;
+  int keep_slow; /* frames; 0 off, -1 auto */
 } DfkSettings;
 
 /** Log one line to deflicker-ofx.log (next to the plugin binary, temp dir fallback; no Python

@@ -13,9 +13,10 @@ import numpy as np
 #: Immerkaer's noise operator (the difference of two Laplacians: blind to ramps and to edges'
 #: first order), normalized below to the standard deviation of white noise.
 _NOISE_KERNEL = np.array([[1, -2, 1], [-2, 4, -2], [1, -2, 1]], np.float32)
-#: Two independent noise draws of std s differ by 1.13 s on average (|N(0, 2 s^2)|); a repeat
-#: differs by its coding error only. Frames closer than this many noise stds are repeats.
-REPEAT_NOISE = 0.5
+#: Two independent noise draws of std s differ by 1.13 s on average (|N(0, 2 s^2)|): a repeat,
+#: coded again, differs by about that much (coding error and quantization are its noise), a new
+#: frame by its motion and flicker too. Frames closer than this many noise stds are repeats.
+REPEAT_NOISE = 1.5
 #: ... and never more than this mean absolute difference (clip units), whatever the noise says:
 #: a strongly textured frame must not hide a small motion.
 REPEAT_MAX = 2.0 / 255.0

@@ -21,8 +21,8 @@ ROBUST_PASSES = 3
 TUKEY = 4.685
 #: :func:`significance` from which a trend starts being kept, and from which it is kept whole.
 #: Measured (span 24): pure flicker 0.1-1.3 (W = 1, 3, 10, local, mains), fades 4.5-9.7.
-SIGNIFICANT_LOW = 2.0
-SIGNIFICANT_HIGH = 3.0
+SIGNIFICANT_LOW = 1.5
+SIGNIFICANT_HIGH = 2.5
 
 
 def span_frames(keep_slow: int, fps: float) -> int:
