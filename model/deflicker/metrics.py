@@ -131,13 +131,29 @@ def ssim(a: np.ndarray, b: np.ndarray) -> float:
 def score(frames: Frames, clip: "SynthClip") -> dict[str, float]:
     """{"ewarp", "psnr", "ssim"} of a method's output on a synthetic clip. PSNR and SSIM compare
     with the clean clip, or with the processed clip itself when ``clip.target_is_clean`` is False
-    (faithfulness to the processed look)."""
+    (faithfulness to the processed look). Where the clean clip repeats frames, also
+    "repeat_max": the largest difference between an output frame and its first occurrence's."""
     x = _rgb(frames)
     reference = clip.clean if clip.target_is_clean else clip.flickering
     if x.shape != reference.shape:
         raise InvalidSettingsError(f"output is {x.shape} but clip {clip.name} is {reference.shape}")
-    return {"ewarp": ewarp(x, clip.flow_prev, clip.valid_prev, clip.flow_first, clip.valid_first),
-            "psnr": psnr(x, reference), "ssim": ssim(x, reference)}
+    out = {"ewarp": ewarp(x, clip.flow_prev, clip.valid_prev, clip.flow_first, clip.valid_first),
+           "psnr": psnr(x, reference), "ssim": ssim(x, reference)}
+    pairs = repeated_frames(clip.clean)
+    if pairs:
+        out["repeat_max"] = max(float(np.abs(x[t] - x[first]).max()) for t, first in pairs)
+    return out
+
+
+def repeated_frames(clean: Frames) -> list[tuple[int, int]]:
+    """(t, first occurrence) of every frame of ``clean`` that repeats the one before it exactly."""
+    pairs, first = [], 0
+    for t in range(1, len(clean)):
+        if np.array_equal(clean[t], clean[t - 1]):
+            pairs.append((t, first))
+        else:
+            first = t
+    return pairs
 
 
 def floor(clip: "SynthClip") -> float:
