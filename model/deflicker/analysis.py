@@ -92,6 +92,7 @@ class ClipAnalysis:
     atlases: list
     method: str = "fast"
     local_levels: Optional[np.ndarray] = None  # per shot, in [0, 1]; None: treat every shot as local
+    frame_means: Optional[np.ndarray] = None  # (n, 3) every frame's mean proxy colour (proxy units)
 
     @property
     def frame_count(self) -> int:
@@ -169,6 +170,8 @@ class ClipAnalysis:
                "canonical": self.canonical, "shots": self.shots, "method": np.array(self.method)}
         if self.local_levels is not None:
             out["local_levels"] = self.local_levels
+        if self.frame_means is not None:
+            out["frame_means"] = self.frame_means
         for i, atlas in enumerate(self.atlases):
             out.update({f"shot{i}.{k}": v for k, v in atlas.to_arrays().items()})
         return out
@@ -187,10 +190,11 @@ class ClipAnalysis:
                 prefix = f"shot{i}."
                 atlases.append(kind.from_arrays({k[len(prefix):]: v for k, v in arrays.items() if k.startswith(prefix)}))
             shape = tuple(int(v) for v in arrays["shape"])
-            levels = arrays.get("local_levels")
+            levels, means = arrays.get("local_levels"), arrays.get("frame_means")
             return cls(shape=(shape[0], shape[1]), scale=float(arrays["scale"]),
                        canonical=np.asarray(arrays["canonical"], np.int64), shots=shots, atlases=atlases, method=method,
-                       local_levels=None if levels is None else np.asarray(levels, np.float64))
+                       local_levels=None if levels is None else np.asarray(levels, np.float64),
+                       frame_means=None if means is None else np.asarray(means, np.float64))
         except (KeyError, ValueError, TypeError) as exc:
             raise ModelLoadError(f"incomplete analysis: {exc}") from None
 
@@ -277,7 +281,8 @@ def analyze_clip(source: FrameSource, settings: Settings, progress: Optional[Pro
         sflows = shot_flows(proxies, flows, start, end, settings)
         atlases.append(fit_shot(proxies[start:end], sflows, settings, part, cancel, display=scale == 1.0))
     analysis = ClipAnalysis(shape=(proxies.shape[1], proxies.shape[2]), scale=scale, canonical=canonical, shots=shots,
-                            atlases=atlases, method=settings.method)
+                            atlases=atlases, method=settings.method,
+                            frame_means=np.array([p.mean(axis=(0, 1), dtype=np.float64) for p in proxies]))
     if all(isinstance(a, FastAtlas) for a in atlases):
         analysis.local_levels = np.array([local_flicker_level(analysis, proxies, int(shots[i]), int(shots[i + 1]))
                                           for i in range(len(atlases))])

@@ -246,7 +246,9 @@ class Session:
         with self._memo_lock:
             trend = self._memo.get(key)
         if trend is None:
-            trend = slow_colour(atlas.colour, span)
+            start, end = analysis.shot_range(t)
+            means = analysis.frame_means if analysis.scale == 1.0 else None  # black and white exist on display clips
+            trend = slow_colour(atlas.colour, span, None if means is None else means[start:end])
             with self._memo_lock:
                 self._memo[key] = trend
                 self._trim_locked()

@@ -10,6 +10,8 @@ and its cache do not depend on it.
 """
 from __future__ import annotations
 
+from typing import Optional
+
 import numpy as np
 
 #: Settings.keep_slow value that picks the span from the clip's frame rate.
@@ -19,6 +21,9 @@ AUTO_SECONDS = 1.0
 #: Reweighted passes of the smoother and its Tukey cut-off in robust standard deviations.
 ROBUST_PASSES = 3
 TUKEY = 4.685
+#: A frame whose mean is this close to black (white) in every channel holds no colour to fit
+#: (its pixels are all crushed or clipped): the trend takes its level instead.
+FLAT_LEVEL = 0.03
 #: :func:`significance` from which a trend starts being kept, and from which it is kept whole.
 #: Measured (span 24): pure flicker 0.1-1.3 (W = 1, 3, 10, local, mains), fades 4.5-9.7.
 SIGNIFICANT_LOW = 1.5
@@ -104,12 +109,24 @@ def smooth_trend(values: np.ndarray, span: int, level: np.ndarray) -> np.ndarray
     return flat + kept_share(values, trend, gain, span) * (trend - flat)
 
 
-def slow_colour(colour: np.ndarray, span: int) -> np.ndarray:
+def slow_colour(colour: np.ndarray, span: int, means: Optional[np.ndarray] = None) -> np.ndarray:
     """The kept slow trend (n, 2, 3) of a shot's per-frame colour fit ``colour`` (n, 2, 3:
-    gains, offsets) around the flattened colour (gains 1, offsets 0: the atlas's appearance)."""
-    n = len(colour)
+    gains, offsets) around the flattened colour (gains 1, offsets 0: the atlas's appearance).
+
+    With the frames' mean colours ``means`` (n, 3, display-referred proxy units), a frame that
+    is black (white) throughout, whose colour fit is free (every pixel censored), counts as what
+    it is: gain 0 and its own level as the offset, so a fade to black ends in black."""
+    values = np.asarray(colour, np.float64).copy()
+    if means is not None:
+        means = np.asarray(means, np.float64)
+        flat = (means.max(-1) < FLAT_LEVEL) | (means.min(-1) > 1.0 - FLAT_LEVEL)
+        values[flat, 0] = 0.0
+        values[flat, 1] = means[flat]
+    n = len(values)
     level = np.array([1.0, 1.0, 1.0, 0.0, 0.0, 0.0])
-    return smooth_trend(np.asarray(colour, np.float64).reshape(n, 6), span, level).reshape(n, 2, 3)
+    trend = smooth_trend(values.reshape(n, 6), span, level).reshape(n, 2, 3)
+    trend[:, 0] = np.maximum(trend[:, 0], 0.0)  # a ramp into black ends at black, never below
+    return trend
 
 
 def trend_coefficients(coeffs: np.ndarray, trend: np.ndarray) -> np.ndarray:
@@ -124,4 +141,5 @@ def trend_coefficients(coeffs: np.ndarray, trend: np.ndarray) -> np.ndarray:
 
 def apply_trend(image: np.ndarray, trend: np.ndarray) -> np.ndarray:
     """An (h, w, 3) image in the atlas's appearance carried along the trend's colour (2, 3)."""
-    return (np.asarray(image, np.float32) * trend[0].astype(np.float32) + trend[1].astype(np.float32)).astype(np.float32)
+    out: np.ndarray = np.asarray(image, np.float32) * trend[0].astype(np.float32) + trend[1].astype(np.float32)
+    return out.astype(np.float32)

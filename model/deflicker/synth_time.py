@@ -67,7 +67,8 @@ def film_frames(pattern: str, n: int) -> np.ndarray:
 def faded(kind: str, clean: np.ndarray) -> np.ndarray:
     """The clean clip of a fade kind: the frames times the ramp's gains, (N, H, W, 3) float32."""
     ramp = kind.split("_")[1]
-    return np.clip(clean * ramp_gains(ramp, len(clean))[:, None, None, :], 0.0, 1.0).astype(np.float32)
+    out: np.ndarray = np.clip(clean * ramp_gains(ramp, len(clean))[:, None, None, :], 0.0, 1.0)
+    return out.astype(np.float32)
 
 
 def fade_flicker(kind: str) -> Flicker:
