@@ -116,10 +116,12 @@ def test_score_and_floor():
 
 def test_clean_beats_the_input_on_every_standard_clip():
     for clip in make_set(long_frames=60):
+        if clip.family == "fade":  # the clean clip fades: its first-frame warping error is the fade's
+            continue
         raw = ewarp(clip.flickering, clip.flow_prev, clip.valid_prev, clip.flow_first, clip.valid_first)
         assert raw > 1.5 * floor(clip), clip.name
         assert floor(clip) < 0.02, clip.name
-    assert len(clip_names()) == 11
+    assert len(clip_names()) == 17
 
 
 def test_estimated_truth_close_to_exact():
