@@ -135,6 +135,7 @@ class Session:
         self._owns_source = owns_source
         self._analysis_lock = threading.Lock()
         self._memo: OrderedDict[tuple, Any] = OrderedDict()
+        self._trends: dict[tuple, np.ndarray] = {}  # (analysis id, shot, span) -> kept trend; a few floats a frame
         self._memo_lock = threading.Lock()
 
     def __enter__(self) -> "Session":
@@ -168,6 +169,7 @@ class Session:
                                                  force=force, progress=progress, cancel=cancel)
                 with self._memo_lock:
                     self._memo.clear()
+                    self._trends.clear()
                 self.analysis, self.cache_path = analysis, path
             return self.analysis
 
@@ -231,7 +233,7 @@ class Session:
                    analysis: Optional["ClipAnalysis"] = None) -> Optional[np.ndarray]:
         """The slow trend (2, 3: gains, offsets) of frame t's colour that the render keeps (Keep
         slow changes, :mod:`deflicker.slow_changes`), None when off or the atlas has no colour fit.
-        One smoothing per shot and span, memoized (pure)."""
+        One smoothing per shot and span, kept for the session (pure)."""
         from deflicker.atlas import FastAtlas
         from deflicker.slow_changes import slow_colour, span_frames
 
@@ -242,17 +244,16 @@ class Session:
         atlas = analysis.atlases[shot]
         if span <= 0 or not isinstance(atlas, FastAtlas):
             return None
-        key = (id(analysis), "trend", shot, span)
+        key = (id(analysis), shot, span)
         with self._memo_lock:
-            trend = self._memo.get(key)
+            trend = self._trends.get(key)
         if trend is None:
             start, end = analysis.shot_range(t)
             means = analysis.frame_means if analysis.scale == 1.0 else None  # black and white exist on display clips
             trend = slow_colour(atlas.colour, span, None if means is None else means[start:end])
             with self._memo_lock:
-                self._memo[key] = trend
-                self._trim_locked()
-        return trend[t - int(analysis.shots[shot])]  # type: ignore[no-any-return]
+                self._trends[key] = trend
+        return trend[t - int(analysis.shots[shot])]
 
     def _render_settings(self, settings: Optional[Settings]) -> Settings:
         if settings is None:
