@@ -162,6 +162,7 @@ py::dict settings_dict(const DfkSettings *s) {
   if (s->method != nullptr) d["method"] = s->method;
   d["local_refinement"] = s->local_refinement != 0;
   d["analysis_size"] = s->analysis_size;
+  d["keep_slow"] = s->keep_slow;
   return d;
 }
 

@@ -71,6 +71,7 @@ typedef struct DfkSettings {
   const char *method;
   int local_refinement;
   int analysis_size;
+  int keep_slow; /* frames; 0 off, -1 auto */
 } DfkSettings;
 
 /** Log one line to deflicker-ofx.log (where plugin/log_file.h says: never through a link; no Python

@@ -78,7 +78,7 @@ int cancel(void *ctx) { return static_cast<Host *>(ctx)->cancel ? 1 : 0; }
 
 DfkCallbacks callbacks(Host &h) { return DfkCallbacks{&h, fetch, release, progress, cancel}; }
 
-DfkSettings settings(double strength, const char *method = "fast") { return DfkSettings{strength, method, 1, 256}; }
+DfkSettings settings(double strength, const char *method = "fast") { return DfkSettings{strength, method, 1, 256, -1}; }
 
 std::string open(Host &h, const DfkSettings &s, DfkStatus *status, std::string *err) {
   const DfkClipInfo info{kW, kH, h.ch, kFrames, 24.0, h.bpc == 1 ? 8 : h.bpc == 2 ? 16 : 32};

@@ -75,15 +75,17 @@ struct SettingsAt {
 
   SettingsAt(const Instance &inst, OfxTime t) {
     const OfxParameterSuiteV1 *p = suites().param;
-    int method_index = 0, refine = 1, size = 256;
+    int method_index = 0, refine = 1, size = 256, keep_slow = -1;
     p->paramGetValueAtTime(param_handle(inst, kStrength), t, &dfk.strength);
     p->paramGetValueAtTime(param_handle(inst, kMethod), t, &method_index);
     p->paramGetValueAtTime(param_handle(inst, kLocalRefinement), t, &refine);
     p->paramGetValueAtTime(param_handle(inst, kAnalysisSize), t, &size);
+    p->paramGetValueAtTime(param_handle(inst, kKeepSlow), t, &keep_slow);
     method = option(spec(kMethod).options, method_index);
     dfk.method = method.c_str();
     dfk.local_refinement = refine;
     dfk.analysis_size = size;
+    dfk.keep_slow = keep_slow;
   }
 };
 

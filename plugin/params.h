@@ -33,6 +33,7 @@ inline constexpr ParamSpec kParams[] = {
   {"method",           "Method",             "fast: quick per-clip atlas fit. neural: slower, sturdier atlas.",            ParamKind::Choice,     0,     0,    1,      0,    1,      "fast|neural"},
   {"local_refinement", "Local refinement",   "Fix flicker that varies across the frame using neighbouring frames.",        ParamKind::Bool,       1,     0,    1,      0,    1,      ""},
   {"analysis_size",    "Analysis size",      "Long side, in pixels, of the proxy the analysis works at.",                  ParamKind::Int,        256,   64,   1024,   64,   1024,   ""},
+  {"keep_slow",        "Keep slow changes",  "Frames: changes slower than this (fades, exposure ramps) are kept. 0 = off, -1 = auto (1 s).", ParamKind::Int, -1, -1, 1000, -1, 1000, ""},
   {"reanalyze",        "Reanalyze",          "Drop the cached analysis of this clip and analyse it again.",                ParamKind::PushButton, 0,     0,    0,      0,    0,      ""},
   {"status",           "Status",             "State of this clip's analysis.",                                             ParamKind::Label,      0,     0,    0,      0,    0,      ""},
   {"clip_key",         "Clip key",           "Names the cached analysis of the source clip (internal).",                   ParamKind::Hidden,     0,     0,    0,      0,    0,      ""},
@@ -44,6 +45,7 @@ inline constexpr const char *kStrength = "strength";
 inline constexpr const char *kMethod = "method";
 inline constexpr const char *kLocalRefinement = "local_refinement";
 inline constexpr const char *kAnalysisSize = "analysis_size";
+inline constexpr const char *kKeepSlow = "keep_slow";
 inline constexpr const char *kReanalyze = "reanalyze";
 inline constexpr const char *kStatus = "status";
 inline constexpr const char *kClipKey = "clip_key";

@@ -29,3 +29,10 @@ def flicker_clip(n: int = 12, h: int = 48, w: int = 64, seed: int = 0, alpha: bo
         clean_a = np.concatenate([clean_a, ramp], axis=-1)
         noisy_a = np.concatenate([noisy_a, ramp], axis=-1)
     return clean_a, noisy_a
+
+
+def film_repeats(frames: np.ndarray) -> tuple[np.ndarray, list[int]]:
+    """A film transfer of ``frames``: every frame shown twice, (2n, ...); and each output
+    frame's first occurrence."""
+    first = [2 * (t // 2) for t in range(2 * len(frames))]
+    return np.repeat(frames, 2, axis=0), first

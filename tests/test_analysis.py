@@ -207,3 +207,22 @@ def test_local_flicker_level_tells_global_from_local_flicker(analysis):
     assert level > 0.7, level
     restored = ClipAnalysis.from_arrays(analysis.to_arrays())
     assert restored.local_level(0) == analysis.local_level(0)
+
+
+def test_lossy_repeats_map_to_their_first_occurrence_and_new_frames_do_not():
+    from deflicker.analysis import read_proxies
+    from deflicker.synth_time import lossy_h264
+    from tests._clips import film_repeats, flicker_clip
+
+    _, noisy = flicker_clip(n=6)
+    doubled, first = film_repeats(noisy)
+    coded = lossy_h264(doubled, 24.0)  # libx264: every repeat differs a little from its original
+    settings = Settings(analysis_size=64)
+    _, canonical = read_proxies(ArraySource(coded), settings, None, None)
+    assert list(canonical) == first
+    # a frame panned by half a pixel, or the same frame 4% brighter, is new content, also after coding
+    frame = noisy[0]
+    shifted = cv2.warpAffine(frame, np.float32([[1, 0, 0.5], [0, 1, 0]]), frame.shape[1::-1], borderMode=cv2.BORDER_REFLECT)
+    near = lossy_h264(np.stack([frame, shifted, shifted * np.float32(1.04)]), 24.0)
+    _, canonical = read_proxies(ArraySource(near), settings, None, None)
+    assert list(canonical) == [0, 1, 2]

@@ -8,7 +8,7 @@ import pytest
 
 from deflicker import Engine, InvalidSettingsError, Settings
 from deflicker.source import ArraySource
-from tests._clips import flicker_clip
+from tests._clips import film_repeats, flicker_clip
 
 SMALL = Settings(analysis_size=64)
 
@@ -71,6 +71,61 @@ def test_repeated_frames_give_repeated_output(clip, tmp_path):
     frames = list(noisy[:6]) + [noisy[5]] + list(noisy[6:10])
     session = _session(np.stack(frames), cache_dir=tmp_path)
     assert np.array_equal(session.render(5), session.render(6))
+
+
+def _brightness(frames: np.ndarray) -> np.ndarray:
+    return np.asarray(frames)[..., :3].mean(axis=(1, 2, 3))
+
+
+@pytest.fixture(scope="module")
+def fade(tmp_path_factory):
+    """The synthetic set's 72-frame dusk fade (a 60-frame ramp) under W = 1 flicker at 24 fps
+    (auto Keep slow changes: 24 frames), 64x48, analysed."""
+    from deflicker.synth import make_clip
+
+    synth = make_clip("fade_dusk_w1_coffee", size=(48, 64), frames=72)
+    clean, flickering = synth.clean, synth.flickering
+    session = Engine(SMALL, cache_dir=tmp_path_factory.mktemp("fade")).open(ArraySource(flickering, fps=24.0))
+    session.analyze()
+    return clean, flickering, session
+
+
+def test_a_fade_survives_and_its_flicker_goes(fade):
+    clean, flickering, session = fade
+    out = np.stack([session.render(t) for t in range(len(session))])
+    truth = _brightness(clean)
+    assert np.corrcoef(truth, _brightness(out))[0, 1] >= 0.98
+    assert np.corrcoef(truth, _brightness(flickering))[0, 1] < 0.9  # the flicker hides the ramp in the input
+    # the flicker around the ramp is removed: frame-to-frame brightness jumps well below the input's
+    assert np.abs(np.diff(_brightness(out) - truth)).mean() < 0.3 * np.abs(np.diff(_brightness(flickering) - truth)).mean()
+
+
+def test_keep_slow_zero_flattens_the_fade(fade):
+    clean, _, session = fade
+    flat = np.stack([session.render(t, SMALL.replace(keep_slow=0)) for t in range(len(session))])
+    level = _brightness(flat)
+    assert level.max() - level.min() < 0.25 * (_brightness(clean).max() - _brightness(clean).min())
+
+
+def test_keep_slow_does_not_keep_flicker_of_a_short_clip(clip, tmp_path):
+    """Flicker levels in a clip shorter than the span are no slow change: auto flattens as 0 does."""
+    _, noisy = clip
+    session = _session(noisy, cache_dir=tmp_path)
+    for t in (0, 5, 11):
+        assert np.array_equal(session.render(t), session.render(t, SMALL.replace(keep_slow=0)))
+
+
+def test_lossy_repeats_render_identically(tmp_path):
+    from deflicker.synth_time import lossy_h264
+
+    _, noisy = flicker_clip(n=8)
+    doubled, first = film_repeats(noisy)
+    coded = lossy_h264(doubled, 24.0)  # a real libx264 round trip: repeats near-identical, not bit-exact
+    pairs = [(t, f) for t, f in enumerate(first) if t != f]
+    assert max(np.abs(coded[t] - coded[f]).max() for t, f in pairs) > 1.5 / 255
+    session = _session(coded, cache_dir=tmp_path)
+    for t, f in pairs:
+        assert np.abs(session.render(t) - session.render(f)).max() <= 1.0 / 255
 
 
 def test_analysis_settings_cannot_change_at_render(clip, tmp_path):

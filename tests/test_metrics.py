@@ -117,11 +117,13 @@ def test_score_and_floor():
 
 def test_clean_beats_the_input_on_every_standard_clip():
     for clip in make_set(long_frames=60):
+        if clip.family == "fade":  # the clean clip fades: its first-frame warping error is the fade's
+            continue
         raw = ewarp(clip.flickering, clip.flow_prev, clip.valid_prev, clip.flow_first, clip.valid_first)
         assert raw > 1.5 * floor(clip), clip.name
         # old film's grain is fresh in every frame: its floor holds two grain differences per term
         assert floor(clip) < (0.06 if clip.family == "oldfilm" else 0.02), clip.name
-    assert len(clip_names()) == 17
+    assert len(clip_names()) == 23
 
 
 def test_estimated_truth_close_to_exact():

@@ -136,12 +136,14 @@ def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_clip(tmp_path_factory.mktemp("clip") / "flicker.mkv", flickering)
 
 
-def cli_reference(clip: Path, tmp_path_factory: pytest.TempPathFactory, bits: int = 16) -> np.ndarray:
-    """``deflicker run`` on a clip (its own cache dir): uint16 (or uint8) RGB (N, H, W, 3)."""
+def cli_reference(clip: Path, tmp_path_factory: pytest.TempPathFactory, bits: int = 16,
+                  extra: tuple[str, ...] = ()) -> np.ndarray:
+    """``deflicker run`` on a clip (its own cache dir), with ``extra`` options: uint16 (or uint8)
+    RGB (N, H, W, 3)."""
     built(BUNDLE)
     out = tmp_path_factory.mktemp("cli") / "reference.mkv"
     env = {**os.environ, "DEFLICKER_CACHE_DIR": str(tmp_path_factory.mktemp("cli-cache"))}
-    proc = subprocess.run([sys.executable, "-m", "deflicker", "run", str(clip), "-o", str(out)], capture_output=True,
+    proc = subprocess.run([sys.executable, "-m", "deflicker", "run", str(clip), "-o", str(out), *extra], capture_output=True,
                           text=True, env=env, timeout=300)
     assert proc.returncode == 0, proc.stderr
     return decode(out, bits)[..., :3]
@@ -375,6 +377,20 @@ def test_render_matches_cli(clip, reference, tmp_path, args):
         needed = {e["time"]: len(e["ranges"]) // 2 for e in run.of("frames-needed") if e["status"] == OFX_OK}
         for e in renders[1:]:  # the declared frames (t's refinement window), t once more for the output
             assert 0 < e["fetched"] <= needed[e["time"]] + 1 < N, (e, needed.get(e["time"]))
+
+
+def test_keep_slow_param_reaches_the_engine(tmp_path, tmp_path_factory):
+    """Keep slow changes through the real bundle: a fading clip rendered with keep_slow=4 is
+    byte-identical to ``deflicker run --keep-slow 4`` and differs from the default (auto: one
+    second, longer than this 12-frame clip, so it flattens)."""
+    _, flickering = flicker_clip(N, H, W, seed=5)
+    fading = write_clip(tmp_path / "fade.mkv", flickering * np.linspace(1.0, 0.35, N, dtype=np.float32)[:, None, None, None])
+    kept = cli_reference(fading, tmp_path_factory, extra=("--keep-slow", "4"))
+    flat = cli_reference(fading, tmp_path_factory)
+    run = run_host("render", built(BUNDLE), fading, "-o", tmp_path / "out.mkv", "--param", "keep_slow=4")
+    assert all(s == OFX_OK for _, s in run.statuses()), run.explain()
+    assert_same(tmp_path / "out.mkv", kept, run)
+    assert np.abs(kept.astype(np.int64) - flat.astype(np.int64)).max() > 655  # over 1% of full scale
 
 
 def test_reanalyze_on_ui_instance_while_render_instance_renders(clip, reference, tmp_path):

@@ -185,7 +185,8 @@ def test_frames_enter_python_as_top_down_readonly_views(built: Path, tmp_path: P
         assert not facts["writeable"] and not facts["owndata"]  # a view of the host's memory, no copy
         assert facts["top_left"] == pytest.approx([_value(0, 0, 0, c) * scale[bpc] for c in range(4)], abs=0.5 if bpc == 2 else 1e-6)
         assert facts["bottom_left"] == pytest.approx([_value(0, 15, 0, c) * scale[bpc] for c in range(4)], abs=0.5 if bpc == 2 else 1e-6)
-        assert facts["settings"] == {"strength": 1.0, "method": "fast", "local_refinement": True, "analysis_size": 256}
+        assert facts["settings"] == {"strength": 1.0, "method": "fast", "local_refinement": True, "analysis_size": 256,
+                                     "keep_slow": -1}
         assert "/leaked-path" not in facts["sys_path"]  # isolated: the host's PYTHONPATH/PYTHONHOME ignored
     assert "started embedded Python" in (tmp_path / "deflicker-ofx.log").read_text()
 

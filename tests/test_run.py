@@ -57,7 +57,8 @@ def _run_cli(*args: str) -> subprocess.CompletedProcess:
 
 
 @pytest.mark.parametrize("case, code", [("missing", 3), ("unwritable", 3), ("refusing", 3), ("report", 3), ("same", 3),
-                                        ("strength", 2), ("range", 2), ("empty", 3)])
+                                        ("strength", 2), ("range", 2), ("empty", 3), ("keep-slow", 2),
+                                        ("keep-slow-long", 2)])
 def test_run_errors_are_one_line(case, code, clip_file, tmp_path):
     out = str(tmp_path / "o.mkv")
     args = {
@@ -68,6 +69,8 @@ def test_run_errors_are_one_line(case, code, clip_file, tmp_path):
         "same": ["run", str(clip_file), "-o", str(clip_file)],
         "strength": ["run", str(clip_file), "-o", out, "--strength", "2"],
         "range": ["run", str(clip_file), "-o", out, "--frames", "5:3"],
+        "keep-slow": ["run", str(clip_file), "-o", out, "--keep-slow", "-2"],
+        "keep-slow-long": ["run", str(clip_file), "-o", out, "--keep-slow", "5000"],
         "empty": ["run", str(tmp_path), "-o", out],
     }[case]
     proc = _run_cli(*args, *FAST)

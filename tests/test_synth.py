@@ -132,6 +132,29 @@ def test_names_and_set():
         make_clip("local_astronaut", size=(8, 64))
 
 
+def test_fades_keep_their_ramp_in_the_truth():
+    (clip,) = make_set(size=SMALL, frames=6, names=["fade_black_w3_chelsea"])
+    assert len(clip.clean) == 72  # never shorter than its 60-frame ramp
+    level = clip.clean.mean(axis=(1, 2, 3))
+    assert np.all(np.diff(level[6:67:6]) < 0) and level[0] > 0.2 and level[-1] == 0.0  # the fade to black is truth
+    assert not np.allclose(clip.flickering[:6].mean(axis=(1, 2, 3)), level[:6], atol=0.01)  # flicker on top
+    sunrise = make_clip("fade_sunrise_w1_motorcycle", size=SMALL, frames=72).clean.mean(axis=(1, 2, 3))
+    assert sunrise[-1] > 2 * sunrise[0]
+
+
+def test_repeated_frames_are_exact_in_the_truth_and_lossy_in_the_input():
+    clip = make_clip("repeat_pulldown_chelsea", size=SMALL, frames=10)
+    groups = [(0, 1), (2, 3, 4), (5, 6), (7, 8, 9)]  # 2:3 pulldown
+    for group in groups:
+        for t in group[1:]:
+            assert np.array_equal(clip.clean[t], clip.clean[group[0]])
+            assert np.abs(clip.flow_prev[t]).max() < 1e-6 and clip.valid_prev[t].mean() > 0.8  # the same film frame
+    repeats = [np.abs(clip.flickering[t] - clip.flickering[g[0]]).max() for g in groups for t in g[1:]]
+    distinct = [np.abs(clip.flickering[g[0]] - clip.flickering[g[0] - 1]).mean() for g in groups[1:]]
+    assert max(repeats) > 0 and max(repeats) < 0.2 and min(distinct) > 0.01  # libx264: near-identical, not exact
+    assert not np.array_equal(clip.clean[1], clip.clean[2])
+
+
 def test_save_load_round_trip(tmp_path):
     clip = make_clip("processed_clahe_astronaut", size=SMALL, frames=6, seed=2)
     path = save_clip(clip, tmp_path)

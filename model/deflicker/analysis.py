@@ -1,4 +1,4 @@
-"""The per-clip analysis: proxies, exact repeats, shot cuts, flows, static regions and one atlas per shot.
+"""The per-clip analysis: proxies, repeated frames, shot cuts, flows, static regions and one atlas per shot.
 
 ``analyze_clip(source, settings)`` streams the clip once (one frame in memory at full
 resolution), keeps brightness-normalizable proxies of ``analysis_size`` on the long side,
@@ -22,6 +22,7 @@ from deflicker.errors import ModelLoadError
 from deflicker.flow import flow_input, flow_pair, flows_both
 from deflicker.image import local_contrast, local_correlation, proxy_shape, resize, rgb
 from deflicker.progress import CancelCheck, Progress, check_cancel, report, scaled
+from deflicker.repeats import is_repeat
 from deflicker.settings import Settings
 from deflicker.source import FrameSource
 from deflicker import static_regions
@@ -30,7 +31,7 @@ from deflicker.warp import inside_mask, warp
 log = logging.getLogger(__name__)
 
 #: Bumped whenever the analysis or its stored layout changes (old cache entries recompute).
-FORMAT_VERSION = 11
+FORMAT_VERSION = 12
 
 Atlas = Union[FastAtlas, Any]  # FastAtlas or deflicker.atlas_neural.NeuralAtlas
 
@@ -95,6 +96,7 @@ class ClipAnalysis:
     local_levels: Optional[np.ndarray] = None  # per shot, in [0, 1]; None: treat every shot as local
     static: Optional[np.ndarray] = None  # (shots, h, w) bool: static_regions.static_mask per shot; None: none
     content: Optional[ContentDigests] = None  # what it was made from (deflicker.content; the cache stores it)
+    frame_means: Optional[np.ndarray] = None  # (n, 3) every frame's mean proxy colour (proxy units)
 
     @property
     def frame_count(self) -> int:
@@ -188,6 +190,8 @@ class ClipAnalysis:
             out["local_levels"] = self.local_levels
         if self.static is not None:
             out["static"] = self.static
+        if self.frame_means is not None:
+            out["frame_means"] = self.frame_means
         for i, atlas in enumerate(self.atlases):
             out.update({f"shot{i}.{k}": v for k, v in atlas.to_arrays().items()})
         return out
@@ -206,11 +210,12 @@ class ClipAnalysis:
                 prefix = f"shot{i}."
                 atlases.append(kind.from_arrays({k[len(prefix):]: v for k, v in arrays.items() if k.startswith(prefix)}))
             shape = tuple(int(v) for v in arrays["shape"])
-            levels, static = arrays.get("local_levels"), arrays.get("static")
+            levels, static, means = arrays.get("local_levels"), arrays.get("static"), arrays.get("frame_means")
             return cls(shape=(shape[0], shape[1]), scale=float(arrays["scale"]),
                        canonical=np.asarray(arrays["canonical"], np.int64), shots=shots, atlases=atlases, method=method,
                        local_levels=None if levels is None else np.asarray(levels, np.float64),
-                       static=None if static is None else np.asarray(static, bool))
+                       static=None if static is None else np.asarray(static, bool),
+                       frame_means=None if means is None else np.asarray(means, np.float64))
         except (KeyError, ValueError, TypeError) as exc:
             raise ModelLoadError(f"incomplete analysis: {exc}") from None
 
@@ -225,7 +230,9 @@ def _atlas_class(method: str) -> Any:
 
 def read_proxies(source: FrameSource, settings: Settings, progress: Optional[Progress],
                  cancel: Optional[CancelCheck]) -> tuple[np.ndarray, np.ndarray]:
-    """(proxies (n, h, w, 3) float16 in clip units, canonical (n,)) in one pass over the clip.
+    """(proxies (n, h, w, 3) float16 in clip units, canonical (n,)) in one pass over the clip;
+    a frame's canonical frame is its first exact occurrence or, for a near-identical repeat of
+    the previous distinct frame (:func:`deflicker.repeats.is_repeat`), that frame.
 
     Proxies are stored at half precision (relative error 1e-3; appearance is low-frequency), so
     a 1000-frame clip at the default 256-pixel proxy holds about 220 MB.
@@ -241,6 +248,8 @@ def read_proxies(source: FrameSource, settings: Settings, progress: Optional[Pro
         proxies[t] = resize(rgb(first if t == 0 else source[t]), shape)
         digest = hashlib.blake2b(proxies[t].tobytes(), digest_size=16).digest()
         canonical[t] = seen.setdefault(digest, t)
+        if canonical[t] == t and t > 0 and is_repeat(proxies[t], proxies[canonical[t - 1]]):
+            canonical[t] = canonical[t - 1]  # a lossy-coded repeat of the previous distinct frame
         report(progress, (t + 1) / n, f"reading frame {t + 1}/{n}")
     return proxies, canonical
 
@@ -298,7 +307,8 @@ def analyze_clip(source: FrameSource, settings: Settings, progress: Optional[Pro
     static = np.stack([static_regions.static_mask(proxies[int(shots[i]):int(shots[i + 1])], display=scale == 1.0)
                        for i in range(len(shots) - 1)])
     analysis = ClipAnalysis(shape=(proxies.shape[1], proxies.shape[2]), scale=scale, canonical=canonical, shots=shots,
-                            atlases=atlases, method=settings.method, static=static, content=content)
+                            atlases=atlases, method=settings.method, static=static, content=content,
+                            frame_means=np.array([p.mean(axis=(0, 1), dtype=np.float64) for p in proxies]))
     if all(isinstance(a, FastAtlas) for a in atlases):
         analysis.local_levels = np.array([local_flicker_level(analysis, proxies, int(shots[i]), int(shots[i + 1]), cancel)
                                           for i in range(len(atlases))])

@@ -138,7 +138,7 @@ def check_targets(results: dict[str, Any], ours: str = OURS) -> list[Target]:
         _per_clip_target(f"processed clips: PSNR({ours}) to the input >= 25 dB", processed, ours,
                          lambda e: _value(e, ours, "psnr"), lambda v: v >= 25.0, lowest, " dB"),
     ]
-    return out + _film_targets(clips, ours)
+    return out + _film_targets(clips, ours) + time_targets(clips, ours)
 
 
 def _film_targets(clips: list[dict[str, Any]], ours: str) -> list[Target]:
@@ -154,6 +154,31 @@ def _film_targets(clips: list[dict[str, Any]], ours: str) -> list[Target]:
                          lambda e: _ratio(e, ours, "ffmpeg"), lambda v: v < 1.0, max, "x ffmpeg"),
         _per_clip_target(f"old film: detail kept({ours}) >= {OLD_FILM_DETAIL}", film, ours,
                          lambda e: _value(e, ours, "detail"), lambda v: v >= OLD_FILM_DETAIL, min, ""),
+    ]
+
+
+def _brightness_correlation(entry: dict[str, Any], method: str) -> Optional[float]:
+    """Pearson correlation of a method's per-frame mean brightness with the clean clip's."""
+    import numpy as np
+
+    curve, truth = entry["brightness"].get(method), entry["brightness"]["clean"]
+    if curve is None or np.std(curve) == 0 or np.std(truth) == 0:
+        return None
+    return float(np.corrcoef(truth, curve)[0, 1])
+
+
+def time_targets(clips: list[dict[str, Any]], ours: str = OURS) -> list[Target]:
+    """Issue 13's targets for content that changes over time: fades keep their ramp, lossy
+    repeated frames come out identical."""
+    fades = [e for e in clips if e["family"] == "fade"]
+    repeats = [e for e in clips if e["family"] == "repeat"]
+    return [
+        _per_clip_target(f"fade clips: PSNR({ours}) >= PSNR(raw) + 6 dB", fades, f"{ours}, raw",
+                         lambda e: _diff(e, ours, "raw", "psnr"), lambda v: v >= 6.0, min, " dB over raw"),
+        _per_clip_target(f"fade clips: brightness of {ours} follows the clean ramp (Pearson r >= 0.98)", fades, ours,
+                         lambda e: _brightness_correlation(e, ours), lambda v: v >= 0.98, min, ""),
+        _per_clip_target(f"repeat clips: repeated frames of {ours} equal within 1/255", repeats, ours,
+                         lambda e: _value(e, ours, "repeat_max"), lambda v: v <= 1.0 / 255, max, " max difference"),
     ]
 
 

@@ -140,6 +140,7 @@ class Session:
         self._owns_source = owns_source
         self._analysis_lock = threading.Lock()
         self._memo: OrderedDict[tuple, Any] = OrderedDict()
+        self._trends: dict[tuple, np.ndarray] = {}  # (analysis id, shot, span) -> kept trend; a few floats a frame
         self._memo_lock = threading.Lock()
 
     def __enter__(self) -> "Session":
@@ -180,6 +181,7 @@ class Session:
                                                  force=force or stale, progress=progress, cancel=cancel)
                 with self._memo_lock:
                     self._memo.clear()
+                    self._trends.clear()
                 self.analysis, self.cache_path = analysis, path
             return self.analysis
 
@@ -195,8 +197,9 @@ class Session:
         return list(range(max(start, c - k), min(end, c + k + 1)))
 
     def frames_needed(self, t: int, settings: Optional[Settings] = None) -> list[int]:
-        """Every source frame render(t) may read: the window and t itself."""
-        return sorted(set(self.window(t, settings)) | {t})
+        """Every source frame render(t) may read: the window around t's canonical frame (t's first
+        occurrence when it repeats an earlier frame), which holds that frame."""
+        return self.window(t, settings)
 
     def render(self, t: int, settings: Optional[Settings] = None, *, stage: str = "full",
                cancel: Optional[CancelCheck] = None) -> np.ndarray:
@@ -232,27 +235,64 @@ class Session:
     def _render(self, analysis: "ClipAnalysis", t: int, s: Settings, stage: str) -> np.ndarray:
         """Frame t rendered with ``analysis``; ContentMismatch when a frame it reads is not one
         the analysis was made from."""
-        frame = self.source[t]
         if s.strength == 0.0:
-            return np.array(frame, dtype=np.float32, copy=True)
+            return np.array(self.source[t], dtype=np.float32, copy=True)
+        # A repeated frame renders as its first occurrence, pixels included, so the output
+        # repeats it exactly even where lossy coding made the input's repeats differ.
+        c = int(analysis.canonical[t])
+        frame = self.source[c]
         out = np.array(frame, dtype=np.float32, copy=True)
         image = rgb(frame)
+        from deflicker.slow_changes import apply_trend, trend_coefficients
+
+        trend = None if stage == "refine-only" else self.slow_trend(c, s, analysis)
         if stage == "atlas":
-            c = int(analysis.canonical[t])
-            atlas = analysis.atlas_frame(c, size=frame.shape[:2], proxy=_checked_proxy(analysis, t, frame)) * analysis.scale
+            atlas = analysis.atlas_frame(c, size=frame.shape[:2], proxy=_checked_proxy(analysis, c, frame))
+            atlas = (atlas if trend is None else apply_trend(atlas, trend)) * analysis.scale
             out[..., :3] = image + s.strength * (atlas - image)
             return out
-        coeffs, guide = self._coefficients(analysis, t, s, stage, frame)
+        coeffs, guide = self._coefficients(analysis, c, s, stage, frame)
         from deflicker.correction import apply_affine, fill_clipped
         from deflicker.static_regions import keep_static
 
         display = analysis.scale == 1.0
+        if trend is not None:
+            coeffs = trend_coefficients(coeffs, trend)
         corrected = apply_affine(image, coeffs, scale=analysis.scale, strength=s.strength)
         if guide is not None and display:
-            corrected = fill_clipped(corrected, image, guide.image, strength=s.strength,
-                                     bound=analysis.colour_coefficients(int(analysis.canonical[t])))
-        out[..., :3] = keep_static(corrected, image, analysis.static_mask(t), display=display)
+            fill, bound = guide.image, analysis.colour_coefficients(c)
+            if trend is not None:
+                fill = apply_trend(fill, trend)
+                bound = None if bound is None else trend_coefficients(bound, trend)
+            corrected = fill_clipped(corrected, image, fill, strength=s.strength, bound=bound)
+        out[..., :3] = keep_static(corrected, image, analysis.static_mask(c), display=display)
         return out
+
+    def slow_trend(self, t: int, settings: Optional[Settings] = None,
+                   analysis: Optional["ClipAnalysis"] = None) -> Optional[np.ndarray]:
+        """The slow trend (2, 3: gains, offsets) of frame t's colour that the render keeps (Keep
+        slow changes, :mod:`deflicker.slow_changes`), None when off or the atlas has no colour fit.
+        One smoothing per shot and span, kept for the session (pure)."""
+        from deflicker.atlas import FastAtlas
+        from deflicker.slow_changes import slow_colour, span_frames
+
+        s = settings or self.settings
+        analysis = analysis or self.analyze()
+        span = span_frames(int(s.keep_slow), self.source.info.fps)
+        shot = analysis.shot_index(t)
+        atlas = analysis.atlases[shot]
+        if span <= 0 or not isinstance(atlas, FastAtlas):
+            return None
+        key = (id(analysis), shot, span)
+        with self._memo_lock:
+            trend = self._trends.get(key)
+        if trend is None:
+            start, end = analysis.shot_range(t)
+            means = analysis.frame_means if analysis.scale == 1.0 else None  # black and white exist on display clips
+            trend = slow_colour(atlas.colour, span, None if means is None else means[start:end])
+            with self._memo_lock:
+                self._trends[key] = trend
+        return trend[t - int(analysis.shots[shot])]
 
     def _render_settings(self, settings: Optional[Settings]) -> Settings:
         if settings is None:

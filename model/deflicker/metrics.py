@@ -169,7 +169,9 @@ def score(frames: Frames, clip: "SynthClip") -> dict[str, float]:
     """{"ewarp", "psnr", "ssim", "detail"} of a method's output on a synthetic clip, and
     "static" (:func:`static_error`) for clips with a static region. PSNR and SSIM compare with
     the clean clip, or with the processed clip itself when ``clip.target_is_clean`` is False
-    (faithfulness to the processed look); detail (:func:`detail_kept`) with the input."""
+    (faithfulness to the processed look); detail (:func:`detail_kept`) with the input. Where the
+    clean clip repeats frames, also "repeat_max": the largest difference between an output frame
+    and its first occurrence's."""
     x = _rgb(frames)
     reference = clip.clean if clip.target_is_clean else clip.flickering
     if x.shape != reference.shape:
@@ -178,7 +180,21 @@ def score(frames: Frames, clip: "SynthClip") -> dict[str, float]:
            "psnr": psnr(x, reference), "ssim": ssim(x, reference), "detail": detail_kept(x, clip.flickering)}
     if clip.static is not None:
         out["static"] = static_error(x, clip.flickering, clip.static)
+    pairs = repeated_frames(clip.clean)
+    if pairs:
+        out["repeat_max"] = max(float(np.abs(x[t] - x[first]).max()) for t, first in pairs)
     return out
+
+
+def repeated_frames(clean: Frames) -> list[tuple[int, int]]:
+    """(t, first occurrence) of every frame of ``clean`` that repeats the one before it exactly."""
+    pairs, first = [], 0
+    for t in range(1, len(clean)):
+        if np.array_equal(clean[t], clean[t - 1]):
+            pairs.append((t, first))
+        else:
+            first = t
+    return pairs
 
 
 def floor(clip: "SynthClip") -> float:

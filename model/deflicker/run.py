@@ -25,6 +25,21 @@ def parse_range(text: str) -> tuple[int, int]:
     return start, end
 
 
+def parse_keep_slow(text: str) -> int:
+    """'auto' -> AUTO (-1), or a frame count >= 0."""
+    from deflicker.slow_changes import AUTO
+
+    if text.strip().lower() == "auto":
+        return AUTO
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"--keep-slow takes 'auto' or a number of frames >= 0, not {text!r}")
+    return value
+
+
 def add_settings_arguments(parser: argparse.ArgumentParser) -> None:
     """The options that build :class:`Settings` (shared by run and analyze)."""
     d = Settings()
@@ -58,7 +73,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
     """Settings from parsed CLI options (validated)."""
     values = {"method": args.method, "analysis_size": args.analysis_size, "device": args.device}
     if hasattr(args, "strength"):
-        values.update(strength=args.strength, local_refinement=not args.no_refine)
+        values.update(strength=args.strength, local_refinement=not args.no_refine, keep_slow=args.keep_slow)
     return Settings.from_dict(values)
 
 
@@ -73,6 +88,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--strength", type=float, default=Settings().strength, help="0 = input, 1 = full (default: %(default)s)")
     parser.add_argument("--no-refine", action="store_true", help="skip the local refinement")
     add_frames_argument(parser)
+    parser.add_argument("--keep-slow", type=parse_keep_slow, default=Settings().keep_slow, metavar="FRAMES|auto",
+                        help="keep brightness and colour changes slower than FRAMES (fades, exposure ramps) as "
+                             "content; 0 flattens everything (default: auto, about one second of the clip)")
     parser.add_argument("--codec", default=None, help="output codec: ffv1 (lossless), h264, prores")
     parser.add_argument("--report", default=None, metavar="PNG", help="write a before/after plot")
     add_input_arguments(parser)

@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 MAX_SESSIONS = 4
 
 #: The plugin's parameters that map onto Settings fields.
-PLUGIN_FIELDS = ("strength", "method", "local_refinement", "analysis_size")
+PLUGIN_FIELDS = ("strength", "method", "local_refinement", "analysis_size", "keep_slow")
 
 
 class ModelServer:
@@ -224,7 +224,8 @@ def settings_from_plugin(values: Mapping[str, Any]) -> Settings:
 
 def _render_fields(values: Mapping[str, Any]) -> dict[str, Any]:
     settings = settings_from_plugin(values)
-    return {"strength": settings.strength, "local_refinement": settings.local_refinement}
+    return {"strength": settings.strength, "local_refinement": settings.local_refinement,
+            "keep_slow": settings.keep_slow}
 
 
 def _clip_info(info: Mapping[str, Any]) -> ClipInfo:

@@ -19,6 +19,8 @@ METHODS = ("fast", "neural")
 #: The Settings fields that change the per-clip analysis; every other field is render-only.
 ANALYSIS_FIELDS = ("method", "analysis_size", "flow", "atlas")
 DEVICES = ("auto", "cpu", "cuda")
+#: The longest Keep slow changes span, frames (about 40 s at 24 fps).
+MAX_KEEP_SLOW = 1000
 
 
 #: Frame sizes (height, width) that size options accept by name.
@@ -113,7 +115,7 @@ class RefineSettings:
 class Settings:
     """Everything that shapes a deflicker result.
 
-    The first five fields are the user-facing controls (CLI options, OFX parameters).
+    The first six fields are the user-facing controls (CLI options, OFX parameters).
     """
 
     strength: float = 1.0  # 0 = input unchanged, 1 = full correction
@@ -121,6 +123,7 @@ class Settings:
     local_refinement: bool = True
     analysis_size: int = 256  # long side of the proxy the analysis works at, pixels
     device: str = "auto"  # auto | cpu | cuda
+    keep_slow: int = -1  # frames: colour changes slower than this are content and kept; 0 = off, -1 = auto (~1 s)
     flow: FlowSettings = field(default_factory=FlowSettings)
     atlas: AtlasSettings = field(default_factory=AtlasSettings)
     filter: FilterSettings = field(default_factory=FilterSettings)
@@ -131,6 +134,9 @@ class Settings:
         _require(self.method in METHODS, f"method must be one of {', '.join(METHODS)}, not {self.method!r}")
         _require(64 <= int(self.analysis_size) <= 1024, f"analysis_size must be in [64, 1024], not {self.analysis_size}")
         _require(self.device in DEVICES, f"device must be one of {', '.join(DEVICES)}, not {self.device!r}")
+        _require(isinstance(self.keep_slow, (int, float)) and float(self.keep_slow) == int(self.keep_slow)
+                 and -1 <= int(self.keep_slow) <= MAX_KEEP_SLOW,
+                 f"keep_slow must be -1 (auto), 0 (off) or frames up to {MAX_KEEP_SLOW}, not {self.keep_slow}")
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> "Settings":
@@ -172,4 +178,4 @@ class Settings:
 _SUBGROUPS = {"flow": FlowSettings, "atlas": AtlasSettings, "filter": FilterSettings, "refine": RefineSettings}
 
 #: The user-facing fields, in the order the plugin shows them.
-USER_FIELDS = ("strength", "method", "local_refinement", "analysis_size", "device")
+USER_FIELDS = ("strength", "method", "local_refinement", "analysis_size", "device", "keep_slow")

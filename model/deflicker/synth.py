@@ -29,20 +29,24 @@ import numpy as np
 
 from deflicker.errors import InvalidSettingsError, VideoIOError
 from deflicker.settings import parse_size
+from deflicker import synth_time
 from deflicker.synth_film import KINDS as FILM_KINDS, finish as finish_film, weave
-from deflicker.synth_flicker import KINDS, PROCESSING
+from deflicker.synth_flicker import KINDS as FLICKER_KINDS, PROCESSING
 from deflicker.synth_motion import PHOTOS, Scene, exact_flow, make_scene, render
 
 log = logging.getLogger(__name__)
 
-FAMILIES = ("global", "local", "mains", "timelapse", "processed", "long", "gate", "static", "oldfilm")
+FAMILIES = ("global", "local", "mains", "timelapse", "processed", "long", "gate", "static", "oldfilm", "fade", "repeat")
+KINDS = {**FLICKER_KINDS, **synth_time.KINDS}
 FORMAT_VERSION = 1
 #: the standard set (without the long clip), photos varied between clips
 STANDARD = ("global_w1_astronaut", "global_w3_chelsea", "global_w10_coffee", "local_rocket", "mains_motorcycle",
             "timelapse_astronaut", "processed_autolevels_chelsea", "processed_greyworld_coffee",
             "processed_clahe_rocket", "processed_detail_motorcycle",
             "gate_letterbox_astronaut", "gate_pillarbox_chelsea", "static_black_coffee", "static_white_rocket",
-            "oldfilm_motorcycle", "oldfilm_chelsea")
+            "oldfilm_motorcycle", "oldfilm_chelsea",
+            "fade_dusk_w1_coffee", "fade_dusk_w3_rocket", "fade_black_w3_chelsea", "fade_sunrise_w1_motorcycle",
+            "repeat_x2_astronaut", "repeat_pulldown_chelsea")
 LONG = "long_global_coffee"
 MIN_SIDE = 16
 
@@ -114,12 +118,12 @@ def make_clip(name: str, *, size: Sequence[int] = (96, 128), frames: int = 24, s
     kind, _ = parse_name(name)
     film = FILM_KINDS.get(kind)
     film_rng = np.random.default_rng([seed, _name_key(name), 2])
-    scene = make_scene_for(name, size=size, frames=frames, seed=seed)
+    scene = synth_time.film_scene(kind, make_scene_for(name, size=size, frames=frames, seed=seed))
     if film is not None:
         scene = weave(scene, film, film_rng)
     h, w = scene.size
     layers = [render(scene, t) for t in range(frames)]
-    clean = np.stack([layer.image for layer in layers])
+    clean = synth_time.truth(kind, np.stack([layer.image for layer in layers]))
     flow_prev = np.zeros((frames, h, w, 2), np.float32)
     valid_prev = np.zeros((frames, h, w), bool)
     flow_first = np.zeros((frames, h, w, 2), np.float32)
@@ -163,7 +167,8 @@ def make_set(*, size: Sequence[int] = (96, 128), frames: int = 24, seed: int = 0
     for name in chosen:
         parse_name(name)
     for name in chosen:
-        n = long_frames if family_of(parse_name(name)[0]) == "long" else frames
+        kind = parse_name(name)[0]
+        n = long_frames if family_of(kind) == "long" else synth_time.clip_frames(kind, frames)
         yield make_clip(name, size=size, frames=n, seed=seed)
 
 
