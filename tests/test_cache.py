@@ -307,6 +307,7 @@ def test_bad_index_is_refused_and_replaced(frames, tmp_path, caplog):
     ("local_levels", np.array([7.0])),
     ("content.frames", np.zeros((7, 16), np.uint8)),
     ("static", np.zeros((1, 3, 3), bool)),
+    ("frame_means", np.full((8, 3), np.inf)),
 ])
 def test_out_of_range_members_are_refused_and_replaced(frames, tmp_path, member, value):
     path = _stored(frames, tmp_path)

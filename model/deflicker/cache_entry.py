@@ -179,6 +179,10 @@ def check_analysis(analysis: ClipAnalysis, frame_count: int, shape: tuple[int, i
     static = analysis.static
     _require(static is None or (static.shape == (len(shots) - 1, *shape) and static.dtype == bool),
              "static regions do not fit the shots")
+    means = analysis.frame_means
+    _require(means is None or (means.shape == (n, 3) and bool(np.isfinite(means).all())
+                               and bool((np.abs(means) <= 1e6).all())),
+             "frame means do not fit the clip")
     for s, atlas in enumerate(analysis.atlases):
         length = int(shots[s + 1] - shots[s])
         if isinstance(atlas, FastAtlas):
