@@ -134,7 +134,8 @@ class ModelServer:
         render_settings = clip.settings.replace(**_render_fields(settings))
         session = clip.session
         if session is not None and session.analyzed:
-            return session.frames_needed(int(t), render_settings)
+            needed: list[int] = session.frames_needed(int(t), render_settings)
+            return needed
         k = render_settings.refine.window if render_settings.local_refinement else 0
         return list(range(max(0, t - k), min(clip.info.frame_count, t + k + 1)))
 
