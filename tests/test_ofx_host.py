@@ -7,7 +7,8 @@ Three groups of scenarios, each on a tiny real clip (64x48, 12 frames, 16- or 8-
 * the Deflicker bundle: describe, out-of-order and threaded renders byte-identical to
   ``deflicker run``, Reanalyze while another instance renders, two processes sharing one cache,
   abort and cancel during analysis, a host that started Python first, bad input frames, depths and
-  RGB, each byte-identical to ``deflicker run``;
+  RGB, each byte-identical to ``deflicker run``; a premultiplied RGBA source (``--premult``) against
+  the same picture handed over straight;
 * the Deflicker bundle over tests/_plugin_fake_server.py (frame * strength): the C++ side alone.
 
 The build directory is $DEFLICKER_BUILD_DIR or build/ (``make test`` builds it first). Without
