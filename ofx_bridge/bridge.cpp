@@ -241,6 +241,7 @@ DfkStatus dfk_open_clip(const char *instance_id, const DfkClipInfo *info, const 
     clip["frame_count"] = info->frame_count;
     clip["fps"] = info->fps;
     clip["bit_depth"] = info->bit_depth;
+    clip["premultiplied"] = info->premultiplied != 0;
     Callables calls(cb);
     const py::object key = server.attr("open_clip")(instance_id ? instance_id : "", clip, settings_dict(settings),
                                                     calls.fetch, persisted_key ? persisted_key : "");

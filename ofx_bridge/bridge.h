@@ -63,6 +63,7 @@ typedef struct DfkClipInfo {
   int width, height, channels, frame_count;
   double fps;
   int bit_depth; /* 8, 16 or 32 */
+  int premultiplied; /* nonzero: RGBA frames hold colour * alpha (kOfxImagePreMultiplied) */
 } DfkClipInfo;
 
 /** The plugin's settings (deflicker.server.PLUGIN_FIELDS, deflicker.Settings field names). */

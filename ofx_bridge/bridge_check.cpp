@@ -81,7 +81,7 @@ DfkCallbacks callbacks(Host &h) { return DfkCallbacks{&h, fetch, release, progre
 DfkSettings settings(double strength, const char *method = "fast") { return DfkSettings{strength, method, 1, 256, -1}; }
 
 std::string open(Host &h, const DfkSettings &s, DfkStatus *status, std::string *err) {
-  const DfkClipInfo info{kW, kH, h.ch, kFrames, 24.0, h.bpc == 1 ? 8 : h.bpc == 2 ? 16 : 32};
+  const DfkClipInfo info{kW, kH, h.ch, kFrames, 24.0, h.bpc == 1 ? 8 : h.bpc == 2 ? 16 : 32, 0};
   char key[256] = {0}, msg[512] = {0};
   const DfkCallbacks cb = callbacks(h);
   *status = dfk_open_clip("instance-1", &info, &s, &cb, "persisted", key, sizeof key, msg, sizeof msg);

@@ -48,6 +48,10 @@ OfxStatus clip_preferences(Instance &inst, OfxPropertySetHandle out) {
   const std::string comps = get_string(props, kOfxImageEffectPropComponents);
   if (comps == kOfxImageComponentRGB || comps == kOfxImageComponentRGBA)
     set_string(out, (std::string(kOfxImageClipPropComponentsPrefix) + kOfxImageEffectOutputClipName).c_str(), comps);
+  // The output is premultiplied exactly when the source is (the correction runs on straight colour in between).
+  const std::string premult = get_string(props, kOfxImageEffectPropPreMultiplication);
+  if (premult == kOfxImagePreMultiplied || premult == kOfxImageUnPreMultiplied || premult == kOfxImageOpaque)
+    set_string(out, kOfxImageEffectPropPreMultiplication, premult);
   return kOfxStatOK;
 }
 

@@ -89,9 +89,9 @@ struct SettingsAt {
   }
 };
 
-/** Facts of the source clip at time t: size, layout, frame range. The size is that of the image
- *  the host hands over at t (its bounds) where `from_image`, else the region of definition's:
- *  hosts may report a region of definition in other units or larger than the images. */
+/** Facts of the source clip at time t: size, layout, frame range, premultiplication. The size is
+ *  that of the image the host hands over at t (its bounds) where `from_image`, else the region of
+ *  definition's: hosts may report a region of definition in other units or larger than the images. */
 struct SourceFacts {
   DfkClipInfo info{};
   double first = 0.0;  // time of source index 0
@@ -120,12 +120,14 @@ struct SourceFacts {
     info.frame_count = range.size() == 2 ? static_cast<int>(std::floor(range[1]) - first) + 1 : 0;
     info.fps = get_double(props, kOfxImageEffectPropFrameRate, 0, 24.0);
     info.bit_depth = depth == kOfxBitDepthByte ? 8 : depth == kOfxBitDepthShort ? 16 : 32;
+    info.premultiplied = info.channels == 4 && get_string(props, kOfxImageEffectPropPreMultiplication) == kOfxImagePreMultiplied;
   }
 
   std::string signature(const SettingsAt &s) const {
     return std::to_string(info.width) + "x" + std::to_string(info.height) + "x" + std::to_string(info.channels) + "/" +
            std::to_string(info.frame_count) + "@" + std::to_string(info.fps) + "/" + std::to_string(info.bit_depth) +
-           "/" + std::to_string(first) + "/" + s.method + "/" + std::to_string(s.dfk.analysis_size);
+           "/" + std::to_string(first) + (info.premultiplied ? "/premultiplied/" : "/") + s.method + "/" +
+           std::to_string(s.dfk.analysis_size);
   }
 };
 

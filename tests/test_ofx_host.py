@@ -7,7 +7,8 @@ Three groups of scenarios, each on a tiny real clip (64x48, 12 frames, 16- or 8-
 * the Deflicker bundle: describe, out-of-order and threaded renders byte-identical to
   ``deflicker run``, Reanalyze while another instance renders, two processes sharing one cache,
   abort and cancel during analysis, a host that started Python first, bad input frames, depths and
-  RGB, each byte-identical to ``deflicker run``;
+  RGB, each byte-identical to ``deflicker run``; a premultiplied RGBA source (``--premult``) against
+  the same picture handed over straight;
 * the Deflicker bundle over tests/_plugin_fake_server.py (frame * strength): the C++ side alone.
 
 The build directory is $DEFLICKER_BUILD_DIR or build/ (``make test`` builds it first). Without
@@ -514,6 +515,52 @@ def test_committed_sample_is_what_make_sample_writes():
         assert (sample.info.width, sample.info.height, sample.info.bit_depth) == (make_sample.WIDTH, make_sample.HEIGHT, 8)
         assert len(sample) == make_sample.FRAMES
         assert all(np.abs(sample[t] - expected[t]).max() < 1e-6 for t in range(len(sample)))
+
+
+# ------------------------------------------------------------------ premultiplied alpha
+
+
+def alpha_clip(path: Path, soft: bool) -> Path:
+    """The flickering clip with an alpha that varies across the frame and over time, as a 16-bit RGBA
+    FFV1 file: a soft ramp (0 at its left edge) or a hard matte of 0/1 blocks; colour 0 where alpha is 0."""
+    _, flickering = flicker_clip(N, H, W, seed=5)
+    x, y = np.meshgrid(np.linspace(0, 1, W, dtype=np.float32), np.linspace(0, 1, H, dtype=np.float32))
+    ramp = x * (0.5 + 0.5 * y) if soft else ((x * 4).astype(int) + (y * 3).astype(int)) % 2 * np.float32(1)
+    alpha = np.stack([np.roll(ramp, 2 * t, axis=1) for t in range(N)])[..., None]
+    rgba = np.concatenate([flickering * (alpha > 0), alpha], axis=-1)
+    pixels = np.rint(np.clip(rgba, 0, 1) * 65535).astype("<u2")
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-f", "rawvideo", "-pix_fmt", "rgba64le", "-s", f"{W}x{H}", "-r", "24",
+                    "-i", "-", "-c:v", "ffv1", str(path)], input=pixels.tobytes(), check=True)
+    return path
+
+
+@pytest.mark.parametrize("matte", ["soft", "hard"])
+def test_premultiplied_source_is_corrected_on_straight_colour(tmp_path, matte):
+    # The same picture handed over straight and premultiplied (colour * alpha, float): the correction
+    # acts on straight colour, so the premultiplied render is the straight one times alpha.
+    path = alpha_clip(tmp_path / f"{matte}.mkv", soft=matte == "soft")
+    rgba = decode(path).astype(np.float32) / np.float32(65535)
+    caches = [tmp_path / "straight-cache", tmp_path / "premult-cache"] if matte == "soft" else [tmp_path / "cache"] * 2
+    straight = run_host("render", built(BUNDLE), path, "--raw-out", tmp_path / "straight.raw",
+                        env={"DEFLICKER_CACHE_DIR": str(caches[0])})
+    stored = cache_files(caches[1])
+    premult = run_host("render", BUNDLE, path, "--raw-out", tmp_path / "premult.raw", "--premult",
+                       env={"DEFLICKER_CACHE_DIR": str(caches[1])})
+    out_straight, out_premult = (np.fromfile(tmp_path / f"{name}.raw", "<f4").reshape(N, H, W, 4)
+                                 for name in ("straight", "premult"))
+    alpha = rgba[..., 3:]
+    assert np.array_equal(out_straight[..., 3:], alpha) and np.array_equal(out_premult[..., 3:], alpha)
+    assert np.abs(out_straight[..., :3] - rgba[..., :3]).max() > 0.05, "nothing was corrected"
+    np.testing.assert_allclose(out_premult[..., :3], out_straight[..., :3] * alpha, rtol=0, atol=1 / 65535)
+    prefs = premult.of("clip-preferences")[-1]["prefs"]
+    assert prefs["OfxImageEffectPropPreMultiplication"] == ["OfxImageAlphaPremultiplied"], premult.explain()
+    prefs = straight.of("clip-preferences")[-1]["prefs"]
+    assert prefs["OfxImageEffectPropPreMultiplication"] == ["OfxImageAlphaUnPremultiplied"], straight.explain()
+    if matte == "hard":  # colour * alpha is exact here: the straight source's analysis is found, not redone
+        key = straight.final_params(0)["clip_key"]
+        assert premult.final_params(0)["clip_key"] == key + "-premultiplied", premult.final_params(0)
+        assert cache_files(caches[1]) == stored and len(stored) == 1, "the premultiplied source analysed again"
+        assert not premult.of("progress", what="update"), premult.explain()
 
 
 # ------------------------------------------------------------------ how real hosts behave

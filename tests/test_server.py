@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from deflicker import Cancelled, Engine, Settings, VideoIOError
-from deflicker.server import ModelServer
+from deflicker.server import PREMULTIPLIED_SUFFIX, ModelServer
 from deflicker.source import ArraySource
 from tests._clips import flicker_clip
 
@@ -183,3 +183,28 @@ def test_bad_frames_raise_clear_errors(frames, tmp_path, bad):
     assert server.status(key).startswith("failed")
     server.analyze(key, good)  # the server is unharmed
     assert server.status(key) == "analysed"
+
+
+def test_premultiplied_clip_is_corrected_on_straight_colour_and_shares_the_analysis(frames, tmp_path):
+    # Alpha 0, 1/2 and 1 in bands: colour * alpha and back is exact in float, so the premultiplied
+    # source is the straight picture bit for bit once unpremultiplied (colour 0 where alpha is 0).
+    straight = frames.copy()
+    straight[..., 3] = np.float32(1.0)
+    straight[:, :, : straight.shape[2] // 3, 3] = np.float32(0.5)
+    straight[:, :, :4, 3] = np.float32(0.0)
+    straight[..., :3] *= (straight[..., 3:] > 0).astype(np.float32)
+    premultiplied = straight.copy()
+    premultiplied[..., :3] *= premultiplied[..., 3:]
+    server = ModelServer(cache_dir=tmp_path, max_sessions=1)
+    key = server.open_clip("a", _info(straight), PLUGIN, lambda i: straight[i])
+    pm_key = server.open_clip("b", {**_info(premultiplied), "premultiplied": True}, PLUGIN, lambda i: premultiplied[i])
+    assert pm_key == key + PREMULTIPLIED_SUFFIX  # one analysis (cache digest), two in-memory entries
+    out = server.render(key, 3, lambda i: straight[i], PLUGIN)
+    pm_out = server.render(pm_key, 3, lambda i: premultiplied[i], PLUGIN)  # evicts the straight session: from disk
+    assert not np.allclose(out[..., :3], straight[3][..., :3], atol=0.01)  # it corrected something
+    assert np.array_equal(pm_out[..., 3], premultiplied[3][..., 3])
+    np.testing.assert_allclose(pm_out[..., :3], out[..., :3] * out[..., 3:], rtol=0, atol=1e-6)
+    assert (pm_out[:, :4, :3] == 0).all()
+    # The session reopens with the same premultiplied key after an eviction.
+    assert np.array_equal(server.render(key, 3, lambda i: straight[i], PLUGIN), out)
+    assert np.array_equal(server.render(pm_key, 3, lambda i: premultiplied[i], PLUGIN), pm_out)

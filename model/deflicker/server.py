@@ -12,6 +12,16 @@ frame server, a farm node).
 Frames come from the host through ``fetch(i)`` callables that are only valid during the call
 that receives them: the server binds the caller's ``fetch`` to its thread for the duration of
 the call and never keeps a host buffer afterwards.
+
+A clip the host declares premultiplied (``info["premultiplied"]``, RGBA) is analysed and
+corrected on straight colour (:mod:`deflicker.premultiply`) and rendered premultiplied again. Its
+analysis is keyed on the straight frames, so a straight source of the same picture finds it (and
+the other way round) wherever dividing by alpha gives the straight values back bit for bit:
+alpha 0 or 1 (hard mattes, opaque areas). Under a soft alpha the host's rounding of colour * alpha
+moves the last bit of some pixels, the content fingerprint (exact values) differs, and the clip is
+analysed once more: never a wrong analysis, at worst a second one. Its clip key carries
+:data:`PREMULTIPLIED_SUFFIX`, so that the two sources, which hand over different pixels, never
+share one in-memory entry.
 """
 from __future__ import annotations
 
@@ -26,6 +36,7 @@ import numpy as np
 from deflicker.cache_lock import WAITING
 from deflicker.errors import DeflickerError, InvalidSettingsError, UnknownClipError, VideoIOError
 from deflicker.plugin_log import log_to_plugin_log
+from deflicker.premultiply import premultiply
 from deflicker.progress import CancelCheck, Progress
 from deflicker.server_clip import ClipEntry, Fetch, HostSource
 from deflicker.settings import Settings
@@ -38,6 +49,9 @@ MAX_SESSIONS = 4
 
 #: The plugin's parameters that map onto Settings fields.
 PLUGIN_FIELDS = ("strength", "method", "local_refinement", "analysis_size", "keep_slow")
+
+#: Ends the clip key of a premultiplied source (the part before it is the analysis's cache digest).
+PREMULTIPLIED_SUFFIX = "-premultiplied"
 
 
 class ModelServer:
@@ -62,13 +76,17 @@ class ModelServer:
 
     def open_clip(self, instance_id: str, info: Mapping[str, Any], settings: Mapping[str, Any], fetch: Fetch,
                   persisted_key: str = "") -> str:
-        """Register an instance's clip; returns the clip key (content fingerprint + analysis settings)."""
+        """Register an instance's clip; returns the clip key (content fingerprint + analysis settings).
+
+        ``info`` holds deflicker ClipInfo's fields and, optionally, ``premultiplied`` (the host's
+        frames hold colour * alpha).
+        """
         clip_info = _clip_info(info)
         resolved = settings_from_plugin(settings)
-        source = HostSource(clip_info)
+        source = HostSource(clip_info, premultiplied=bool(info.get("premultiplied", False)))
         with source.bound(fetch):
             session = self.engine().open(source, settings=resolved)
-        key = session.key.digest()
+        key = _clip_key(session, source)
         if persisted_key and persisted_key != key:
             log.info("instance %s: clip key changed from %s to %s (new content or settings)", instance_id, persisted_key, key)
         with self._lock:
@@ -105,7 +123,8 @@ class ModelServer:
             session = self._analyze(key, clip, fetch, progress, cancel, force=False)
             render_settings = session.settings.replace(**_render_fields(settings))
             with clip.source.bound(fetch):
-                return session.render(int(t), render_settings, cancel=cancel)
+                frame = session.render(int(t), render_settings, cancel=cancel)
+            return premultiply(frame) if clip.source.premultiplied else frame
 
     def frames_needed(self, key: str, t: int, settings: Mapping[str, Any]) -> list[int]:
         """Source frames render(t) may fetch; [] for a clip this process has not opened."""
@@ -116,7 +135,8 @@ class ModelServer:
         render_settings = clip.settings.replace(**_render_fields(settings))
         session = clip.session
         if session is not None and session.analyzed:
-            return session.frames_needed(int(t), render_settings)
+            needed: list[int] = session.frames_needed(int(t), render_settings)
+            return needed
         k = render_settings.refine.window if render_settings.local_refinement else 0
         return list(range(max(0, t - k), min(clip.info.frame_count, t + k + 1)))
 
@@ -177,10 +197,10 @@ class ModelServer:
             session = clip.session
             if session is None:
                 log.info("reopening clip %s (evicted from memory)", key)
-                source = HostSource(clip.info)
+                source = HostSource(clip.info, clip.source.premultiplied)
                 with source.bound(fetch):
                     session = self.engine().open(source, settings=clip.settings)
-                if session.key.digest() != key:
+                if _clip_key(session, source) != key:
                     raise VideoIOError(f"the source clip's content changed since clip {key} was opened")
                 clip.source, clip.session = source, session
             with self._lock:
@@ -220,6 +240,12 @@ def settings_from_plugin(values: Mapping[str, Any]) -> Settings:
     if unknown:
         raise InvalidSettingsError(f"unknown plugin parameter(s): {', '.join(sorted(unknown))}")
     return Settings.from_dict(dict(values))
+
+
+def _clip_key(session: Any, source: HostSource) -> str:
+    """The server's key of a clip: the analysis's cache digest, marked for a premultiplied source."""
+    digest: str = session.key.digest()
+    return digest + PREMULTIPLIED_SUFFIX if source.premultiplied else digest
 
 
 def _render_fields(values: Mapping[str, Any]) -> dict[str, Any]:

@@ -16,6 +16,7 @@ import numpy as np
 
 from deflicker.errors import VideoIOError
 from deflicker.io_clip import to_float
+from deflicker.premultiply import unpremultiply
 from deflicker.settings import Settings
 from deflicker.source import ClipInfo, check_frame
 
@@ -23,10 +24,16 @@ Fetch = Callable[[int], np.ndarray]
 
 
 class HostSource:
-    """A FrameSource whose frames come from the fetch bound to the calling thread."""
+    """A FrameSource whose frames come from the fetch bound to the calling thread.
 
-    def __init__(self, info: ClipInfo):
+    With ``premultiplied`` (an RGBA clip the host declares premultiplied) every frame comes out
+    unpremultiplied, straight colour: the analysis, its cache key and the correction all see the
+    picture a straight source of the same content would give.
+    """
+
+    def __init__(self, info: ClipInfo, premultiplied: bool = False):
         self.info = info
+        self.premultiplied = premultiplied and info.channels == 4
         self._local = threading.local()
 
     def __len__(self) -> int:
@@ -55,7 +62,10 @@ class HostSource:
         # through the plugin matches `deflicker run` on the same pixels.
         # Float frames stay zero-copy views of the host's buffer (any row stride): the engine
         # copies the channels it uses (deflicker.image.rgb) and keeps no frame.
-        return check_frame(to_float(np.asarray(raw)), self.info, index, contiguous=False)
+        frame = check_frame(to_float(np.asarray(raw)), self.info, index, contiguous=False)
+        if self.premultiplied:  # a new array; checked again: a denormal alpha may overflow the division
+            frame = check_frame(unpremultiply(frame), self.info, index)
+        return frame
 
 
 class ClipGate:
@@ -97,7 +107,7 @@ class ClipEntry:
 
     info: ClipInfo
     settings: Settings
-    source: HostSource
+    source: HostSource  # its ``premultiplied`` says how the clip's frames come from the host
     session: Any  # deflicker.engine.Session or None
     status: str = "not analysed"
     instances: set[str] = field(default_factory=set)

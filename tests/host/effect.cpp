@@ -92,7 +92,10 @@ OfxImageEffectStruct::OfxImageEffectStruct(const OfxImageEffectStruct &desc, int
     c.props.declareString(kOfxImageEffectPropComponents, {h.options.components});
     c.props.declareString(kOfxImageClipPropUnmappedPixelDepth, {depth});
     c.props.declareString(kOfxImageClipPropUnmappedComponents, {h.options.components});
-    c.props.declareString(kOfxImageEffectPropPreMultiplication, {kOfxImageUnPreMultiplied});
+    const bool rgba = h.options.components == kOfxImageComponentRGBA;
+    c.props.declareString(kOfxImageEffectPropPreMultiplication, {!rgba ? kOfxImageOpaque
+                                                                 : h.options.premultiplied ? kOfxImagePreMultiplied
+                                                                                           : kOfxImageUnPreMultiplied});
     c.props.declareDouble(kOfxImagePropPixelAspectRatio, {1.0});
     c.props.declareDouble(kOfxImageEffectPropFrameRate, {v.fps});
     c.props.declareDouble(kOfxImageEffectPropUnmappedFrameRate, {v.fps});

@@ -31,13 +31,14 @@ std::unique_ptr<Image> sourceImage(const Clip &clip, int frame) {
   int comps = clip.props.getString(kOfxImageEffectPropComponents) == kOfxImageComponentRGB ? 3 : 4;
   Depth depth = depthFromName(clip.props.getString(kOfxImageEffectPropPixelDepth));
   bool topDown = theHost.options.negativeRowBytes;
+  bool premultiplied = clip.props.getString(kOfxImageEffectPropPreMultiplication) == kOfxImagePreMultiplied;
   bool wrongSize = takeInjection(frame, "wrong-size");
   bool nan = !wrongSize && depth == Depth::Float && takeInjection(frame, "nan");
   if (!wrongSize && !nan) {
     PixelBuffer pixels = frameCache().get(frame, comps, depth);
     if (!pixels) {
       pixels = takePixelBuffer(Image::bytesFor(v.width, v.height, comps, depth));
-      Image(v.width, v.height, comps, depth, topDown, pixels->data()).fill(v.frame(frame));
+      Image(v.width, v.height, comps, depth, topDown, pixels->data()).fill(v.frame(frame), premultiplied);
       frameCache().put(frame, comps, depth, pixels);
     }
     auto image = std::make_unique<Image>(v.width, v.height, comps, depth, topDown, pixels->data());
@@ -52,7 +53,7 @@ std::unique_ptr<Image> sourceImage(const Clip &clip, int frame) {
     for (int y = 0; y < h; ++y) crop.insert(crop.end(), pixels + size_t(y) * v.width * 4, pixels + (size_t(y) * v.width + w) * 4);
     pixels = crop.data();
   }
-  image->fill(pixels);
+  image->fill(pixels, premultiplied);
   if (nan) image->fillNaN(w / 2 - 4, h / 2 - 4, 8);
   return image;
 }
@@ -100,6 +101,7 @@ OfxStatus clipGetImage(OfxImageClipHandle clip, OfxTime time, const OfxRectD *, 
     if (takeInjection(int(frame), "missing-frame")) return kOfxStatFailed;
     image = sourceImage(*clip, int(frame));
   }
+  image->props.declareString(kOfxImageEffectPropPreMultiplication, {clip->props.getString(kOfxImageEffectPropPreMultiplication)});
   image->owner = currentActionToken();
   *handle = lendImage(std::move(image));
   return kOfxStatOK;

@@ -42,6 +42,7 @@ struct HostOptions {
   bool noPersistentMessages = false;  // the message suite V2 is not offered (V1 only: dialogs)
   bool progressFails = false;         // progressUpdate answers kOfxStatFailed (no bar shown), never "stop"
   int rodPad = 0;                     // the source's region of definition is this much larger than its images
+  bool premultiplied = false;         // an RGBA source is premultiplied: it declares so and hands over colour * alpha
   bool filePathGiven = false;  // --plugin-file-path: report filePath ("" = none) instead of the bundle's directory
   std::string filePath;
 };

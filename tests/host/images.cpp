@@ -72,26 +72,34 @@ const float *unitTable() {
   return table.data();
 }
 
+/** convert(v, a): channel value v weighted by alpha a (65535 = 1: unweighted), both 16-bit. */
 template <class T, class Convert>
-void fillRows(Image &image, const uint16_t *rgba16, Convert convert) {
+void fillRows(Image &image, const uint16_t *rgba16, bool premultiply, Convert convert) {
   for (int y = 0; y < image.height; ++y) {
     const uint16_t *src = rgba16 + static_cast<size_t>(y) * image.width * 4;
     T *dst = reinterpret_cast<T *>(image.pixel(0, y));
     for (int x = 0; x < image.width; ++x, src += 4, dst += image.components)
-      for (int c = 0; c < image.components; ++c) dst[c] = convert(src[c]);
+      for (int c = 0; c < image.components; ++c) dst[c] = convert(src[c], premultiply && c < 3 ? src[3] : uint16_t{65535});
   }
 }
 
 }  // namespace
 
-void Image::fill(const uint16_t *rgba16) {
+void Image::fill(const uint16_t *rgba16, bool premultiply) {
+  premultiply = premultiply && components == 4;
+  // Premultiplied at the image's own depth, as a host computes it: float colour * float alpha,
+  // integers rounded. An unweighted value (a = 65535) converts exactly as without premultiplying.
   if (depth == Depth::Float) {
     const float *unit = unitTable();
-    fillRows<float>(*this, rgba16, [unit](uint16_t v) { return unit[v]; });
+    fillRows<float>(*this, rgba16, premultiply, [unit](uint16_t v, uint16_t a) { return unit[v] * unit[a]; });
   } else if (depth == Depth::Short) {
-    fillRows<uint16_t>(*this, rgba16, [](uint16_t v) { return v; });
+    fillRows<uint16_t>(*this, rgba16, premultiply, [](uint16_t v, uint16_t a) {
+      return a == 65535 ? v : static_cast<uint16_t>(std::lrint(v * (a / 65535.0)));
+    });
   } else {
-    fillRows<unsigned char>(*this, rgba16, [](uint16_t v) { return static_cast<unsigned char>(std::lrint(v / 257.0)); });
+    fillRows<unsigned char>(*this, rgba16, premultiply, [](uint16_t v, uint16_t a) {
+      return static_cast<unsigned char>(std::lrint(v * (a / 65535.0) / 257.0));
+    });
   }
 }
 

@@ -29,7 +29,7 @@ struct Image {
   size_t pixelBytes() const;
   static size_t bytesFor(int width, int height, int components, Depth depth);
   unsigned char *pixel(int x, int yTop) const;  // yTop = 0 is the top row
-  void fill(const uint16_t *rgba16);            // from 16-bit RGBA, top-down
+  void fill(const uint16_t *rgba16, bool premultiply = false);  // from 16-bit RGBA, top-down; colour * alpha
   void toFloat(float *rgba) const;              // to float RGBA, top-down (alpha 1 when RGB)
   void fillNaN(int x0, int y0, int size);       // float images only
 };

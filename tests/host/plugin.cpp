@@ -159,7 +159,7 @@ void Plugin::getClipPreferences(Effect &instance) {
     out.declareDouble((kOfxImageClipPropPARPrefix + c->name).c_str(), {1.0});
   }
   out.declareDouble(kOfxImageEffectPropFrameRate, {h.video.fps});
-  out.declareString(kOfxImageEffectPropPreMultiplication, {kOfxImageUnPreMultiplied});
+  out.declareString(kOfxImageEffectPropPreMultiplication, {kOfxImageUnPreMultiplied});  // unless the plugin says otherwise
   out.declareInt(kOfxImageClipPropContinuousSamples, {0});
   out.declareInt(kOfxImageEffectFrameVarying, {0});
   require(action(kOfxImageEffectActionGetClipPreferences, &instance, nullptr, &out), "GetClipPreferences");
@@ -175,6 +175,10 @@ void Plugin::getClipPreferences(Effect &instance) {
     c->props.declareString(kOfxImageEffectPropComponents, {comps});
     c->props.declareString(kOfxImageEffectPropPixelDepth, {depth});
   }
+  std::string premult = out.getString(kOfxImageEffectPropPreMultiplication);
+  if (premult != kOfxImagePreMultiplied && premult != kOfxImageUnPreMultiplied && premult != kOfxImageOpaque)
+    throw HostError("GetClipPreferences: unknown premultiplication " + premult);
+  instance.clip(kOfxImageEffectOutputClipName)->props.declareString(kOfxImageEffectPropPreMultiplication, {premult});
   emit("clip-preferences", {{"instance", json(instance.index)}, {"prefs", propsJson(out)}});
 }
 
