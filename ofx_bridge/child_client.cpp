@@ -188,7 +188,7 @@ class ChildServer {
 
   void start() {
     if (starts_ >= kMaxStarts)
-      throw CallError{DFK_ERROR, "RuntimeError: the analysis server stopped " + std::to_string(starts_) +
+      throw CallError{DFK_ERROR, "RuntimeError: the analysis server failed " + std::to_string(starts_) +
                                      " times (last: " + last_stop_ + "); save your work and restart the host"};
     ++starts_;
     const std::string program = binary_directory() + "/deflicker_server";
@@ -221,13 +221,15 @@ class ChildServer {
     ::close(theirs);
     if (rc != 0 || frames_fd_ < 0) {
       close_all();
-      throw CallError{DFK_NO_PYTHON, "OSError: cannot start the analysis server " + program + ": " + std::strerror(rc ? rc : errno)};
+      last_stop_ = "cannot start " + program + ": " + std::strerror(rc ? rc : errno);
+      throw CallError{DFK_NO_PYTHON, "OSError: " + last_stop_};
     }
     pid_ = pid;
     ChildMessage ready;
     if (!receive_message(socket_, ready)) stopped("while starting");
     if (ready.get_int("status", DFK_ERROR) != DFK_OK) {
       const std::string why = ready.get("error", "RuntimeError: the analysis server could not start");
+      last_stop_ = why;
       reap();
       throw CallError{DFK_NO_PYTHON, why};
     }
@@ -249,14 +251,12 @@ class ChildServer {
     return moved;
   }
 
-  /** The child is gone: reap it, forget it, fail the call in flight with why. */
+  /** The child is gone: reap it, forget it, fail the call in flight with why (run() logs it). */
   [[noreturn]] void stopped(const std::string &when) {
     const std::string how = reap();
     last_stop_ = how;
-    const std::string text = "the analysis server stopped (" + how + ") " + when +
-                             "; the next render starts it again (details in deflicker-ofx.log)";
-    log_line(3, text);
-    throw CallError{DFK_ERROR, text};
+    throw CallError{DFK_ERROR, "the analysis server stopped (" + how + ") " + when +
+                                   "; the next render starts it again (details in deflicker-ofx.log)"};
   }
 
   [[noreturn]] void kill_child(const std::string &why) {
