@@ -89,9 +89,12 @@ def test_bundle_is_self_contained(bundle):
     assert not binary.is_symlink() and not core.is_symlink(), "the plugin binaries must be real copies"
     if sys.platform.startswith("linux"):
         assert "libpython" not in subprocess.run(["ldd", str(binary)], capture_output=True, text=True).stdout
-        ldd = subprocess.run(["ldd", str(core)], capture_output=True, text=True).stdout
-        libpython = next(line for line in ldd.splitlines() if "libpython" in line).split("=>")[1].split("(")[0]
-        assert Path(os.path.normpath(libpython.strip())).parent == bundle / "Contents" / "Resources" / "python" / "lib", ldd
+        server = bundle / info["server"]  # the child-process model server (DEFLICKER_SERVER=child), beside the core
+        assert server.parent == binary.parent and not server.is_symlink() and os.access(server, os.X_OK), info
+        for linked in (core, server):
+            ldd = subprocess.run(["ldd", str(linked)], capture_output=True, text=True).stdout
+            libpython = next(line for line in ldd.splitlines() if "libpython" in line).split("=>")[1].split("(")[0]
+            assert Path(os.path.normpath(libpython.strip())).parent == bundle / "Contents" / "Resources" / "python" / "lib", ldd
 
 
 def test_build_refusals_are_one_line(tmp_path):
