@@ -4,8 +4,8 @@
 // socket on fd 3 and the shared frame file on fd 4. Calls are serialized (one request in flight);
 // while the plugin waits for the answer it serves the child's questions on the calling thread:
 // `fetch` (the host's source frame is copied, top-down and packed, into the frame file), `progress`
-// and `cancel`. A rendered frame comes back through the same file. The frame file is an unlinked
-// temporary file (in /dev/shm where there is one), so nothing is left behind whatever happens.
+// and `cancel`. A rendered frame comes back through the same file. The frame file is a memfd on
+// Linux (an unlinked temporary file elsewhere), so nothing is left behind whatever happens.
 // A child that stops (killed, crashed, bad message) is reaped and reported on the call in flight;
 // the next call starts another, up to kMaxStarts per process.
 #include "child_client.h"
@@ -20,7 +20,6 @@
 #include <spawn.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -33,7 +32,12 @@
 #include <thread>
 #include <vector>
 
+#ifdef __APPLE__
+#include <crt_externs.h>  // a dylib cannot reach `environ` directly
+#define environ (*_NSGetEnviron())
+#else
 extern char **environ;
+#endif
 #endif
 
 namespace dfk {
@@ -176,8 +180,14 @@ class ChildServer {
   /** Grow the frame file (and this process's mapping) to at least `bytes`. */
   void ensure_frames(size_t bytes) {
     if (bytes <= map_size_) return;
-    if (ftruncate(frames_fd_, static_cast<off_t>(bytes)) != 0)
-      throw CallError{DFK_ERROR, std::string("MemoryError: cannot grow the shared frame file: ") + std::strerror(errno)};
+#ifdef __linux__
+    // Reserve the pages now: a short file system fails here instead of with SIGBUS on first write.
+    const int rc = posix_fallocate(frames_fd_, 0, static_cast<off_t>(bytes));
+#else
+    const int rc = ftruncate(frames_fd_, static_cast<off_t>(bytes)) == 0 ? 0 : errno;
+#endif
+    if (rc != 0)
+      throw CallError{DFK_ERROR, std::string("MemoryError: cannot grow the shared frame file: ") + std::strerror(rc)};
     unmap();
     void *map = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, frames_fd_, 0);
     if (map == MAP_FAILED)
@@ -237,12 +247,19 @@ class ChildServer {
                     "; " + ready.get("python"));
   }
 
-  /** An unlinked temporary file for the frames: nothing stays behind when the process dies. */
+  /** An anonymous memory file (Linux) or an unlinked temporary file for the frames: nothing stays
+   * behind when the process dies. */
   static int open_frame_file() {
-    struct stat st {};
+#ifdef __linux__
+    const int memfd = static_cast<int>(memfd_create("deflicker-frames", MFD_CLOEXEC));
+    if (memfd >= 0) {
+      const int moved = fcntl(memfd, F_DUPFD_CLOEXEC, 10);
+      ::close(memfd);
+      return moved;
+    }
+#endif
     const char *tmp = std::getenv("TMPDIR");
-    const std::string dir = stat("/dev/shm", &st) == 0 && S_ISDIR(st.st_mode) ? "/dev/shm" : (tmp && *tmp ? tmp : "/tmp");
-    std::string name = dir + "/deflicker-frames-XXXXXX";
+    std::string name = std::string(tmp != nullptr && *tmp != '\0' ? tmp : "/tmp") + "/deflicker-frames-XXXXXX";
     const int fd = mkstemp(name.data());
     if (fd < 0) return -1;
     ::unlink(name.c_str());
