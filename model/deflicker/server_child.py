@@ -34,7 +34,7 @@ Fields = dict[str, str]
 
 #: DfkStatus codes (ofx_bridge/bridge.h) of the exceptions the plugin tells apart.
 STATUS_BY_CLASS = {"Cancelled": 2, "VideoIOError": 3, "UnknownClipError": 5}
-DTYPES = {1: np.dtype(np.uint8), 2: np.dtype("<u2"), 4: np.dtype("<f4")}
+DTYPES: dict[int, np.dtype[Any]] = {1: np.dtype(np.uint8), 2: np.dtype("<u2"), 4: np.dtype("<f4")}
 MAX_MESSAGE = 1 << 20
 
 
@@ -104,7 +104,8 @@ class FrameFile:
         """A read-only copy of the frame the plugin just wrote (it reuses the file for the next one)."""
         dtype = DTYPES[bytes_per_channel]
         size = height * width * channels * dtype.itemsize
-        frame = np.frombuffer(self._room(size), dtype, count=height * width * channels).reshape(height, width, channels).copy()
+        frame: np.ndarray = np.frombuffer(self._room(size), dtype, count=height * width * channels)
+        frame = frame.reshape(height, width, channels).copy()
         frame.setflags(write=False)
         return frame
 
@@ -185,7 +186,11 @@ class ChildServer:
     def _progress(self, f: Fields) -> Optional[Callable[[float, str], None]]:
         if f.get("has_progress") != "1":
             return None
-        return lambda fraction, label="": self._channel.send("progress", fraction=float(fraction), label=label)
+
+        def progress(fraction: float, label: str = "") -> None:
+            self._channel.send("progress", fraction=float(fraction), label=label)
+
+        return progress
 
     def _cancel(self, f: Fields) -> Optional[Callable[[], bool]]:
         if f.get("has_cancel") != "1":
