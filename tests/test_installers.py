@@ -175,15 +175,19 @@ def test_installed_bundle_renders_in_a_clean_environment_and_uninstalls_cleanly(
     ffmpeg_dir = str(Path(shutil.which("ffmpeg") or "/usr/bin/ffmpeg").parent)
     clean = {"PATH": os.pathsep.join([ffmpeg_dir, "/usr/bin", "/bin"]), "HOME": str(home),
              "DEFLICKER_CACHE_DIR": str(tmp_path / "plugin-cache")}
-    out = tmp_path / "out.mkv"
-    render = subprocess.run([str(built(HOST)), "render", str(installed(prefix)), str(clip), "-o", str(out)],
-                            capture_output=True, text=True, env=clean, timeout=300)
-    assert render.returncode == 0, render.stderr[-3000:]
-    np.testing.assert_array_equal(decode(out)[..., :3], decode(ref)[..., :3])
+    for mode in ("embedded", "child"):  # the child: the installed deflicker_server, the bundle's Python
+        out = tmp_path / f"{mode}.mkv"
+        render = subprocess.run([str(built(HOST)), "render", str(installed(prefix)), str(clip), "-o", str(out)],
+                                capture_output=True, text=True, env={**clean, "DEFLICKER_SERVER": mode}, timeout=300)
+        assert render.returncode == 0, render.stderr[-3000:]
+        np.testing.assert_array_equal(decode(out)[..., :3], decode(ref)[..., :3])
     log = next(installed(prefix).glob("Contents/*/deflicker-ofx.log")).read_text()
-    line = next(x for x in log.splitlines() if "started embedded Python" in x)
-    entries = eval(line.split("sys.path = ", 1)[1])  # a Python list literal, as the bridge logs it
-    assert entries and all(e.startswith(str(installed(prefix))) for e in entries), line
+    lines = [x for x in log.splitlines() if "started embedded Python" in x]
+    assert len(lines) == 2, log  # in the host process, then in the child server
+    for line in lines:
+        entries = eval(line.split("sys.path = ", 1)[1])  # a Python list literal, as the bridge logs it
+        assert entries and all(e.startswith(str(installed(prefix))) for e in entries), line
+    assert "started the analysis server, pid " in log, log
 
     proc = tool("install.py", "uninstall", "--prefix", prefix)
     assert proc.returncode == 0 and proc.stdout.strip() == f"removed {installed(prefix)}", proc.stderr
