@@ -4,7 +4,10 @@
 // socket on fd 3 and the shared frame file on fd 4. Calls are serialized (one request in flight);
 // while the plugin waits for the answer it serves the child's questions on the calling thread:
 // `fetch` (the host's source frame is copied, top-down and packed, into the frame file), `progress`
-// and `cancel`. A rendered frame comes back through the same file. The frame file is a memfd on
+// and `cancel`. Quick queries (status, frames_needed, close_instance, purge_caches) wait for a call
+// in progress kQueryWait at most: a long analysis never freezes the host's UI thread. A query that
+// cannot wait fails with "busy" (the plugin keeps its defaults); a close waits in a queue for the
+// next call. A rendered frame comes back through the same file. The frame file is a memfd on
 // Linux (an unlinked temporary file elsewhere), so nothing is left behind whatever happens.
 // A child that stops (killed, crashed, bad message) is reaped and reported on the call in flight;
 // the next call starts another, up to kMaxStarts per process.
@@ -72,7 +75,7 @@ namespace {
 constexpr int kMaxStarts = 4;          // the first child and three restarts
 constexpr int kChildSocketFd = 3;      // what deflicker_server expects
 constexpr int kChildFramesFd = 4;
-constexpr size_t kInitialFrames = 1u << 20;
+constexpr auto kQueryWait = std::chrono::milliseconds(250);
 
 /** A failure of the call in flight: its status and its "<Class>: <message>" text. */
 struct CallError {
@@ -94,12 +97,38 @@ std::string describe_exit(int wstatus) {
 /** The child process, its socket and the shared frame file. Used under g_mutex only. */
 class ChildServer {
  public:
-  /** Run one request to its answer, serving the child's questions through `cb` meanwhile. Without
-   * `start`, a request finding no child running answers an empty "idle" message (nothing to do). */
+  /** Send the queued closes, then run one request to its answer, serving the child's questions
+   * through `cb` meanwhile. Without `start_child`, a request finding no child running answers an
+   * empty "idle" message (the child holds nothing to ask about). "flush" only sends the closes. */
   ChildMessage call(const ChildMessage &request, const DfkCallbacks *cb, size_t frame_bytes, bool start_child) {
+    for (const std::string &id : take_closes()) {
+      if (pid_ < 0) break;  // a new child holds no instance
+      ChildMessage close;
+      close.op = "close_instance";
+      exchange(close.set("instance_id", id), nullptr);
+    }
     if (pid_ < 0 && !start_child) return ChildMessage{"idle", {}};
     if (pid_ < 0) start();
     if (frame_bytes > 0) ensure_frames(frame_bytes);
+    return request.op == "flush" ? ChildMessage{"idle", {}} : exchange(request, cb);
+  }
+
+  /** Queue an instance's close for the next call (any thread). */
+  static void queue_close(const std::string &instance_id) {
+    const std::lock_guard<std::mutex> lock(closes_mutex_);
+    closes_.push_back(instance_id);
+  }
+
+  /** The shared frame file, mapped in this process (valid until the next call). */
+  const void *frames() const { return map_; }
+
+ private:
+  static std::vector<std::string> take_closes() {
+    const std::lock_guard<std::mutex> lock(closes_mutex_);
+    return std::move(closes_);
+  }
+
+  ChildMessage exchange(const ChildMessage &request, const DfkCallbacks *cb) {
     if (!send_message(socket_, request)) stopped("while sending " + request.op);
     for (;;) {
       ChildMessage message;
@@ -114,11 +143,6 @@ class ChildServer {
     }
   }
 
-  /** The shared frame file, mapped in this process (valid until the next call). */
-  const void *frames() const { return map_; }
-  size_t frames_size() const { return map_size_; }
-
- private:
   ChildMessage serve(const ChildMessage &question, const DfkCallbacks *cb) {
     ChildMessage answer;
     if (question.op == "fetch") {
@@ -318,20 +342,32 @@ class ChildServer {
   size_t map_size_ = 0;
   int starts_ = 0;
   std::string last_stop_;
+  static inline std::mutex closes_mutex_;
+  static inline std::vector<std::string> closes_;  // under closes_mutex_
 };
 
-std::mutex g_mutex;
+std::timed_mutex g_mutex;
 ChildServer g_server;  // under g_mutex
+
+/** How long a bridge call waits for the one in progress: calls as long as it takes, queries kQueryWait. */
+enum class Wait { call, query };
 
 /** Run `request` and hand its answer to `done` (under the lock); failures become a status and text. */
 template <class Done>
-DfkStatus run(const char *what, const ChildMessage &request, const DfkCallbacks *cb, size_t frame_bytes, bool start_child,
+DfkStatus run(const char *what, const ChildMessage &request, const DfkCallbacks *cb, size_t frame_bytes, Wait wait,
               char *err, size_t err_size, Done &&done) noexcept {
   std::string message;
   DfkStatus status = DFK_OK;
   try {
-    const std::lock_guard<std::mutex> lock(g_mutex);
-    done(g_server.call(request, cb, frame_bytes, start_child));
+    std::unique_lock<std::timed_mutex> lock(g_mutex, std::defer_lock);
+    if (wait == Wait::call) {
+      lock.lock();
+    } else if (!lock.try_lock_for(kQueryWait)) {
+      copy_text(err, err_size, "RuntimeError: the analysis server is busy with another call");
+      log_line(0, std::string(what) + ": the analysis server is busy with another call");
+      return DFK_ERROR;
+    }
+    done(g_server.call(request, cb, frame_bytes, wait == Wait::call));
   } catch (const CallError &e) {
     status = e.status;
     message = e.message;
@@ -368,7 +404,7 @@ void ignore(const ChildMessage &) {}
 }  // namespace
 
 DfkStatus init(char *err, size_t err_size) noexcept {
-  return run("init", request("ping"), nullptr, 0, true, err, err_size, ignore);
+  return run("init", request("ping"), nullptr, 0, Wait::call, err, err_size, ignore);
 }
 
 DfkStatus open_clip(const char *instance_id, const DfkClipInfo *info, const DfkSettings *settings,
@@ -384,14 +420,14 @@ DfkStatus open_clip(const char *instance_id, const DfkClipInfo *info, const DfkS
   m.set("clip.fps", info->fps);
   m.set("clip.bit_depth", static_cast<long long>(info->bit_depth));
   add_settings(m, settings);
-  return run("open_clip", m, cb, 0, true, err, err_size,
+  return run("open_clip", m, cb, 0, Wait::call, err, err_size,
              [&](const ChildMessage &answer) { copy_text(key_out, key_size, answer.get("key")); });
 }
 
 DfkStatus analyze(const char *key, int force, const DfkCallbacks *cb, char *err, size_t err_size) noexcept {
   ChildMessage m = request(force ? "reanalyze" : "analyze", cb);
   m.set("key", std::string(key ? key : ""));
-  return run(m.op.c_str(), m, cb, 0, true, err, err_size, ignore);
+  return run(m.op.c_str(), m, cb, 0, Wait::call, err, err_size, ignore);
 }
 
 DfkStatus render(const char *key, int index, const DfkSettings *settings, const DfkCallbacks *cb, const DfkImage *dst,
@@ -400,7 +436,7 @@ DfkStatus render(const char *key, int index, const DfkSettings *settings, const 
   m.set("key", std::string(key ? key : "")).set("index", static_cast<long long>(index));
   add_settings(m, settings);
   const size_t room = static_cast<size_t>(dst->width) * dst->height * 4 * sizeof(float);  // float RGBA at most
-  return run("render", m, cb, room, true, err, err_size, [&](const ChildMessage &answer) {
+  return run("render", m, cb, room, Wait::call, err, err_size, [&](const ChildMessage &answer) {
     const long long channels = answer.get_int("channels");
     if (answer.get_int("height") != dst->height || answer.get_int("width") != dst->width || channels < 1 || channels > 4)
       throw std::runtime_error("server.render returned a frame that does not fit the output image");
@@ -413,7 +449,7 @@ DfkStatus frames_needed(const char *key, int index, const DfkSettings *settings,
   ChildMessage m = request("frames_needed");
   m.set("key", std::string(key ? key : "")).set("index", static_cast<long long>(index));
   add_settings(m, settings);
-  return run("frames_needed", m, nullptr, 0, false, err, err_size, [&](const ChildMessage &answer) {
+  return run("frames_needed", m, nullptr, 0, Wait::query, err, err_size, [&](const ChildMessage &answer) {
     std::vector<int> needed;
     const std::string list = answer.get("frames");
     for (size_t at = 0; at < list.size();) {
@@ -430,20 +466,19 @@ DfkStatus status(const char *key, char *out, size_t out_size) noexcept {
   ChildMessage m = request("status");
   m.set("key", std::string(key ? key : ""));
   std::string text;
-  const DfkStatus result = run("status", m, nullptr, 0, false, out, out_size,
+  const DfkStatus result = run("status", m, nullptr, 0, Wait::query, out, out_size,
                                [&](const ChildMessage &answer) { text = answer.get("text", "not analysed"); });
   if (result == DFK_OK) copy_text(out, out_size, text);
   return result;
 }
 
 DfkStatus close_instance(const char *instance_id, char *err, size_t err_size) noexcept {
-  ChildMessage m = request("close_instance");
-  m.set("instance_id", std::string(instance_id ? instance_id : ""));
-  return run("close_instance", m, nullptr, 0, false, err, err_size, ignore);
+  ChildServer::queue_close(instance_id ? instance_id : "");
+  return run("close_instance", request("flush"), nullptr, 0, Wait::query, err, err_size, ignore);
 }
 
 DfkStatus purge_caches(char *err, size_t err_size) noexcept {
-  return run("purge_caches", request("purge_caches"), nullptr, 0, false, err, err_size, ignore);
+  return run("purge_caches", request("purge_caches"), nullptr, 0, Wait::query, err, err_size, ignore);
 }
 
 #endif  // _WIN32

@@ -107,3 +107,12 @@ def test_the_switch_overrides_auto(still, tmp_path):
     run_host("render", built(BUNDLE), path, "--discard", "--frames", "0-0", env=env)
     assert log_lines(tmp_path, "embedded", "server mode: embedded (DEFLICKER_SERVER=embedded)")
     assert not log_lines(tmp_path, "embedded", "started the analysis server")
+
+
+def test_copy_then_delete_in_child_mode(clip, reference, tmp_path):
+    # Deleting the original sends close_instance (queued while a call runs); the copy keeps its clip.
+    run = run_host("render", built(BUNDLE), clip, "-o", tmp_path / "out.mkv", "--copy", "--threads", "2",
+                   env=server_env(tmp_path, "child"))
+    assert run.of("copied") and run.of("deleted"), run.explain()
+    assert all(s == OFX_OK for _, s in run.statuses()), run.explain()
+    assert_same(tmp_path / "out.mkv", reference, run)
