@@ -83,7 +83,7 @@ struct CallError {
   std::string message;
 };
 
-/** "signal 9 (Killed)" / "exit code 3" of a reaped child. */
+/** "signal 9: Killed" / "exit code 3" of a reaped child. */
 std::string describe_exit(int wstatus) {
   if (WIFSIGNALED(wstatus)) {
     const int sig = WTERMSIG(wstatus);
@@ -105,7 +105,11 @@ class ChildServer {
       if (pid_ < 0) break;  // a new child holds no instance
       ChildMessage close;
       close.op = "close_instance";
-      exchange(close.set("instance_id", id), nullptr);
+      try {
+        exchange(close.set("instance_id", id), nullptr);
+      } catch (const CallError &e) {  // the server's own failure; a stopped child fails the call below
+        log_line(2, "close_instance " + id + " failed: " + e.message);
+      }
     }
     if (pid_ < 0 && !start_child) return ChildMessage{"idle", {}};
     if (pid_ < 0) start();
@@ -124,8 +128,10 @@ class ChildServer {
 
  private:
   static std::vector<std::string> take_closes() {
+    std::vector<std::string> taken;
     const std::lock_guard<std::mutex> lock(closes_mutex_);
-    return std::move(closes_);
+    taken.swap(closes_);
+    return taken;
   }
 
   ChildMessage exchange(const ChildMessage &request, const DfkCallbacks *cb) {

@@ -116,3 +116,4 @@ def test_copy_then_delete_in_child_mode(clip, reference, tmp_path):
     assert run.of("copied") and run.of("deleted"), run.explain()
     assert all(s == OFX_OK for _, s in run.statuses()), run.explain()
     assert_same(tmp_path / "out.mkv", reference, run)
+    assert len(log_lines(tmp_path, "child", "started the analysis server, pid ")) == 1
