@@ -15,8 +15,6 @@
 #include "runtime.h"
 #include "server_mode.h"
 
-#include <algorithm>
-#include <cstring>
 #include <memory>
 #include <mutex>
 #include <set>
