@@ -3,7 +3,8 @@
 // A host that already runs its own torch (Nuke 14+ ships libtorch) or a Python of another version
 // would share one process with the bundle's: two libtorch/libc10 copies, or Py_* symbols bound to
 // the wrong libpython, crash at import. Both show in the process's loaded libraries, which are
-// checked before Python is ever started.
+// checked before Python is ever started. A host may load its torch only later (when one of its
+// own ML nodes first runs), so a torch shipped beside the host's executable counts too.
 #include "server_mode.h"
 
 #include "runtime.h"
@@ -12,11 +13,13 @@
 
 #include <cctype>
 #include <cstdlib>
+#include <filesystem>
 #include <mutex>
 #include <vector>
 
 #if defined(__APPLE__)
 #include <mach-o/dyld.h>
+#include <climits>
 #elif !defined(_WIN32)
 #include <link.h>
 #endif
@@ -41,6 +44,35 @@ std::vector<std::string> loaded_libraries() {
       &names);
 #endif
   return names;
+}
+
+/** The host's executable, empty if unknown (Windows: not looked at). */
+std::filesystem::path host_executable() {
+  std::error_code ec;
+#if defined(__APPLE__)
+  char buf[PATH_MAX];
+  uint32_t size = sizeof buf;
+  if (_NSGetExecutablePath(buf, &size) != 0) return {};
+  return std::filesystem::canonical(buf, ec);
+#elif !defined(_WIN32)
+  return std::filesystem::read_symlink("/proc/self/exe", ec);
+#else
+  return {};
+#endif
+}
+
+bool is_torch_library(const std::string &name) { return name.rfind("libtorch", 0) == 0 || name.rfind("libc10", 0) == 0; }
+
+/** A torch library shipped with the host (beside its executable or in lib/ there), "" if none. */
+std::string host_shipped_torch() {
+  const std::filesystem::path exe = host_executable();
+  if (exe.empty()) return {};
+  for (const std::filesystem::path &dir : {exe.parent_path(), exe.parent_path() / "lib"}) {
+    std::error_code ec;
+    for (std::filesystem::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec))
+      if (is_torch_library(it->path().filename().string())) return it->path().string();
+  }
+  return {};
 }
 
 /** "3.N" of a libpython path (libpython3.N.so..., Python.framework/Versions/3.N/Python), else "". */
@@ -92,13 +124,13 @@ std::string embedding_clash() {
   const std::string ours = std::to_string(PY_MAJOR_VERSION) + "." + std::to_string(PY_MINOR_VERSION);
   for (const std::string &path : loaded_libraries()) {
     const std::string name = base_name(path);
-    if (name.rfind("libtorch", 0) == 0 || name.rfind("libc10", 0) == 0)
-      return "the host process has " + name + " loaded (" + path + "): another torch";
+    if (is_torch_library(name)) return "the host process has " + name + " loaded (" + path + "): another torch";
     const std::string version = python_version_of(path);
     if (!version.empty() && version != ours)
       return "the host process has Python " + version + " loaded (" + path + "); the plugin's is " + ours;
   }
-  return {};
+  const std::string shipped = host_shipped_torch();
+  return shipped.empty() ? std::string() : "the host ships its own torch (" + shipped + "), which it may load later";
 }
 
 bool use_child_server() noexcept {

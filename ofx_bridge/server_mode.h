@@ -7,7 +7,8 @@
 namespace dfk {
 
 /** Why auto mode must not embed Python here ("the host process has libc10.so loaded (...)"), or ""
- * when nothing that could clash with the bundle's Python and torch is loaded in this process. */
+ * when nothing that could clash with the bundle's Python and torch is loaded in this process or
+ * shipped beside the host's executable (a torch the host loads later). */
 std::string embedding_clash();
 
 /** True when the bridge talks to a child-process server. Decided once per process, logged:

@@ -7,16 +7,18 @@ running deflicker.server_child.
   and the next render starts a new server; a server that cannot start is tried a bounded number
   of times;
 * auto mode picks the child when the host process already has a torch (libc10) or another Python
-  loaded (empty stand-ins built under build/tests/host/fake_libs, preloaded), embedded otherwise.
+  loaded (empty stand-ins built under build/tests/host/fake_libs, preloaded) or ships a torch beside
+  its executable, embedded otherwise.
 """
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from test_ofx_host import BUILD, BUNDLE, FAKE, OFX_OK, HostRun, assert_same, built, clip, reference, run_host, still  # noqa: F401
+from test_ofx_host import BUILD, BUNDLE, FAKE, HOST, OFX_OK, HostRun, assert_same, built, clip, reference, run_host, still  # noqa: F401
 
 FAKE_LIBS = BUILD / "tests" / "host" / "fake_libs"
 STOPPED = "Deflicker: the analysis server stopped (signal 9: Killed) during "
@@ -99,6 +101,17 @@ def test_auto_mode_picks_the_child_when_the_host_has_its_own_torch_or_python(sti
     assert bool(log_lines(tmp_path, "auto", "started the analysis server")) == (mode == "child")
     expected = np.rint(np.clip(pixels / np.float32(65535) * np.float32(0.5), 0, 1) * 65535).astype(np.uint16)
     assert_same(tmp_path / "out.mkv", expected, run)
+
+
+def test_auto_mode_picks_the_child_when_the_host_ships_a_torch_it_may_load_later(still, tmp_path):
+    path, _ = still
+    host = tmp_path / "Nuke" / "ofxhost"  # a host install with libtorch in its lib/ (loaded by its own ML nodes)
+    (host.parent / "lib").mkdir(parents=True)
+    shutil.copy2(built(HOST), host)
+    (host.parent / "lib" / "libtorch_cpu.so").write_bytes(b"")
+    run_host("render", built(BUNDLE), path, "--discard", "--frames", "0-0", host=host, env={**FAKE, **server_env(tmp_path, "auto")})
+    assert log_lines(tmp_path, "auto", f"server mode: child (auto: the host ships its own torch ({host.parent}/lib/libtorch_cpu.so)")
+    assert log_lines(tmp_path, "auto", "started the analysis server")
 
 
 def test_the_switch_overrides_auto(still, tmp_path):
