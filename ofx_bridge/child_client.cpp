@@ -19,6 +19,7 @@
 
 #ifndef _WIN32
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <spawn.h>
 #include <sys/mman.h>
@@ -76,6 +77,8 @@ constexpr int kMaxStarts = 4;          // the first child and three restarts
 constexpr int kChildSocketFd = 3;      // what deflicker_server expects
 constexpr int kChildFramesFd = 4;
 constexpr auto kQueryWait = std::chrono::milliseconds(250);
+constexpr auto kStopGrace = std::chrono::seconds(10);  // a child silent this long after "stop" is killed
+constexpr int kPollMs = 250;
 
 /** A failure of the call in flight: its status and its "<Class>: <message>" text. */
 struct CallError {
@@ -138,6 +141,7 @@ class ChildServer {
     if (!send_message(socket_, request)) stopped("while sending " + request.op);
     for (;;) {
       ChildMessage message;
+      wait_for_message(request.op, cb);
       if (!receive_message(socket_, message)) stopped("during " + request.op);
       if (message.op == "result") {
         const auto status = static_cast<DfkStatus>(message.get_int("status", DFK_ERROR));
@@ -146,6 +150,27 @@ class ChildServer {
       }
       ChildMessage answer = serve(message, cb);
       if (!answer.op.empty() && !send_message(socket_, answer)) stopped("while answering " + message.op);
+    }
+  }
+
+  /** Wait until the child says something (or its socket closes). While the host asks to stop (its
+   * cancel callback; always, for a query without callbacks) the child has kStopGrace to answer,
+   * then it is killed: a hung child never hangs the host. */
+  void wait_for_message(const std::string &op, const DfkCallbacks *cb) {
+    bool stopping = false;
+    std::chrono::steady_clock::time_point stop_since;
+    for (;;) {
+      pollfd ready{socket_, POLLIN, 0};
+      const int rc = poll(&ready, 1, kPollMs);
+      if (rc > 0 || (rc < 0 && errno != EINTR)) return;  // a message, end of file or an error: receive tells
+      const bool stop = cb == nullptr || (cb->cancel != nullptr && cb->cancel(cb->ctx) != 0);
+      if (!stop || !stopping) {
+        stopping = stop;
+        stop_since = std::chrono::steady_clock::now();
+      } else if (std::chrono::steady_clock::now() - stop_since > kStopGrace) {
+        kill_child("during " + op + " (it did not answer within " + std::to_string(kStopGrace.count()) + " s" +
+                   (cb == nullptr ? ")" : " of the host's request to stop)"));
+      }
     }
   }
 
@@ -161,7 +186,7 @@ class ChildServer {
       answer.op = "cancel";
       answer.set("answer", static_cast<long long>(cb != nullptr && cb->cancel != nullptr && cb->cancel(cb->ctx) != 0));
     } else {
-      kill_child("it sent an unknown message '" + question.op + "'");
+      kill_child("after it sent an unknown message '" + question.op + "'");
     }
     return answer;
   }
@@ -306,10 +331,10 @@ class ChildServer {
                                    "; the next render starts it again (details in deflicker-ofx.log)"};
   }
 
-  [[noreturn]] void kill_child(const std::string &why) {
-    log_line(3, "stopping the analysis server: " + why);
+  /** Kill a child that misbehaves; `when` says when and why ("during render (it did not ...)"). */
+  [[noreturn]] void kill_child(const std::string &when) {
     if (pid_ > 0) ::kill(pid_, SIGKILL);
-    stopped("(" + why + ")");
+    stopped(when);
   }
 
   /** Close our ends, wait (2 s at most, then SIGKILL) for the child to exit; how it ended. */

@@ -73,6 +73,20 @@ def test_a_killed_server_fails_the_render_not_the_host(clip, reference, tmp_path
     assert_same(tmp_path / "again.mkv", reference[:4], again)
 
 
+def test_a_hung_server_is_killed_when_the_host_asks_to_stop(still, tmp_path):
+    # The first server stops (SIGSTOP) on its first request; the host's abort() says "stop" from
+    # then on: 10 s later the plugin kills it and the render fails; the next frame gets a new server.
+    path, pixels = still
+    env = {**FAKE, **server_env(tmp_path, "child", DEFLICKER_SERVER_CHILD_TEST_DIE_AFTER="1",
+                                DEFLICKER_SERVER_CHILD_TEST_SIGNAL="STOP")}
+    run = run_host("render", built(BUNDLE), path, "-o", tmp_path / "out.mkv", "--frames", "0-1", "--abort-after", "0",
+                   "--retry-failed", env=env)
+    assert run.statuses() == [(0, 1), (1, OFX_OK), (0, OFX_OK)], run.explain()
+    assert messages(run)[0] == (STOPPED + "open_clip (it did not answer within 10 s of the host's request to stop); "
+                                "the next render starts it again (details in deflicker-ofx.log)"), run.explain()
+    assert_same(tmp_path / "out.mkv", pixels[:2], run)
+
+
 def test_a_server_that_cannot_start_is_tried_four_times(still, tmp_path):
     path, _ = still
     env = server_env(tmp_path, "child", DEFLICKER_OFX_SERVER="no_such_server_module")

@@ -10,8 +10,9 @@ frames and the rendered frame travel through the frame file (top-down, packed), 
 Messages (ofx_bridge/child_protocol.h): a 4-byte little-endian length, then UTF-8 text, the
 operation on the first line and one ``key=value`` line per field.
 
-``DEFLICKER_SERVER_CHILD_TEST_DIE_AFTER=N`` (tests only): the first child kills itself with SIGKILL
-when the N-th message from the plugin arrives, as a crash would.
+``DEFLICKER_SERVER_CHILD_TEST_DIE_AFTER=N`` (tests only): the first child sends itself SIGKILL (or
+``DEFLICKER_SERVER_CHILD_TEST_SIGNAL``: ``STOP`` hangs it) when the N-th message from the plugin
+arrives, as a crash (or a hang) would.
 """
 from __future__ import annotations
 
@@ -45,10 +46,11 @@ class ProtocolError(RuntimeError):
 class Channel:
     """Framed messages over the socket to the plugin."""
 
-    def __init__(self, sock: socket.socket, die_after: int = 0):
+    def __init__(self, sock: socket.socket, die_after: int = 0, die_by: signal.Signals = signal.SIGKILL):
         self._sock = sock
         self._received = 0
         self._die_after = die_after
+        self._die_by = die_by
 
     def send(self, op: str, **fields: object) -> None:
         """Send one message; values are written on one line each."""
@@ -69,7 +71,7 @@ class Channel:
             return None
         self._received += 1
         if self._die_after and self._received >= self._die_after:
-            os.kill(os.getpid(), signal.SIGKILL)  # the test's stand-in for a crash
+            os.kill(os.getpid(), self._die_by)  # the test's stand-in for a crash or a hang
         op, *lines = body.decode("utf-8").split("\n")
         return op, dict(line.split("=", 1) for line in lines if line)
 
@@ -234,7 +236,8 @@ def _status_of(exc: BaseException) -> int:
 def main(sock_fd: int, frames_fd: int, server_module: str = "deflicker.server", generation: int = 1) -> None:
     """Serve the plugin on ``sock_fd`` until it closes it (called by deflicker_server)."""
     die_after = int(os.environ.get("DEFLICKER_SERVER_CHILD_TEST_DIE_AFTER") or 0) if generation == 1 else 0
-    channel = Channel(socket.socket(fileno=sock_fd), die_after)
+    die_by = signal.Signals["SIG" + (os.environ.get("DEFLICKER_SERVER_CHILD_TEST_SIGNAL") or "KILL")]
+    channel = Channel(socket.socket(fileno=sock_fd), die_after, die_by)
     server = importlib.import_module(server_module)
     version = sys.version.split()[0]
     channel.send("result", status=0, python=f"Python {version}, pid {os.getpid()}, server {server_module}")
