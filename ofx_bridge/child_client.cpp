@@ -286,7 +286,8 @@ class ChildServer {
     ::close(theirs);
     if (rc != 0 || frames_fd_ < 0) {
       close_all();
-      last_stop_ = "cannot start " + program + ": " + std::strerror(rc ? rc : errno);
+      last_stop_ = "cannot start " + program + ": " + std::strerror(rc ? rc : errno) +
+                   (rc == ENOENT ? " (the plugin bundle is incomplete: reinstall it)" : "");
       throw CallError{DFK_NO_PYTHON, "OSError: " + last_stop_};
     }
     pid_ = pid;
