@@ -100,6 +100,19 @@ def test_a_server_that_cannot_start_is_tried_four_times(still, tmp_path):
     assert len(log_lines(tmp_path, "child", "deflicker_server: cannot load the deflicker server")) == 4
 
 
+def test_a_bundle_without_its_server_says_to_reinstall(still, tmp_path):
+    path, _ = still
+    binaries = tmp_path / "Deflicker.ofx.bundle" / "Contents" / "Linux-x86-64"  # the loader and the core only
+    binaries.mkdir(parents=True)
+    for name in ("Deflicker.ofx", "deflicker_core.so"):
+        shutil.copy2(built(BUNDLE) / "Contents" / "Linux-x86-64" / name, binaries / name)
+    run = run_host("render", binaries.parents[1], path, "--discard", "--frames", "0-0", "--plugin-file-path", BUNDLE,
+                   env={**FAKE, **server_env(tmp_path, "child")}, ok=False)
+    assert run.returncode == 1 and run.statuses() == [(0, 1)], run.explain()
+    assert messages(run) == [f"Deflicker: OSError: cannot start {binaries}/deflicker_server: No such file or directory "
+                             "(the plugin bundle is incomplete: reinstall it)"], run.explain()
+
+
 @pytest.mark.parametrize("preload,mode,why", [
     (None, "embedded", "auto: no other torch or Python in the host process"),
     ("libc10.so", "child", "auto: the host process has libc10.so loaded ("),
