@@ -4,13 +4,14 @@
 // socket on fd 3 and the shared frame file on fd 4. Calls are serialized (one request in flight);
 // while the plugin waits for the answer it serves the child's questions on the calling thread:
 // `fetch` (the host's source frame is copied, top-down and packed, into the frame file), `progress`
-// and `cancel`. Quick queries (status, frames_needed, close_instance, purge_caches) wait for a call
-// in progress kQueryWait at most: a long analysis never freezes the host's UI thread. A query that
-// cannot wait fails with "busy" (the plugin keeps its defaults); a close waits in a queue for the
-// next call. A rendered frame comes back through the same file. The frame file is a memfd on
-// Linux (an unlinked temporary file elsewhere), so nothing is left behind whatever happens.
+// and `cancel`. A rendered frame comes back through the same file, a memfd on Linux (an unlinked
+// temporary file elsewhere), so nothing is left behind whatever happens.
+// Quick queries (status, frames_needed, close_instance, purge_caches) wait for a call in progress
+// kQueryWait at most: a long analysis never freezes the host's UI thread. A query that cannot wait
+// fails with "busy" (the plugin keeps its defaults); a close waits in a queue for the next call.
 // A child that stops (killed, crashed, bad message) is reaped and reported on the call in flight;
-// the next call starts another, up to kMaxStarts per process.
+// one silent for kStopGrace while the host asks to stop is killed first. The next call starts
+// another child, up to kMaxStarts per process. SIGPIPE is never raised (MSG_NOSIGNAL/SO_NOSIGPIPE).
 #include "child_client.h"
 
 #include "child_protocol.h"
