@@ -6,7 +6,8 @@
 
 The bundle holds the plugin binary, ``Contents/<arch>/Deflicker.ofx`` (a small loader without Python,
 what the host loads) and the core beside it (``deflicker_core.so|.dylib|.dll``: the plugin, the bridge
-and the embedded Python, which the loader loads by full path), and, in ``Contents/Resources``, the
+and the embedded Python, which the loader loads by full path), ``deflicker_server`` beside them on
+Linux and macOS (the model server in a child process, ``DEFLICKER_SERVER=child``), and, in ``Contents/Resources``, the
 Python it embeds:
 ``python/`` (libpython, the standard library, a site-packages with the ``deflicker`` package,
 its committed weights and its runtime dependencies), ``python.cfg`` (paths relative to
@@ -47,6 +48,8 @@ STDLIB_SKIP = re.compile(r"^(site-packages|test|tests|idlelib|tkinter|turtledemo
 HOST_SOURCES = ("common", "resolve", "nuke")
 #: The core's file name beside Deflicker.ofx, per platform (CMakeLists.txt, target deflicker_core).
 CORE_NAMES = ("deflicker_core.so", "deflicker_core.dylib", "deflicker_core.dll")
+#: The child-process model server beside the core (CMakeLists.txt, target deflicker_server; POSIX only).
+SERVER_NAME = "deflicker_server"
 
 
 class BuildError(Exception):
@@ -227,6 +230,9 @@ def plan(args: argparse.Namespace) -> tuple[list[Group], list[tuple[Path, Path]]
     lib_dst = binary.parent.relative_to(args.build_dir / BUNDLE) if main["platform"] == "win32" else RES / "python" / "lib"
     groups.append(Group(libpython.parent, lib_dst, (libpython.name,)))
     copied = [(binary, binary.relative_to(args.build_dir / BUNDLE)), (core, core.relative_to(args.build_dir / BUNDLE))]
+    server = binary.parent / SERVER_NAME
+    if server.is_file():  # DEFLICKER_SERVER=child (or auto in a host with its own torch or Python)
+        copied.append((server, server.relative_to(args.build_dir / BUNDLE)))
     plist = args.build_dir / BUNDLE / "Contents" / "Info.plist"
     if plist.exists():
         copied.append((plist, Path("Contents/Info.plist")))
@@ -240,6 +246,7 @@ def plan(args: argparse.Namespace) -> tuple[list[Group], list[tuple[Path, Path]]
     info = {**plugin_identity(), "package_version": package_version(), "python": main["version"],
             "platform": main["platform"], "torch": {"mode": args.torch, "from": torch_info["executable"], **torch},
             "libpython": libpython.name, "binary": copied[0][1].as_posix(), "core": copied[1][1].as_posix(),
+            "server": copied[2][1].as_posix() if server.is_file() else None,
             "link": args.link or "copy", "built": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     return groups, copied, info, python_cfg(main)
 
@@ -255,7 +262,9 @@ def build(args: argparse.Namespace) -> Path:
         counts = place_all(group_pairs(groups, staged, mode), mode)
         place_all(((s, staged / d) for s, d in copied), "copy")
         if info["platform"] == "darwin":
-            relink_macos(staged / info["core"], info["libpython"])
+            for linked in (info["core"], info["server"]):
+                if linked:
+                    relink_macos(staged / linked, info["libpython"])
         res = staged / RES
         (res / "python.cfg").write_text(cfg)
         info["files"] = {k: v for k, v in counts.items() if v}

@@ -1,4 +1,5 @@
-// bridge.cpp: the extern "C" bridge API (bridge.h) on top of the Python server module.
+// bridge.cpp: the extern "C" bridge API (bridge.h) on top of the Python server module, embedded
+// in this process or, where server_mode.h says so, in a child process (child_client.h).
 //
 // Every entry point is noexcept: Python exceptions become a DfkStatus plus
 // "<Class>: <message>" in the caller's buffer. Host frames enter Python as read-only numpy
@@ -9,11 +10,11 @@
 #include <pybind11/numpy.h>
 
 #include "bridge.h"
+#include "child_client.h"
 #include "copy_out.h"
 #include "runtime.h"
+#include "server_mode.h"
 
-#include <algorithm>
-#include <cstring>
 #include <memory>
 #include <mutex>
 #include <set>
@@ -24,12 +25,7 @@ namespace py = pybind11;
 
 namespace {
 
-void copy_text(char *buf, size_t size, const std::string &text) noexcept {
-  if (buf == nullptr || size == 0) return;
-  const size_t n = std::min(size - 1, text.size());
-  std::memcpy(buf, text.data(), n);
-  buf[n] = '\0';
-}
+using dfk::copy_text;
 
 /** Raise `deflicker.errors.<name>` (or `fallback` when deflicker is not importable). */
 [[noreturn]] void raise_python(const char *name, PyObject *fallback, const std::string &message) {
@@ -224,6 +220,7 @@ void dfk_set_bundle_path(const char *path) noexcept {
 }
 
 DfkStatus dfk_init(char *err, size_t err_size) noexcept {
+  if (dfk::use_child_server()) return dfk::child::init(err, err_size);
   std::string why;
   const bool ok = dfk::ensure_python(why);
   copy_text(err, err_size, why);
@@ -233,6 +230,8 @@ DfkStatus dfk_init(char *err, size_t err_size) noexcept {
 DfkStatus dfk_open_clip(const char *instance_id, const DfkClipInfo *info, const DfkSettings *settings,
                         const DfkCallbacks *cb, const char *persisted_key, char *key_out, size_t key_size,
                         char *err, size_t err_size) noexcept {
+  if (dfk::use_child_server())
+    return dfk::child::open_clip(instance_id, info, settings, cb, persisted_key, key_out, key_size, err, err_size);
   return call_server("open_clip", err, err_size, [&](py::module_ server) {
     py::dict clip;
     clip["width"] = info->width;
@@ -250,6 +249,7 @@ DfkStatus dfk_open_clip(const char *instance_id, const DfkClipInfo *info, const 
 }
 
 DfkStatus dfk_analyze(const char *key, int force, const DfkCallbacks *cb, char *err, size_t err_size) noexcept {
+  if (dfk::use_child_server()) return dfk::child::analyze(key, force, cb, err, err_size);
   return call_server(force ? "reanalyze" : "analyze", err, err_size, [&](py::module_ server) {
     Callables calls(cb);
     server.attr(force ? "reanalyze" : "analyze")(key, calls.fetch, calls.progress, calls.cancel);
@@ -258,6 +258,7 @@ DfkStatus dfk_analyze(const char *key, int force, const DfkCallbacks *cb, char *
 
 DfkStatus dfk_render(const char *key, int index, const DfkSettings *settings, const DfkCallbacks *cb,
                      const DfkImage *dst, char *err, size_t err_size) noexcept {
+  if (dfk::use_child_server()) return dfk::child::render(key, index, settings, cb, dst, err, err_size);
   return call_server("render", err, err_size, [&](py::module_ server) {
     py::object result;
     {
@@ -278,6 +279,7 @@ DfkStatus dfk_render(const char *key, int index, const DfkSettings *settings, co
 
 DfkStatus dfk_frames_needed(const char *key, int index, const DfkSettings *settings, int *frames, int capacity,
                             int *count, char *err, size_t err_size) noexcept {
+  if (dfk::use_child_server()) return dfk::child::frames_needed(key, index, settings, frames, capacity, count, err, err_size);
   return call_server("frames_needed", err, err_size, [&](py::module_ server) {
     const py::list needed = server.attr("frames_needed")(key, index, settings_dict(settings));
     *count = static_cast<int>(needed.size());
@@ -286,6 +288,7 @@ DfkStatus dfk_frames_needed(const char *key, int index, const DfkSettings *setti
 }
 
 DfkStatus dfk_status(const char *key, char *out, size_t out_size) noexcept {
+  if (dfk::use_child_server()) return dfk::child::status(key, out, out_size);
   std::string text;
   const DfkStatus status = call_server("status", out, out_size, [&](py::module_ server) {
     text = py::str(server.attr("status")(key)).cast<std::string>();
@@ -295,11 +298,13 @@ DfkStatus dfk_status(const char *key, char *out, size_t out_size) noexcept {
 }
 
 DfkStatus dfk_close_instance(const char *instance_id, char *err, size_t err_size) noexcept {
+  if (dfk::use_child_server()) return dfk::child::close_instance(instance_id, err, err_size);
   return call_server("close_instance", err, err_size,
                      [&](py::module_ server) { server.attr("close_instance")(instance_id ? instance_id : ""); });
 }
 
 DfkStatus dfk_purge_caches(char *err, size_t err_size) noexcept {
+  if (dfk::use_child_server()) return dfk::child::purge_caches(err, err_size);
   return call_server("purge_caches", err, err_size, [&](py::module_ server) { server.attr("purge_caches")(); });
 }
 

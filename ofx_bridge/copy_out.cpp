@@ -1,6 +1,7 @@
 // copy_out.cpp: float32 frame -> host output image (see copy_out.h).
 #include "copy_out.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -38,6 +39,13 @@ void store_rows(const float *src, int src_channels, const DfkImage &dst) {
 }
 
 }  // namespace
+
+void copy_text(char *buf, size_t size, const std::string &text) noexcept {
+  if (buf == nullptr || size == 0) return;
+  const size_t n = std::min(size - 1, text.size());
+  std::memcpy(buf, text.data(), n);
+  buf[n] = '\0';
+}
 
 void copy_out(const float *src, int src_channels, const DfkImage &dst) {
   switch (dst.bytes_per_channel) {

@@ -285,6 +285,13 @@ void set_bundle_path(const std::string &path) noexcept {
   }
 }
 
+std::string bundle_path() {
+  const std::lock_guard<std::mutex> lock(g_bundle_mutex);
+  return utf8(g_bundle);
+}
+
+std::string binary_directory() { return utf8(binary_dir()); }
+
 const std::string &log_file() noexcept {
   static const std::string path = [] {
     try {

@@ -17,6 +17,12 @@ const std::string &log_file() noexcept;
  * starts; until then the last call wins. Without one the bridge falls back to its own binary's path. */
 void set_bundle_path(const std::string &path) noexcept;
 
+/** The bundle directory set by set_bundle_path (UTF-8), empty if none. */
+std::string bundle_path();
+
+/** The directory of the binary holding this code (the bundle's Contents/<arch>/), UTF-8, empty if unknown. */
+std::string binary_directory();
+
 /** Start or attach to Python once per process (std::call_once); false + why when it failed. */
 bool ensure_python(std::string &why) noexcept;
 

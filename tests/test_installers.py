@@ -89,9 +89,12 @@ def test_bundle_is_self_contained(bundle):
     assert not binary.is_symlink() and not core.is_symlink(), "the plugin binaries must be real copies"
     if sys.platform.startswith("linux"):
         assert "libpython" not in subprocess.run(["ldd", str(binary)], capture_output=True, text=True).stdout
-        ldd = subprocess.run(["ldd", str(core)], capture_output=True, text=True).stdout
-        libpython = next(line for line in ldd.splitlines() if "libpython" in line).split("=>")[1].split("(")[0]
-        assert Path(os.path.normpath(libpython.strip())).parent == bundle / "Contents" / "Resources" / "python" / "lib", ldd
+        server = bundle / info["server"]  # the child-process model server (DEFLICKER_SERVER=child), beside the core
+        assert server.parent == binary.parent and not server.is_symlink() and os.access(server, os.X_OK), info
+        for linked in (core, server):
+            ldd = subprocess.run(["ldd", str(linked)], capture_output=True, text=True).stdout
+            libpython = next(line for line in ldd.splitlines() if "libpython" in line).split("=>")[1].split("(")[0]
+            assert Path(os.path.normpath(libpython.strip())).parent == bundle / "Contents" / "Resources" / "python" / "lib", ldd
 
 
 def test_build_refusals_are_one_line(tmp_path):
@@ -172,15 +175,19 @@ def test_installed_bundle_renders_in_a_clean_environment_and_uninstalls_cleanly(
     ffmpeg_dir = str(Path(shutil.which("ffmpeg") or "/usr/bin/ffmpeg").parent)
     clean = {"PATH": os.pathsep.join([ffmpeg_dir, "/usr/bin", "/bin"]), "HOME": str(home),
              "DEFLICKER_CACHE_DIR": str(tmp_path / "plugin-cache")}
-    out = tmp_path / "out.mkv"
-    render = subprocess.run([str(built(HOST)), "render", str(installed(prefix)), str(clip), "-o", str(out)],
-                            capture_output=True, text=True, env=clean, timeout=300)
-    assert render.returncode == 0, render.stderr[-3000:]
-    np.testing.assert_array_equal(decode(out)[..., :3], decode(ref)[..., :3])
+    for mode in ("embedded", "child"):  # the child: the installed deflicker_server, the bundle's Python
+        out = tmp_path / f"{mode}.mkv"
+        render = subprocess.run([str(built(HOST)), "render", str(installed(prefix)), str(clip), "-o", str(out)],
+                                capture_output=True, text=True, env={**clean, "DEFLICKER_SERVER": mode}, timeout=300)
+        assert render.returncode == 0, render.stderr[-3000:]
+        np.testing.assert_array_equal(decode(out)[..., :3], decode(ref)[..., :3])
     log = next(installed(prefix).glob("Contents/*/deflicker-ofx.log")).read_text()
-    line = next(x for x in log.splitlines() if "started embedded Python" in x)
-    entries = eval(line.split("sys.path = ", 1)[1])  # a Python list literal, as the bridge logs it
-    assert entries and all(e.startswith(str(installed(prefix))) for e in entries), line
+    lines = [x for x in log.splitlines() if "started embedded Python" in x]
+    assert len(lines) == 2, log  # in the host process, then in the child server
+    for line in lines:
+        entries = eval(line.split("sys.path = ", 1)[1])  # a Python list literal, as the bridge logs it
+        assert entries and all(e.startswith(str(installed(prefix))) for e in entries), line
+    assert "started the analysis server, pid " in log, log
 
     proc = tool("install.py", "uninstall", "--prefix", prefix)
     assert proc.returncode == 0 and proc.stdout.strip() == f"removed {installed(prefix)}", proc.stderr
