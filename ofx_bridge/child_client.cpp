@@ -430,6 +430,7 @@ void add_settings(ChildMessage &m, const DfkSettings *s) {
   if (s->method != nullptr) m.set("settings.method", std::string(s->method));
   m.set("settings.local_refinement", static_cast<long long>(s->local_refinement != 0));
   m.set("settings.analysis_size", static_cast<long long>(s->analysis_size));
+  m.set("settings.keep_slow", static_cast<long long>(s->keep_slow));
 }
 
 void ignore(const ChildMessage &) {}
@@ -452,6 +453,7 @@ DfkStatus open_clip(const char *instance_id, const DfkClipInfo *info, const DfkS
   m.set("clip.frame_count", static_cast<long long>(info->frame_count));
   m.set("clip.fps", info->fps);
   m.set("clip.bit_depth", static_cast<long long>(info->bit_depth));
+  m.set("clip.premultiplied", static_cast<long long>(info->premultiplied != 0));
   add_settings(m, settings);
   return run("open_clip", m, cb, 0, Wait::call, err, err_size,
              [&](const ChildMessage &answer) { copy_text(key_out, key_size, answer.get("key")); });

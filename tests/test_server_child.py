@@ -157,3 +157,21 @@ def test_copy_then_delete_in_child_mode(clip, reference, tmp_path):
     assert all(s == OFX_OK for _, s in run.statuses()), run.explain()
     assert_same(tmp_path / "out.mkv", reference, run)
     assert len(log_lines(tmp_path, "child", "started the analysis server, pid ")) == 1
+
+
+def test_child_server_carries_every_setting_and_clip_fact(tmp_path):
+    # Keep slow changes (a setting) and a premultiplied RGBA source (a clip fact) reach the child
+    # as they reach the embedded server: the same pixels, and not those of the defaults.
+    from test_ofx_host import alpha_clip
+
+    source = alpha_clip(tmp_path / "alpha.mkv", soft=False)
+    raws = {}
+    for mode in ("embedded", "child"):
+        for args in ((), ("--param", "keep_slow=4", "--premult")):
+            out = tmp_path / f"{mode}{len(args)}.raw"
+            run = run_host("render", built(BUNDLE), source, "--raw-out", out, *args,
+                           env=server_env(tmp_path, mode, DEFLICKER_CACHE_DIR=str(tmp_path / f"cache-{mode}{len(args)}")))
+            assert all(s == OFX_OK for _, s in run.statuses()), run.explain()
+            raws[mode, len(args)] = out.read_bytes()
+    assert raws["child", 3] == raws["embedded", 3] and raws["child", 0] == raws["embedded", 0]
+    assert raws["embedded", 3] != raws["embedded", 0]

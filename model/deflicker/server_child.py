@@ -223,6 +223,8 @@ def _settings(f: Mapping[str, str]) -> dict[str, Any]:
         out["local_refinement"] = f["settings.local_refinement"] == "1"
     if "settings.analysis_size" in f:
         out["analysis_size"] = int(f["settings.analysis_size"])
+    if "settings.keep_slow" in f:
+        out["keep_slow"] = int(f["settings.keep_slow"])
     return out
 
 
