@@ -119,7 +119,7 @@ def test_flicker_free_look_of_detail_enhancement_sits_far_above_the_clean_floor(
 
 def test_names_and_set():
     names = clip_names()
-    assert names[-1] == "long_global_coffee" and len(names) == len(set(names)) == 17
+    assert names[-1] == "long_global_coffee" and len(names) == len(set(names)) == 23
     assert clip_names(long_frames=0) == names[:-1]
     families = {make_clip(n, size=(16, 16), frames=2).family for n in names}
     assert families == set(FAMILIES)
