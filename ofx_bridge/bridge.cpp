@@ -99,11 +99,16 @@ class HostCalls {
     return cb_->cancel(cb_->ctx) != 0;
   }
 
-  /** Release one frame if it is still held and the call is still open. */
+  /** Release one frame if it is still held and the call is still open. A view's capsule calls
+   *  this with the GIL held: it is dropped before taking the mutex (a thread holding the mutex
+   *  may be waiting for the GIL) and while the host releases the image. */
   void release(void *token) noexcept {
-    const std::lock_guard<std::mutex> lock(mutex_);
-    if (closed_ || held_.erase(token) == 0) return;
-    if (cb_ != nullptr && cb_->release != nullptr) cb_->release(cb_->ctx, token);
+    if (PyGILState_Check()) {
+      py::gil_scoped_release nogil;
+      release_held(token);
+    } else {
+      release_held(token);
+    }
   }
 
   /** End of the bridge call: release every frame still held and disable the callbacks. */
@@ -116,6 +121,11 @@ class HostCalls {
   }
 
  private:
+  void release_held(void *token) noexcept {
+    const std::lock_guard<std::mutex> lock(mutex_);
+    if (closed_ || held_.erase(token) == 0) return;
+    if (cb_ != nullptr && cb_->release != nullptr) cb_->release(cb_->ctx, token);
+  }
   void track(void *token) {
     const std::lock_guard<std::mutex> lock(mutex_);
     held_.insert(token);

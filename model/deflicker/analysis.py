@@ -136,8 +136,6 @@ class ClipAnalysis:
             frame = atlas.frame(local)
         return frame if size is None else resize(frame, size)
 
-    frame = atlas_frame  # the Atlas interface of issue 3: frame(t, size)
-
     def guide(self, t: int, proxy: np.ndarray) -> Guide:
         """The filter's guide for frame t (see :meth:`atlas_frame`), where its structure can be
         trusted, and where it is the atlas itself (:class:`Guide`). Neither holds on the shot's

@@ -11,7 +11,7 @@ import argparse
 import importlib
 import logging
 import sys
-from typing import Any, Callable, Iterator, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 from deflicker import __version__
 from deflicker.errors import DeflickerError
@@ -130,9 +130,3 @@ def _main(argv: Optional[Sequence[str]]) -> int:
             traceback.print_exc()
         return 1
 
-
-def iter_with_progress(items: Sequence[int], desc: str) -> Iterator[int]:
-    """Iterate over ``items`` with a tqdm bar on stderr."""
-    from tqdm import tqdm
-
-    yield from tqdm(items, desc=desc, file=sys.stderr, leave=False)

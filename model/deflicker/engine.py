@@ -91,7 +91,11 @@ class Engine:
 
         ``settings`` overrides the engine's for this session (the server shares one engine);
         ``allow_short`` accepts a damaged video or a sequence with gaps (see ``open_clip``).
+        A device that is not there (``cuda`` without CUDA) is a DeviceError here, before any work.
         """
+        from deflicker.filter import resolve_device
+
+        resolve_device((settings or self.settings).device)
         if isinstance(clip, (str, Path)):
             from deflicker.io import open_clip
 

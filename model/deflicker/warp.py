@@ -50,17 +50,3 @@ def consistency_mask(flow_ts: np.ndarray, flow_st: np.ndarray, *, alpha: float =
     bound = alpha * (np.sum(flow_ts ** 2, axis=-1) + np.sum(back ** 2, axis=-1)) + beta
     return (diff <= bound) & inside_mask(flow_ts)
 
-
-def resize_flow(flow: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """Resize a flow field to (h, w), scaling its vectors with the grid."""
-    h, w = shape
-    sy, sx = h / flow.shape[0], w / flow.shape[1]
-    out = cv2.resize(np.ascontiguousarray(flow, dtype=np.float32), (w, h), interpolation=cv2.INTER_LINEAR)
-    out[..., 0] *= sx
-    out[..., 1] *= sy
-    return out
-
-
-def compose(flow_ab: np.ndarray, flow_bc: np.ndarray) -> np.ndarray:
-    """f_{a->c} from f_{a->b} and f_{b->c}: f_ab(x) + f_bc(x + f_ab(x))."""
-    return flow_ab + warp(flow_bc, flow_ab)
