@@ -10,6 +10,7 @@
 #include <pybind11/numpy.h>
 
 #include "bridge.h"
+#include "call_fields.h"
 #include "child_client.h"
 #include "copy_out.h"
 #include "runtime.h"
@@ -163,12 +164,7 @@ struct Callables {
 
 py::dict settings_dict(const DfkSettings *s) {
   py::dict d;
-  if (s == nullptr) return d;
-  d["strength"] = s->strength;
-  if (s->method != nullptr) d["method"] = s->method;
-  d["local_refinement"] = s->local_refinement != 0;
-  d["analysis_size"] = s->analysis_size;
-  d["keep_slow"] = s->keep_slow;
+  dfk::for_each_setting(s, [&](const char *name, const auto &value) { d[name] = value; });
   return d;
 }
 
@@ -244,13 +240,7 @@ DfkStatus dfk_open_clip(const char *instance_id, const DfkClipInfo *info, const 
     return dfk::child::open_clip(instance_id, info, settings, cb, persisted_key, key_out, key_size, err, err_size);
   return call_server("open_clip", err, err_size, [&](py::module_ server) {
     py::dict clip;
-    clip["width"] = info->width;
-    clip["height"] = info->height;
-    clip["channels"] = info->channels;
-    clip["frame_count"] = info->frame_count;
-    clip["fps"] = info->fps;
-    clip["bit_depth"] = info->bit_depth;
-    clip["premultiplied"] = info->premultiplied != 0;
+    dfk::for_each_clip_fact(*info, [&](const char *name, const auto &value) { clip[name] = value; });
     Callables calls(cb);
     const py::object key = server.attr("open_clip")(instance_id ? instance_id : "", clip, settings_dict(settings),
                                                     calls.fetch, persisted_key ? persisted_key : "");

@@ -14,6 +14,7 @@
 // another child, up to kMaxStarts per process. SIGPIPE is never raised (MSG_NOSIGNAL/SO_NOSIGPIPE).
 #include "child_client.h"
 
+#include "call_fields.h"
 #include "child_protocol.h"
 #include "copy_out.h"
 #include "runtime.h"
@@ -424,14 +425,14 @@ ChildMessage request(const char *op, const DfkCallbacks *cb = nullptr) {
   return m;
 }
 
-void add_settings(ChildMessage &m, const DfkSettings *s) {
-  if (s == nullptr) return;
-  m.set("settings.strength", s->strength);
-  if (s->method != nullptr) m.set("settings.method", std::string(s->method));
-  m.set("settings.local_refinement", static_cast<long long>(s->local_refinement != 0));
-  m.set("settings.analysis_size", static_cast<long long>(s->analysis_size));
-  m.set("settings.keep_slow", static_cast<long long>(s->keep_slow));
-}
+/** Sets `prefix` + name for each field a for_each_* visit hands over (flags as 0/1). */
+struct SetFields {
+  ChildMessage &m;
+  const char *prefix;
+  void operator()(const char *name, bool value) const { m.set(prefix + std::string(name), static_cast<long long>(value)); }
+  template <class T>
+  void operator()(const char *name, const T &value) const { m.set(prefix + std::string(name), value); }
+};
 
 void ignore(const ChildMessage &) {}
 
@@ -447,14 +448,8 @@ DfkStatus open_clip(const char *instance_id, const DfkClipInfo *info, const DfkS
   ChildMessage m = request("open_clip", cb);
   m.set("instance_id", std::string(instance_id ? instance_id : ""));
   m.set("persisted_key", std::string(persisted_key ? persisted_key : ""));
-  m.set("clip.width", static_cast<long long>(info->width));
-  m.set("clip.height", static_cast<long long>(info->height));
-  m.set("clip.channels", static_cast<long long>(info->channels));
-  m.set("clip.frame_count", static_cast<long long>(info->frame_count));
-  m.set("clip.fps", info->fps);
-  m.set("clip.bit_depth", static_cast<long long>(info->bit_depth));
-  m.set("clip.premultiplied", static_cast<long long>(info->premultiplied != 0));
-  add_settings(m, settings);
+  dfk::for_each_clip_fact(*info, SetFields{m, "clip."});
+  dfk::for_each_setting(settings, SetFields{m, "settings."});
   return run("open_clip", m, cb, 0, Wait::call, err, err_size,
              [&](const ChildMessage &answer) { copy_text(key_out, key_size, answer.get("key")); });
 }
@@ -469,7 +464,7 @@ DfkStatus render(const char *key, int index, const DfkSettings *settings, const 
                  char *err, size_t err_size) noexcept {
   ChildMessage m = request("render", cb);
   m.set("key", std::string(key ? key : "")).set("index", static_cast<long long>(index));
-  add_settings(m, settings);
+  dfk::for_each_setting(settings, SetFields{m, "settings."});
   const size_t room = static_cast<size_t>(dst->width) * dst->height * 4 * sizeof(float);  // float RGBA at most
   return run("render", m, cb, room, Wait::call, err, err_size, [&](const ChildMessage &answer) {
     const long long channels = answer.get_int("channels");
@@ -483,7 +478,7 @@ DfkStatus frames_needed(const char *key, int index, const DfkSettings *settings,
                         char *err, size_t err_size) noexcept {
   ChildMessage m = request("frames_needed");
   m.set("key", std::string(key ? key : "")).set("index", static_cast<long long>(index));
-  add_settings(m, settings);
+  dfk::for_each_setting(settings, SetFields{m, "settings."});
   return run("frames_needed", m, nullptr, 0, Wait::query, err, err_size, [&](const ChildMessage &answer) {
     std::vector<int> needed;
     const std::string list = answer.get("frames");

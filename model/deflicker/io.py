@@ -20,10 +20,10 @@ import numpy as np
 from deflicker.errors import InvalidSettingsError, VideoIOError
 from deflicker.io_atomic import check_output_path, is_pattern
 from deflicker.io_clip import Clip, Timing
-from deflicker.io_encode import VIDEO_EXTS, VideoWriter, resolve_codec
+from deflicker.io_encode import VideoWriter, resolve_codec
 from deflicker.io_image import IMAGE_EXTS, storable_depth
 from deflicker.io_sequence import SequenceClip, SequenceWriter, find_frames
-from deflicker.io_target import VIDEO, check_numbers, check_targets, folder_ext, output_target, refuse_existing
+from deflicker.io_target import VIDEO, check_numbers, check_targets, folder_ext, output_kind, output_target, refuse_existing
 from deflicker.io_video import VideoClip
 from deflicker.source import ClipInfo, FrameSource, check_frame
 
@@ -180,11 +180,6 @@ def write_clip(path: PathLike, frames: Iterable[np.ndarray], *, fps: float, bit_
     return writer.path
 
 
-def is_video_output(path: Path) -> bool:
-    """True when an output path names a video file (not a folder)."""
-    return path.suffix.lower() in VIDEO_EXTS and not path.is_dir()
-
-
 def carried_over(source: FrameSource, path: PathLike) -> dict:
     """``write_clip`` keyword arguments keeping a file clip's timing at ``path``: a video output
     gets the frames' timestamps (variable rates and gaps kept) and the input's audio; an image
@@ -192,7 +187,7 @@ def carried_over(source: FrameSource, path: PathLike) -> dict:
     timing (one warning line each)."""
     if not isinstance(source, Clip):
         return {}
-    if is_video_output(Path(path)):
+    if output_kind(Path(path)) == VIDEO:
         return {"timing": source.timing, "audio": source.audio}
     if isinstance(source, SequenceClip):
         return {}  # its frames keep their numbers (see frame_numbers), gaps included
@@ -210,7 +205,7 @@ def output_like(info: ClipInfo, path: PathLike, codec: Optional[str] = None) -> 
     the depth is the nearest the output stores; a lost depth or alpha channel is logged."""
     target = Path(path)
     suffix = target.suffix.lower()
-    if is_video_output(target):
+    if output_kind(target) == VIDEO:
         name = resolve_codec(target, codec)
         depth = 8 if name == "h264" or info.bit_depth == 8 else 16
         keeps_alpha = name != "h264"

@@ -30,6 +30,7 @@ from typing import Any, Optional
 import numpy as np
 
 from deflicker.errors import VideoIOError
+from deflicker.settings import Settings
 
 Fields = dict[str, str]
 
@@ -213,18 +214,15 @@ def _number(text: str) -> float | int:
 
 
 def _settings(f: Mapping[str, str]) -> dict[str, Any]:
-    """The plugin's settings as the embedded bridge passes them (bridge.cpp settings_dict)."""
+    """The plugin's settings as the embedded bridge passes them (ofx_bridge/call_fields.h), each
+    read back as the type of its deflicker.Settings field (flags come as 0/1)."""
+    defaults = Settings()
     out: dict[str, Any] = {}
-    if "settings.strength" in f:
-        out["strength"] = float(f["settings.strength"])
-    if "settings.method" in f:
-        out["method"] = f["settings.method"]
-    if "settings.local_refinement" in f:
-        out["local_refinement"] = f["settings.local_refinement"] == "1"
-    if "settings.analysis_size" in f:
-        out["analysis_size"] = int(f["settings.analysis_size"])
-    if "settings.keep_slow" in f:
-        out["keep_slow"] = int(f["settings.keep_slow"])
+    for name, text in f.items():
+        if name.startswith("settings."):
+            field = name.split(".", 1)[1]
+            kind = type(getattr(defaults, field))
+            out[field] = text == "1" if kind is bool else kind(text)
     return out
 
 
