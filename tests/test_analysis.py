@@ -218,11 +218,11 @@ def test_lossy_repeats_map_to_their_first_occurrence_and_new_frames_do_not():
     doubled, first = film_repeats(noisy)
     coded = lossy_h264(doubled, 24.0)  # libx264: every repeat differs a little from its original
     settings = Settings(analysis_size=64)
-    _, canonical = read_proxies(ArraySource(coded), settings, None, None)
+    _, canonical, _ = read_proxies(ArraySource(coded), settings, None, None)
     assert list(canonical) == first
     # a frame panned by half a pixel, or the same frame 4% brighter, is new content, also after coding
     frame = noisy[0]
     shifted = cv2.warpAffine(frame, np.float32([[1, 0, 0.5], [0, 1, 0]]), frame.shape[1::-1], borderMode=cv2.BORDER_REFLECT)
     near = lossy_h264(np.stack([frame, shifted, shifted * np.float32(1.04)]), 24.0)
-    _, canonical = read_proxies(ArraySource(near), settings, None, None)
+    _, canonical, _ = read_proxies(ArraySource(near), settings, None, None)
     assert list(canonical) == [0, 1, 2]

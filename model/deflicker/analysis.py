@@ -8,7 +8,6 @@ resolution. The result is plain arrays (``to_arrays``/``from_arrays``) for the d
 """
 from __future__ import annotations
 
-import hashlib
 import logging
 from dataclasses import dataclass
 from typing import Any, NamedTuple, Optional, Union
@@ -17,7 +16,7 @@ import cv2
 import numpy as np
 
 from deflicker.atlas import FastAtlas, ShotFlows, fit_fast
-from deflicker.content import ContentDigests
+from deflicker.content import DIGEST_SIZE, ContentDigests, proxy_digest
 from deflicker.errors import ModelLoadError
 from deflicker.flow import flow_input, flow_pair, flows_both
 from deflicker.image import local_contrast, local_correlation, proxy_shape, resize, rgb
@@ -227,8 +226,9 @@ def _atlas_class(method: str) -> Any:
 
 
 def read_proxies(source: FrameSource, settings: Settings, progress: Optional[Progress],
-                 cancel: Optional[CancelCheck]) -> tuple[np.ndarray, np.ndarray]:
-    """(proxies (n, h, w, 3) float16 in clip units, canonical (n,)) in one pass over the clip;
+                 cancel: Optional[CancelCheck]) -> tuple[np.ndarray, np.ndarray, ContentDigests]:
+    """(proxies (n, h, w, 3) float16 in clip units, canonical (n,), the proxies' digests) in one
+    pass over the clip;
     a frame's canonical frame is its first exact occurrence or, for a near-identical repeat of
     the previous distinct frame (:func:`deflicker.repeats.is_repeat`), that frame.
 
@@ -240,16 +240,17 @@ def read_proxies(source: FrameSource, settings: Settings, progress: Optional[Pro
     shape = proxy_shape(first.shape[0], first.shape[1], settings.analysis_size)
     proxies = np.empty((n, *shape, 3), np.float16)
     canonical = np.arange(n, dtype=np.int64)
+    digests = np.empty((n, DIGEST_SIZE), np.uint8)
     seen: dict[bytes, int] = {}
     for t in range(n):
         check_cancel(cancel)
         proxies[t] = resize(rgb(first if t == 0 else source[t]), shape)
-        digest = hashlib.blake2b(proxies[t].tobytes(), digest_size=16).digest()
-        canonical[t] = seen.setdefault(digest, t)
+        digests[t] = proxy_digest(proxies[t])
+        canonical[t] = seen.setdefault(digests[t].tobytes(), t)  # an exact repeat: the same digest
         if canonical[t] == t and t > 0 and is_repeat(proxies[t], proxies[canonical[t - 1]]):
             canonical[t] = canonical[t - 1]  # a lossy-coded repeat of the previous distinct frame
         report(progress, (t + 1) / n, f"reading frame {t + 1}/{n}")
-    return proxies, canonical
+    return proxies, canonical, ContentDigests(digests, shape)
 
 
 def neighbour_flows(proxies: np.ndarray, settings: Settings, progress: Optional[Progress],
@@ -286,8 +287,7 @@ def shot_flows(proxies: np.ndarray, flows: tuple[np.ndarray, ...], start: int, e
 def analyze_clip(source: FrameSource, settings: Settings, progress: Optional[Progress] = None,
                  cancel: Optional[CancelCheck] = None) -> ClipAnalysis:
     """Analyse a clip (module doc). Raises Cancelled when ``cancel`` says so."""
-    proxies, canonical = read_proxies(source, settings, scaled(progress, 0.0, 0.4), cancel)
-    content = ContentDigests.of_proxies(proxies)
+    proxies, canonical, content = read_proxies(source, settings, scaled(progress, 0.0, 0.4), cancel)
     scale = clip_scale(proxies)
     if scale != 1.0:
         proxies /= np.float16(scale)

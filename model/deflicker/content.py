@@ -3,8 +3,8 @@
 The analysis reads nothing of a frame but its proxy (``resize(rgb(frame))`` at the analysis
 size, stored at half precision), so a digest of that proxy is exactly what the analysis depends
 on: two clips whose frames all have the same digests get the same analysis. The digests are
-taken from the proxies the analysis reads anyway (:meth:`ContentDigests.of_proxies`), stored in
-the cache entry with their hash (:meth:`ContentDigests.full_hash`), and every frame a render
+taken from the proxies the analysis reads anyway (``analysis.read_proxies``, which finds exact
+repeats by the same digests), stored in the cache entry with their hash (:meth:`ContentDigests.full_hash`), and every frame a render
 reads is checked against its digest, from the proxy the render makes anyway, before the analysis
 is used for it (:meth:`ContentDigests.check`): an entry made for another clip (the cache key
 samples only a few frames) is never rendered with.
@@ -39,12 +39,6 @@ class ContentDigests:
 
     frames: np.ndarray
     shape: tuple[int, int]
-
-    @classmethod
-    def of_proxies(cls, proxies: np.ndarray) -> "ContentDigests":
-        """The digests of a clip's (n, h, w, 3) proxies in clip units."""
-        frames = np.stack([proxy_digest(p) for p in proxies]) if len(proxies) else np.zeros((0, DIGEST_SIZE), np.uint8)
-        return cls(frames, (int(proxies.shape[1]), int(proxies.shape[2])))
 
     def full_hash(self) -> str:
         """The clip's full-content hash: every frame's digest, in order, with the proxy shape."""
