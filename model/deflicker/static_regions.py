@@ -18,6 +18,7 @@ from typing import Optional
 import cv2
 import numpy as np
 
+from deflicker.atlas_texture import clipped_amount
 from deflicker.correction import CLIP_RAMP
 
 #: A proxy pixel whose every channel stays within this range over a shot is constant (proxy units;
@@ -49,10 +50,10 @@ def static_mask(proxies: np.ndarray, *, display: bool) -> np.ndarray:
 
 def _extreme(image: np.ndarray) -> np.ndarray:
     """(H, W) float32 in [0, 1]: how fully every channel of a display-referred pixel is black
-    (or every channel white), ramping over CLIP_RAMP / 2 as :func:`correction.fill_clipped` does."""
-    black = np.clip((CLIP_RAMP - image.max(axis=-1)) / (CLIP_RAMP / 2), 0.0, 1.0)
-    white = np.clip((image.min(axis=-1) - (1.0 - CLIP_RAMP)) / (CLIP_RAMP / 2), 0.0, 1.0)
-    return np.maximum(black, white).astype(np.float32)  # type: ignore[no-any-return]
+    (or every channel white), over the clipping ramp of :func:`atlas_texture.clipped_amount`."""
+    _, black = clipped_amount(image.max(axis=-1))
+    white, _ = clipped_amount(image.min(axis=-1))
+    return np.maximum(black, white)
 
 
 def passthrough_weight(mask: np.ndarray, image: np.ndarray, *, display: bool) -> Optional[np.ndarray]:
