@@ -75,7 +75,7 @@ typedef struct DfkSettings {
   int keep_slow; /* frames; 0 off, -1 auto */
 } DfkSettings;
 
-/** Log one line to deflicker-ofx.log (where plugin/log_file.h says: never through a link; no Python
+/** Log one line to deflicker-ofx.log (where common/log_file.h says: never through a link; no Python
  * needed). level: 0 debug, 1 info, 2 warning, 3 error. */
 void dfk_log(int level, const char *message) DFK_NOEXCEPT;
 

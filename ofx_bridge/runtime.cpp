@@ -75,7 +75,7 @@ fs::path bundle_root(const fs::path &path) {
   return path;
 }
 
-/** The log file as UTF-8, chosen as plugin/log_file.h says; empty when none can be written safely. */
+/** The log file as UTF-8, chosen as common/log_file.h says; empty when none can be written safely. */
 std::string choose_log_file() {
   const OpenLog log = open_first_log(log_candidates(binary_dir().native()));
   return log.stream ? utf8(fs::path(log.path)) : std::string();

@@ -9,7 +9,7 @@ namespace dfk {
 /** Append one line to deflicker-ofx.log; level 0 debug, 1 info, 2 warning, 3 error. Thread-safe. */
 void log_line(int level, const std::string &message) noexcept;
 
-/** The log file in use (UTF-8; chosen as plugin/log_file.h says, empty if none is safe to write). */
+/** The log file in use (UTF-8; chosen as common/log_file.h says, empty if none is safe to write). */
 const std::string &log_file() noexcept;
 
 /** The plugin's bundle directory, from the host's OfxPluginPropFilePath (UTF-8; a path inside the

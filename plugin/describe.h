@@ -1,4 +1,5 @@
-// describe.h: the effect's identity and its description (Describe, DescribeInContext).
+// describe.h: Describe and DescribeInContext. The effect's identity (kPluginIdentifier, version,
+// label) is generated from deflicker.plugin_spec into params_gen.h (plugin/params.h).
 #ifndef DEFLICKER_PLUGIN_DESCRIBE_H
 #define DEFLICKER_PLUGIN_DESCRIBE_H
 
@@ -6,17 +7,6 @@
 
 namespace deflicker_ofx {
 
-// Identity. Bump the MAJOR version when saved projects can no longer load (params removed or
-// renamed, meaning changed): Nuke names the node class after it. Bump MINOR for compatible
-// changes (new params with defaults, fixes).
-inline constexpr const char *kPluginIdentifier = "com.atlasdeflicker.Deflicker";
-inline constexpr unsigned kVersionMajor = 1;
-inline constexpr unsigned kVersionMinor = 0;
-inline constexpr const char *kPluginLabel = "Atlas Deflicker";  // not "Deflicker": Resolve Studio has a ResolveFX of that name
-inline constexpr const char *kPluginGrouping = "Filter";
-inline constexpr const char *kPluginDescription =
-    "Blind video deflickering: removes brightness and colour flicker using a per-clip atlas, "
-    "a neural filter and local refinement.";
 /** OfxActionDescribe: contexts, depths, temporal access, threading. */
 OfxStatus describe(OfxImageEffectHandle effect);
 

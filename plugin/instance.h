@@ -68,24 +68,10 @@ inline void set_param_string(const Instance &inst, const char *name, const std::
   if (param_string(inst, name) != value) suites().param->paramSetValue(param_handle(inst, name), value.c_str());
 }
 
-/** The user-facing settings at time t, owning the strings DfkSettings points to. */
-struct SettingsAt {
-  std::string method;
-  DfkSettings dfk{};
-
+/** The plugin's settings at time t (params_gen.h: read from the params by the generated code). */
+struct SettingsAt : PluginSettings {
   SettingsAt(const Instance &inst, OfxTime t) {
-    const OfxParameterSuiteV1 *p = suites().param;
-    int method_index = 0, refine = 1, size = 256, keep_slow = -1;
-    p->paramGetValueAtTime(param_handle(inst, kStrength), t, &dfk.strength);
-    p->paramGetValueAtTime(param_handle(inst, kMethod), t, &method_index);
-    p->paramGetValueAtTime(param_handle(inst, kLocalRefinement), t, &refine);
-    p->paramGetValueAtTime(param_handle(inst, kAnalysisSize), t, &size);
-    p->paramGetValueAtTime(param_handle(inst, kKeepSlow), t, &keep_slow);
-    method = option(spec(kMethod).options, method_index);
-    dfk.method = method.c_str();
-    dfk.local_refinement = refine;
-    dfk.analysis_size = size;
-    dfk.keep_slow = keep_slow;
+    read([&](const char *name, auto *value) { suites().param->paramGetValueAtTime(param_handle(inst, name), t, value); });
   }
 };
 
@@ -123,11 +109,11 @@ struct SourceFacts {
     info.premultiplied = info.channels == 4 && get_string(props, kOfxImageEffectPropPreMultiplication) == kOfxImagePreMultiplied;
   }
 
-  std::string signature(const SettingsAt &s) const {
+  /** The clip facts and the settings that change the analysis: a new one needs a new clip key. */
+  std::string signature(const PluginSettings &s) const {
     return std::to_string(info.width) + "x" + std::to_string(info.height) + "x" + std::to_string(info.channels) + "/" +
            std::to_string(info.frame_count) + "@" + std::to_string(info.fps) + "/" + std::to_string(info.bit_depth) +
-           "/" + std::to_string(first) + (info.premultiplied ? "/premultiplied/" : "/") + s.method + "/" +
-           std::to_string(s.dfk.analysis_size);
+           "/" + std::to_string(first) + (info.premultiplied ? "/premultiplied/" : "/") + s.analysis_signature();
   }
 };
 

@@ -12,7 +12,7 @@
 // The core is loaded at the first entry point call (never from DllMain or a static initializer:
 // the loader lock), once per process, and never unloaded: its interpreter and threads cannot be.
 // If it cannot be loaded, OfxGetNumberOfPlugins returns 0 and one line with the system's reason
-// goes to the plugin's log (where plugin/log_file.h says, as in ofx_bridge/runtime.cpp). Nothing
+// goes to the plugin's log (where common/log_file.h says, as in ofx_bridge/runtime.cpp). Nothing
 // here throws across the C ABI.
 #include "core_api.h"
 #include "log_file.h"  // and the platform headers

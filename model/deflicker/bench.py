@@ -23,12 +23,11 @@ from deflicker.bench_common import parse_int_list, size_label, write_json, write
 from deflicker.bench_methods import METHODS
 from deflicker.errors import InvalidSettingsError
 from deflicker.io_atomic import output_folder
-from deflicker.settings import parse_size
+from deflicker.settings import ANALYSIS_SIZE_RANGE, parse_size
 
 log = logging.getLogger(__name__)
 
 SUITES = ("quality", "speed", "flow", "plugin")
-ANALYSIS_SIZE_RANGE = (64, 1024)  # Settings.analysis_size's validated range
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -35,6 +35,7 @@ from deflicker.io_atomic import replaced_on_success
 from deflicker.progress import CancelCheck, Progress
 from deflicker.settings import Settings
 from deflicker.source import FrameSource
+from deflicker.tuning import analysis_signature
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +86,7 @@ class ClipKey:
         """The key of a clip (reads the fingerprint frames) under these settings."""
         info = source.info
         return cls(content=fingerprint(source), frame_count=len(source), width=info.width, height=info.height,
-                   channels=info.channels, bit_depth=info.bit_depth, settings=settings.analysis_key())
+                   channels=info.channels, bit_depth=info.bit_depth, settings=analysis_signature(settings.analysis))
 
     def digest(self) -> str:
         """A short stable string for file names and the plugin's hidden parameter."""

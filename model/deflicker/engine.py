@@ -24,7 +24,7 @@ import numpy as np
 from deflicker.errors import InvalidSettingsError
 from deflicker.image import rgb
 from deflicker.progress import CancelCheck, Progress
-from deflicker.settings import ANALYSIS_FIELDS, Settings
+from deflicker.settings import Settings
 from deflicker.source import FrameSource
 
 if TYPE_CHECKING:  # torch-heavy modules load lazily
@@ -301,7 +301,7 @@ class Session:
     def _render_settings(self, settings: Optional[Settings]) -> Settings:
         if settings is None:
             return self.settings
-        changed = [f for f in ANALYSIS_FIELDS if getattr(settings, f) != getattr(self.settings, f)]
+        changed = self.settings.analysis_changes(settings)
         if changed:
             raise InvalidSettingsError(f"{', '.join(changed)} change the analysis: open a new session")
         return settings

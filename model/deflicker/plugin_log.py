@@ -1,6 +1,6 @@
 """The plugin's log file (deflicker-ofx.log), opened for the engine as the bridge opens it.
 
-The bridge (plugin/log_file.h) picks the file and hands its path over; it may lie in the temp
+The bridge (common/log_file.h) picks the file and hands its path over; it may lie in the temp
 folder every user shares, so the engine opens it the same careful way: never through a symbolic
 link, and only a regular file of this user's with no second name (a hard link), created private.
 """

@@ -1,14 +1,13 @@
 """Frozen, validated settings. Defaults live here and nowhere else.
 
 ``Settings`` is what the CLI, the server and the OFX plugin build (the plugin's parameter
-script names equal the top-level user-facing field names). Nested groups hold the knobs of
-each stage. ``analysis_key()`` is the part of the settings that changes the cached analysis.
+script names equal the top-level user-facing field names). It is made of two parts:
+``AnalysisSettings`` (what changes the per-clip analysis, so its cache key) and
+``RenderSettings`` (everything else). Nested groups hold the knobs of each stage.
 """
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import re
 from dataclasses import dataclass, field
 from typing import Any, Mapping
@@ -16,11 +15,13 @@ from typing import Any, Mapping
 from deflicker.errors import InvalidSettingsError
 
 METHODS = ("fast", "neural")
-#: The Settings fields that change the per-clip analysis; every other field is render-only.
-ANALYSIS_FIELDS = ("method", "analysis_size", "flow", "atlas")
 DEVICES = ("auto", "cpu", "cuda")
 #: The longest Keep slow changes span, frames (about 40 s at 24 fps).
 MAX_KEEP_SLOW = 1000
+#: Validated ranges of the numeric user-facing settings (the plugin's param ranges come from these).
+STRENGTH_RANGE = (0.0, 1.0)
+ANALYSIS_SIZE_RANGE = (64, 1024)
+KEEP_SLOW_RANGE = (-1, MAX_KEEP_SLOW)
 
 
 #: Frame sizes (height, width) that size options accept by name.
@@ -112,31 +113,70 @@ class RefineSettings:
 
 
 @dataclass(frozen=True)
-class Settings:
-    """Everything that shapes a deflicker result.
+class AnalysisSettings:
+    """The settings that change a clip's analysis: the one definition of that fact.
 
-    The first six fields are the user-facing controls (CLI options, OFX parameters).
+    Its fields are the settings part of the analysis cache key (with the analysis tuning
+    constants, :mod:`deflicker.tuning`), what a session refuses to change, and what the plugin's
+    clip signature holds (generated from this class by :mod:`deflicker.plugin_header`).
     """
 
-    strength: float = 1.0  # 0 = input unchanged, 1 = full correction
     method: str = "fast"  # atlas method: fast | neural
-    local_refinement: bool = True
     analysis_size: int = 256  # long side of the proxy the analysis works at, pixels
-    device: str = "auto"  # auto | cpu | cuda
-    keep_slow: int = -1  # frames: colour changes slower than this are content and kept; 0 = off, -1 = auto (~1 s)
     flow: FlowSettings = field(default_factory=FlowSettings)
     atlas: AtlasSettings = field(default_factory=AtlasSettings)
+
+    def __post_init__(self) -> None:
+        _require(self.method in METHODS, f"method must be one of {', '.join(METHODS)}, not {self.method!r}")
+        low, high = ANALYSIS_SIZE_RANGE
+        _require(low <= int(self.analysis_size) <= high,
+                 f"analysis_size must be in [{low}, {high}], not {self.analysis_size}")
+
+    @property
+    def analysis(self) -> "AnalysisSettings":
+        """These analysis settings alone (of a :class:`Settings`: its analysis part)."""
+        return AnalysisSettings(**{name: getattr(self, name) for name in ANALYSIS_FIELDS})
+
+
+@dataclass(frozen=True)
+class RenderSettings:
+    """The settings that leave the analysis as it is: they shape the rendered frames (or, for
+    ``device``, say where the work runs) and may change on an analysed clip."""
+
+    strength: float = 1.0  # 0 = input unchanged, 1 = full correction
+    local_refinement: bool = True
+    device: str = "auto"  # auto | cpu | cuda
+    keep_slow: int = -1  # frames: colour changes slower than this are content and kept; 0 = off, -1 = auto (~1 s)
     filter: FilterSettings = field(default_factory=FilterSettings)
     refine: RefineSettings = field(default_factory=RefineSettings)
 
     def __post_init__(self) -> None:
-        _require(0.0 <= float(self.strength) <= 1.0, f"strength must be in [0, 1], not {self.strength}")
-        _require(self.method in METHODS, f"method must be one of {', '.join(METHODS)}, not {self.method!r}")
-        _require(64 <= int(self.analysis_size) <= 1024, f"analysis_size must be in [64, 1024], not {self.analysis_size}")
+        low, high = STRENGTH_RANGE
+        _require(low <= float(self.strength) <= high, f"strength must be in [{low:g}, {high:g}], not {self.strength}")
         _require(self.device in DEVICES, f"device must be one of {', '.join(DEVICES)}, not {self.device!r}")
+        low, high = KEEP_SLOW_RANGE
         _require(isinstance(self.keep_slow, (int, float)) and float(self.keep_slow) == int(self.keep_slow)
-                 and -1 <= int(self.keep_slow) <= MAX_KEEP_SLOW,
-                 f"keep_slow must be -1 (auto), 0 (off) or frames up to {MAX_KEEP_SLOW}, not {self.keep_slow}")
+                 and low <= int(self.keep_slow) <= high,
+                 f"keep_slow must be -1 (auto), 0 (off) or frames up to {high}, not {self.keep_slow}")
+
+    @property
+    def render(self) -> "RenderSettings":
+        """These render settings alone (of a :class:`Settings`: its render part)."""
+        return RenderSettings(**{name: getattr(self, name) for name in RENDER_FIELDS})
+
+
+@dataclass(frozen=True)
+class Settings(RenderSettings, AnalysisSettings):
+    """Everything that shapes a deflicker result: the analysis settings and the render settings
+    in one flat value (``Settings(method=..., strength=...)``, ``settings.strength``).
+
+    :attr:`analysis` and :attr:`render` are its two parts; the user-facing fields (CLI options,
+    OFX parameters) are :data:`USER_FIELDS`.
+    """
+
+    def __post_init__(self) -> None:
+        AnalysisSettings.__post_init__(self)
+        RenderSettings.__post_init__(self)
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> "Settings":
@@ -165,15 +205,14 @@ class Settings:
         """A copy with top-level fields changed (validated)."""
         return dataclasses.replace(self, **changes)
 
-    def analysis_key(self) -> str:
-        """Hash of the settings that change the per-clip analysis (not render-only ones)."""
-        relevant = {name: getattr(self, name) for name in ANALYSIS_FIELDS}
-        relevant["analysis_size"] = int(self.analysis_size)
-        plain = {k: dataclasses.asdict(v) if dataclasses.is_dataclass(v) and not isinstance(v, type) else v
-                 for k, v in relevant.items()}
-        blob = json.dumps(plain, sort_keys=True).encode()
-        return hashlib.sha256(blob).hexdigest()[:16]
+    def analysis_changes(self, other: "Settings") -> list[str]:
+        """The analysis fields in which ``other`` differs from these settings."""
+        return [name for name in ANALYSIS_FIELDS if getattr(other, name) != getattr(self, name)]
 
+
+#: The Settings fields that change the analysis (those of AnalysisSettings) and all the others.
+ANALYSIS_FIELDS = tuple(f.name for f in dataclasses.fields(AnalysisSettings))
+RENDER_FIELDS = tuple(f.name for f in dataclasses.fields(RenderSettings))
 
 _SUBGROUPS = {"flow": FlowSettings, "atlas": AtlasSettings, "filter": FilterSettings, "refine": RefineSettings}
 
