@@ -56,12 +56,17 @@ class BuildError(Exception):
     """A one-line reason the bundle cannot be built."""
 
 
-def plugin_identity(root: Path = ROOT) -> dict[str, Any]:
-    """The plugin's identifier and version, read from plugin/describe.h."""
-    text = (root / "plugin" / "describe.h").read_text()
+def plugin_identity(build_dir: Path) -> dict[str, Any]:
+    """The plugin's identifier and version, as the build generated them (from deflicker.plugin_spec)
+    into ``build_dir``/generated/params_gen.h: those of the binaries being bundled."""
+    header = build_dir / "generated" / "params_gen.h"
+    try:
+        text = header.read_text()
+    except OSError as exc:
+        raise BuildError(f"cannot read {header} (build the plugin first): {exc.strerror or exc}") from None
     found = {k: re.search(rf"\b{k}\s*=\s*([^;]+);", text) for k in ("kPluginIdentifier", "kVersionMajor", "kVersionMinor")}
     if not all(found.values()):
-        raise BuildError("plugin/describe.h lacks kPluginIdentifier/kVersionMajor/kVersionMinor")
+        raise BuildError(f"{header} lacks kPluginIdentifier/kVersionMajor/kVersionMinor")
     ident = found["kPluginIdentifier"].group(1).strip().strip('"')  # type: ignore[union-attr]
     major = int(found["kVersionMajor"].group(1))  # type: ignore[union-attr]
     minor = int(found["kVersionMinor"].group(1))  # type: ignore[union-attr]
@@ -243,7 +248,7 @@ def plan(args: argparse.Namespace) -> tuple[list[Group], list[tuple[Path, Path]]
         copied += [(src, site / rel) for src, rel in package]
     for folder in HOST_SOURCES:
         copied += [(p, RES / "hosts" / p.name) for p in sorted((HERE / folder).glob("*.py"))]
-    info = {**plugin_identity(), "package_version": package_version(), "python": main["version"],
+    info = {**plugin_identity(args.build_dir), "package_version": package_version(), "python": main["version"],
             "platform": main["platform"], "torch": {"mode": args.torch, "from": torch_info["executable"], **torch},
             "libpython": libpython.name, "binary": copied[0][1].as_posix(), "core": copied[1][1].as_posix(),
             "server": copied[2][1].as_posix() if server.is_file() else None,

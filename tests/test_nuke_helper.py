@@ -1,6 +1,6 @@
 """The Nuke helper (installers/nuke/) against an in-memory ``nuke`` module (tests/_fake_nuke.py).
 
-Checks the node class name against the plugin's own identity (plugin/describe.h), mypy, the
+Checks the node class name against the plugin's own identity (deflicker.plugin_spec), mypy, the
 menu, Reanalyze, and the pre-analysis of Read clips (a movie and a ``####`` sequence with an
 offset range) into the shared cache, from the interface and as ``nuke -t`` for farm renders.
 """
@@ -33,12 +33,12 @@ def nuke(monkeypatch):
     return state, mod, helper
 
 
-def test_node_class_is_the_plugins_identifier_and_major_version(nuke):
-    from build_bundle import plugin_identity
+def test_node_class_and_analysis_knobs_are_the_plugins(nuke):
+    from deflicker import plugin_spec
 
     _, _, helper = nuke
-    ident = plugin_identity(ROOT)
-    assert helper.NODE_CLASS == f"OFX{ident['identifier']}_v{ident['version_major']}"
+    assert helper.NODE_CLASS == f"OFX{plugin_spec.PLUGIN_IDENTIFIER}_v{plugin_spec.VERSION[0]}"
+    assert helper.ANALYSIS_KNOBS == plugin_spec.SIGNATURE_FIELDS  # the knobs that change the analysis
 
 
 def test_helper_is_mypy_clean(tmp_path):

@@ -334,6 +334,7 @@ def resolve_effect_label() -> str:
 
 
 def test_describe_and_create_instance(clip, tmp_path):
+    from deflicker import plugin_spec
     from deflicker.server import PLUGIN_FIELDS
 
     run = run_host("describe", built(BUNDLE))
@@ -352,6 +353,20 @@ def test_describe_and_create_instance(clip, tmp_path):
         props = params[name]["props"]
         assert all(abs(props[k][0]) < 1e9 for k in ("OfxParamPropMin", "OfxParamPropMax",
                                                        "OfxParamPropDisplayMin", "OfxParamPropDisplayMax")), props
+    assert [e["name"] for e in run.of("param", context="OfxImageEffectContextFilter")] == [p.name for p in plugin_spec.PARAMS]
+    for p in plugin_spec.PARAMS:  # the built plugin describes the Python definition's params
+        props = params[p.name]["props"]
+        assert props["OfxPropLabel"] == [p.label] and props["OfxParamPropHint"] == [p.hint], props
+        if p.kind in ("Double", "Int"):
+            keys = ("OfxParamPropDefault", "OfxParamPropMin", "OfxParamPropMax", "OfxParamPropDisplayMin",
+                    "OfxParamPropDisplayMax")
+            assert [props[k][0] for k in keys] == pytest.approx([p.default, p.low, p.high, p.low, p.high]), props
+        elif p.kind in ("Bool", "Choice"):
+            assert props["OfxParamPropDefault"] == [p.default], props
+        if p.kind == "Choice":
+            assert props["OfxParamPropChoiceOption"] == list(p.options), props
+    plugin = run.of("plugin")[0]
+    assert (plugin["id"], tuple(plugin["version"])) == (plugin_spec.PLUGIN_IDENTIFIER, plugin_spec.VERSION)
 
     created = run_host("render", BUNDLE, clip, "-o", tmp_path / "one.mkv", "--frames", "0-0", "--host-name",
                        "uk.co.thefoundry.nuke")

@@ -1,11 +1,10 @@
-"""The OFX bundle's build, its exports, the parameter table, the OFX header, and the bridge.
+"""The OFX bundle's build, its exports, the generated parameter table, the OFX header, and the bridge.
 
 The bridge is driven by `deflicker_bridge_check` (ofx_bridge/bridge_check.cpp, built with the
 bundle) against tests/_plugin_fake_server.py, which records what crosses the C ABI.
 """
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import re
@@ -95,47 +94,50 @@ def test_core_exports_only_its_entry_points_and_links_libpython(built: Path) -> 
     assert "libpython3" in dynamic and "$ORIGIN/../Resources/python/lib" in dynamic
 
 
-def _param_table() -> str:
-    """The body of the kParams table in plugin/params.h."""
-    text = (ROOT / "plugin" / "params.h").read_text()
-    return text[text.index("kParams[] = {"):text.index("};", text.index("kParams[] = {"))]
+def test_plugin_params_are_the_settings() -> None:
+    from deflicker import plugin_spec, server
 
-
-def _param_rows() -> list[dict[str, str]]:
-    """The rows of the kParams table, parsed."""
-    body = _param_table()
-    row = re.compile(r'\{"(\w+)",\s*"([^"]*)",\s*"([^"]*)",\s*ParamKind::(\w+),\s*([-\d.]+),\s*([-\d.]+),\s*([-\d.]+),'
-                     r'\s*([-\d.]+),\s*([-\d.]+),\s*"([^"]*)"\}')
-    keys = ("name", "label", "hint", "kind", "def", "min", "max", "dmin", "dmax", "options")
-    return [dict(zip(keys, m.groups())) for m in row.finditer(body)]
-
-
-def test_params_table_matches_settings() -> None:
-    from deflicker import server
-
-    rows = _param_rows()
-    assert len(rows) == _param_table().count('{"')  # every row parsed
-    settings_rows = [r for r in rows if r["kind"] in ("Double", "Int", "Bool", "Choice")]
-    names = tuple(r["name"] for r in settings_rows)
-    fields = {f.name: f for f in dataclasses.fields(Settings)}
-    assert names == tuple(server.PLUGIN_FIELDS)
+    settings_params = [p for p in plugin_spec.PARAMS if p.kind in ("Double", "Int", "Bool", "Choice")]
+    names = tuple(p.name for p in settings_params)
+    assert names == plugin_spec.PLUGIN_FIELDS == tuple(server.PLUGIN_FIELDS)
     assert names == tuple(f for f in dsettings.USER_FIELDS if f in names)
+    assert plugin_spec.SIGNATURE_FIELDS == ("method", "analysis_size")  # the analysis settings the plugin has
     defaults = Settings()
-    for r in settings_rows:
-        assert r["name"] in fields and r["label"] and r["hint"]
-        value = getattr(defaults, r["name"])
-        if r["kind"] == "Choice":
-            options = r["options"].split("|")
-            assert r["name"] == "method" and tuple(options) == dsettings.METHODS
-            assert options[int(float(r["def"]))] == value and float(r["max"]) == len(options) - 1
+    for p in settings_params:
+        assert p.label and p.hint
+        value = getattr(defaults, p.name)
+        if p.kind == "Choice":
+            assert p.name == "method" and p.options == dsettings.METHODS
+            assert p.options[int(p.default)] == value and p.high == len(p.options) - 1
         else:
-            assert float(r["def"]) == float(value)
-            assert (r["min"], r["max"]) == (r["dmin"], r["dmax"])  # Resolve: both ranges set
+            assert p.default == value
+    numeric = [p for p in settings_params if p.kind in ("Double", "Int")]
     with pytest.raises(Exception):
-        Settings(**{r["name"]: float(r["max"]) + 1 for r in settings_rows if r["kind"] in ("Double", "Int")})
-    Settings(**{r["name"]: (int if r["kind"] == "Int" else float)(r["max"]) for r in settings_rows if r["kind"] in ("Double", "Int")})
-    others = {r["name"]: r["kind"] for r in rows if r not in settings_rows}
+        Settings(**{p.name: p.high + 1 for p in numeric})
+    Settings(**{p.name: p.high for p in numeric})
+    Settings(**{p.name: p.low for p in numeric})
+    others = {p.name: p.kind for p in plugin_spec.PARAMS if p not in settings_params}
     assert others == {"reanalyze": "PushButton", "status": "Label", "clip_key": "Hidden"}
+
+
+@needs_toolchain
+def test_build_generates_its_params_and_call_fields_from_the_python_definition(built: Path) -> None:
+    from deflicker import plugin_header
+
+    for name, make in plugin_header.HEADERS.items():
+        assert (BUILD / "generated" / name).read_text() == make(), name
+    plist = (BUNDLE / "Contents" / "Info.plist").read_text()
+    from deflicker import plugin_spec
+
+    assert f"<string>{plugin_spec.PLUGIN_IDENTIFIER}</string>" in plist
+    assert f"<string>{'.'.join(map(str, plugin_spec.VERSION))}</string>" in plist
+
+
+def test_bridge_includes_no_plugin_header() -> None:
+    plugin_headers = {p.name for p in (ROOT / "plugin").rglob("*.h")}
+    for source in sorted((ROOT / "ofx_bridge").iterdir()):
+        for included in re.findall(r'^\s*#\s*include\s*"([^"]+)"', source.read_text(), re.M):
+            assert "plugin/" not in included and Path(included).name not in plugin_headers, (source.name, included)
 
 
 @needs_toolchain

@@ -190,3 +190,9 @@ def test_a_job_resolve_never_starts_is_a_one_line_error():
     with pytest.raises(deflicker_resolve.ResolveScriptError, match="did not start within 0.2 s .status Ready."):
         deflicker_resolve.render(project, lines.append, poll_s=0.05, start_timeout_s=0.2)
     assert lines == ["render job job-1 started"]
+
+
+def test_effect_label_is_the_plugins():
+    from deflicker import plugin_spec
+
+    assert deflicker_resolve.EFFECT_LABEL == plugin_spec.LABEL

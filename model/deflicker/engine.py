@@ -209,8 +209,8 @@ class Session:
                cancel: Optional[CancelCheck] = None) -> np.ndarray:
         """Deflickered frame t, (H, W, C) float32, alpha untouched; analyses first if needed.
 
-        ``settings`` may change render-only fields (strength, local_refinement, device, filter,
-        refine); ``stage`` picks a benchmark ablation (see :data:`STAGES`). The shot's static
+        ``settings`` may change the render settings (:class:`~deflicker.settings.RenderSettings`),
+        not the analysis settings; ``stage`` picks a benchmark ablation (see :data:`STAGES`). The shot's static
         regions (bars, a film gate, black or white areas; :mod:`deflicker.static_regions`) come
         out exactly as the input. A frame unlike the one the analysis was made from (a cache
         entry of another clip with the same key) makes the clip be analysed again (``cancel``

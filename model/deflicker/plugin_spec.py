@@ -45,6 +45,10 @@ class Param:
     high: float = 0.0
     options: tuple[str, ...] = ()
 
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ValueError(f"param {self.name}: kind must be one of {', '.join(KINDS)}, not {self.kind!r}")
+
 
 #: Label and hint of each setting the plugin shows, in USER_FIELDS order. `device` is no param:
 #: inside a host the engine picks it ("auto").

@@ -39,16 +39,14 @@ from deflicker.plugin_log import log_to_plugin_log
 from deflicker.premultiply import premultiply
 from deflicker.progress import CancelCheck, Progress
 from deflicker.server_clip import ClipEntry, Fetch, HostSource
-from deflicker.settings import Settings
+from deflicker.plugin_spec import PLUGIN_FIELDS
+from deflicker.settings import RENDER_FIELDS, Settings
 from deflicker.source import ClipInfo
 
 log = logging.getLogger(__name__)
 
 #: Analysed clips kept in memory (each holds proxies, flows and an atlas: tens of MB).
 MAX_SESSIONS = 4
-
-#: The plugin's parameters that map onto Settings fields.
-PLUGIN_FIELDS = ("strength", "method", "local_refinement", "analysis_size", "keep_slow")
 
 #: Ends the clip key of a premultiplied source (the part before it is the analysis's cache digest).
 PREMULTIPLIED_SUFFIX = "-premultiplied"
@@ -249,9 +247,9 @@ def _clip_key(session: Any, source: HostSource) -> str:
 
 
 def _render_fields(values: Mapping[str, Any]) -> dict[str, Any]:
+    """The plugin's render settings (those that leave the analysis as it is) among ``values``."""
     settings = settings_from_plugin(values)
-    return {"strength": settings.strength, "local_refinement": settings.local_refinement,
-            "keep_slow": settings.keep_slow}
+    return {name: getattr(settings, name) for name in PLUGIN_FIELDS if name in RENDER_FIELDS}
 
 
 def _clip_info(info: Mapping[str, Any]) -> ClipInfo:

@@ -35,7 +35,7 @@ ANALYSIS_CONSTANTS: dict[str, tuple[str, tuple[str, ...]]] = {
 }
 #: ... and, for the neural method only (their modules load torch), the neural atlas's.
 NEURAL_CONSTANTS: dict[str, tuple[str, tuple[str, ...]]] = {
-    "neural_loss": ("deflicker.atlas_neural_loss", ("REFERENCE_HALF",)),
+    "neural_loss": ("deflicker.atlas_neural_loss", ("REFERENCE_HALF", "_EPS")),
 }
 
 
