@@ -1,7 +1,7 @@
 // params.h: every Deflicker parameter, declared once. DescribeInContext defines them from this
 // table and the instance reads them by the same names, so no name is typed twice.
 // The script names of the settings params equal deflicker.Settings field names, in
-// deflicker.settings.USER_FIELDS order, and are exactly deflicker.server.PLUGIN_FIELDS (the
+// deflicker.settings.USER_FIELDS order, and are exactly deflicker.server.model_server.PLUGIN_FIELDS (the
 // `device` field is not a param: inside a host the engine picks it, "auto").
 // tests/test_plugin_build.py parses this table and checks all of that.
 // Resolve needs both the range and the display range on numeric params.

@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from deflicker.cli import main
-from deflicker.io import open_clip, write_clip
+from deflicker.cli.main import main
+from deflicker.io.files import open_clip, write_clip
 from tests._clips import flicker_clip
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0,
@@ -42,7 +42,7 @@ os.setgroups([gid])
 os.setgid(gid)
 os.setuid(uid)
 os.umask(0o022)
-from deflicker.cli import main
+from deflicker.cli.main import main
 sys.exit(main(sys.argv[4:]))
 """
 

@@ -77,7 +77,7 @@ def test_missing_plugin_gives_a_message_not_a_traceback(nuke):
 @pytest.fixture
 def clips(tmp_path):
     """A 10-frame movie and a 10-frame sequence numbered from 1001 (64x48)."""
-    from deflicker.io import write_clip
+    from deflicker.io.files import write_clip
 
     _, a = flicker_clip(10, 48, 64, seed=3)
     _, b = flicker_clip(10, 48, 64, seed=4)

@@ -111,8 +111,7 @@ def _param_rows() -> list[dict[str, str]]:
 
 
 def test_params_table_matches_settings() -> None:
-    from deflicker import server
-
+    from deflicker.server import model_server as server
     rows = _param_rows()
     assert len(rows) == _param_table().count('{"')  # every row parsed
     settings_rows = [r for r in rows if r["kind"] in ("Double", "Int", "Bool", "Choice")]
