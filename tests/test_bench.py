@@ -176,7 +176,7 @@ def test_plugin_suite_missing_module_exits_3(tmp_path, capsys, monkeypatch):
     monkeypatch.setitem(sys.modules, "deflicker.bench.plugin", None)
     assert main(["bench", "plugin", "--out", str(tmp_path)]) == 3
     out = capsys.readouterr().out.strip()
-    assert len(out.splitlines()) == 1 and "bench_plugin" in out
+    assert len(out.splitlines()) == 1 and "bench.plugin" in out
 
 
 def _fake_plugin(monkeypatch, run) -> None:

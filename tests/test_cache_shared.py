@@ -34,9 +34,9 @@ import importlib, os, pkgutil, sys
 sys.path.insert(0, sys.argv[1])
 uid, gid = int(sys.argv[2]), int(sys.argv[3])
 import deflicker
-for module in pkgutil.iter_modules(deflicker.__path__):
-    if module.name != "__main__":
-        importlib.import_module(f"deflicker.{module.name}")
+for module in pkgutil.walk_packages(deflicker.__path__, "deflicker."):
+    if not module.name.endswith("__main__"):
+        importlib.import_module(module.name)
 import concurrent.futures, encodings.cp437, tqdm, torch, av
 os.setgroups([gid])
 os.setgid(gid)

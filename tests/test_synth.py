@@ -12,7 +12,7 @@ from deflicker.errors import InvalidSettingsError
 from deflicker.method.image import luminance
 from deflicker.bench.metrics import floor, psnr, score
 from deflicker.synth.clips import (FAMILIES, clip_names, flicker_free_look, load_clip, make_clip, make_set, parse_name,
-                            save_clip)
+                                   save_clip)
 from deflicker.synth.film import KINDS as FILM_KINDS
 from deflicker.synth.flicker import KINDS, PROCESSING
 from deflicker.synth.motion import exact_flow, make_scene, render

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 
 from deflicker.cli.run import (add_frames_argument, add_input_arguments, add_settings_arguments, frame_range_from_args,
-                           settings_from_args)
+                               settings_from_args)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

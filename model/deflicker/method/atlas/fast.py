@@ -42,10 +42,10 @@ import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
 from deflicker.method.atlas.geometry import (IDENTITY, compose, grid_matches, robust_similarity, robust_weights, sample_grid,
-                                      sample_stride)
+                                             sample_stride)
 from deflicker.method.atlas.object_layer import MOVING, ObjectLayer, fit_object_layer
 from deflicker.method.atlas.texture import (bound_texels, canvas_box, censored, clipped_amount, fill_holes, normalize_colour,
-                                     splat, unclipped)
+                                            splat, unclipped)
 from deflicker.method.flow import estimate_flow
 from deflicker.method.image import local_contrast, local_correlation
 from deflicker.progress import CancelCheck, Progress, check_cancel, report
