@@ -85,7 +85,8 @@ def test_texture_takes_the_tightest_clipping_bound_where_no_frame_saw_the_scene(
 
 
 def test_colour_fit_ignores_clipped_pixels():
-    from deflicker.method.atlas.fast import FastAtlas, frame_colours
+    from deflicker.method.atlas.colour import frame_colours
+    from deflicker.method.atlas.fast import FastAtlas
 
     rng = np.random.default_rng(3)
     texture = rng.uniform(0.05, 0.95, (24, 32, 3)).astype(np.float32)
@@ -104,7 +105,8 @@ def test_colour_fit_ignores_clipped_pixels():
 def test_colour_fit_censors_clipped_channels_instead_of_leaving_them_out():
     """A flawed A_t (its own errors) and half of one channel clipped: leaving the clipped pixels
     out keeps a narrow spread of the rest, and the gain flattens; censoring them keeps it."""
-    from deflicker.method.atlas.fast import FastAtlas, frame_colours, robust_channel_affine
+    from deflicker.method.atlas.colour import frame_colours, robust_channel_affine
+    from deflicker.method.atlas.fast import FastAtlas
     from deflicker.method.atlas.texture import unclipped
 
     rng = np.random.default_rng(2)
@@ -135,7 +137,8 @@ def test_colour_fit_censors_clipped_channels_instead_of_leaving_them_out():
 
 
 def test_colour_fit_is_not_pulled_by_an_object_the_texture_lacks():
-    from deflicker.method.atlas.fast import FastAtlas, frame_colours
+    from deflicker.method.atlas.colour import frame_colours
+    from deflicker.method.atlas.fast import FastAtlas
 
     rng = np.random.default_rng(4)
     texture = rng.uniform(0.05, 0.6, (48, 64, 3)).astype(np.float32)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from deflicker.method.analysis import ClipAnalysis, analyze_clip
-from deflicker.method.atlas.fast import normalize_colour
+from deflicker.method.atlas.texture import normalize_colour
 from deflicker.method.atlas.object_layer import ObjectLayer
 from deflicker.method.atlas.texture import clipped_amount, unclipped
 from deflicker.bench.metrics import ewarp, floor

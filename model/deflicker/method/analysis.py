@@ -329,7 +329,7 @@ def local_flicker_level(analysis: ClipAnalysis, proxies: np.ndarray, start: int,
     """The local-flicker level in [0, 1] of shot [start, end) (LOCAL_LOW .. LOCAL_HIGH): 0 where
     each frame's global colour transform explains its flicker, 1 where local correction is needed.
     The shot's static regions count as explained (the guide there shows other frames' picture)."""
-    from deflicker.method.atlas.fast import normalize_colour
+    from deflicker.method.atlas.texture import normalize_colour
 
     atlas = analysis.atlases[analysis.shot_index(start)]
     static = analysis.static_mask(start)

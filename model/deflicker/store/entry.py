@@ -25,7 +25,8 @@ from typing import IO
 import numpy as np
 
 from deflicker.method.analysis import ClipAnalysis
-from deflicker.method.atlas.fast import MAX_CANVAS, FastAtlas, grid_shape
+from deflicker.method.atlas.fast import MAX_CANVAS, FastAtlas
+from deflicker.method.atlas.mesh import grid_shape
 from deflicker.method.atlas.geometry import sample_grid
 from deflicker.method.content import DIGEST_SIZE, ContentDigests
 from deflicker.errors import ModelLoadError
