@@ -38,7 +38,7 @@ test: bundle
 	$(BIN)/python -m pytest
 
 run: bundle
-	$(BIN)/python -m deflicker.demo --bundle $(BUILD)/Deflicker.ofx.bundle --out $(OUT)
+	$(BIN)/python -m deflicker.cli.demo --bundle $(BUILD)/Deflicker.ofx.bundle --out $(OUT)
 
 # Rewrite the committed sample clip (deterministic: the same pixels every time).
 sample: setup

@@ -57,7 +57,7 @@ class BuildError(Exception):
 
 
 def plugin_identity(build_dir: Path) -> dict[str, Any]:
-    """The plugin's identifier and version, as the build generated them (from deflicker.plugin_spec)
+    """The plugin's identifier and version, as the build generated them (from deflicker.server.plugin_spec)
     into ``build_dir``/generated/params_gen.h: those of the binaries being bundled."""
     header = build_dir / "generated" / "params_gen.h"
     try:

@@ -10,7 +10,7 @@
 #include <pybind11/numpy.h>
 
 #include "bridge.h"
-#include "call_fields_gen.h"  // generated (deflicker.plugin_header)
+#include "call_fields_gen.h"  // generated (deflicker.server.plugin_header)
 #include "child_client.h"
 #include "copy_out.h"
 #include "runtime.h"

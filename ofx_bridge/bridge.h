@@ -66,7 +66,7 @@ typedef struct DfkClipInfo {
   int premultiplied; /* nonzero: RGBA frames hold colour * alpha (kOfxImagePreMultiplied) */
 } DfkClipInfo;
 
-/** The plugin's settings (deflicker.server.PLUGIN_FIELDS, deflicker.Settings field names). */
+/** The plugin's settings (deflicker.server.model_server.PLUGIN_FIELDS, deflicker.Settings field names). */
 typedef struct DfkSettings {
   double strength;
   const char *method;

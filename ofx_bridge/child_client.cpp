@@ -14,7 +14,7 @@
 // another child, up to kMaxStarts per process. SIGPIPE is never raised (MSG_NOSIGNAL/SO_NOSIGPIPE).
 #include "child_client.h"
 
-#include "call_fields_gen.h"  // generated (deflicker.plugin_header)
+#include "call_fields_gen.h"  // generated (deflicker.server.plugin_header)
 #include "child_protocol.h"
 #include "copy_out.h"
 #include "runtime.h"

@@ -1,7 +1,7 @@
 // child_client.h: the bridge calls (bridge.h) served by a child process of the plugin.
 //
 // Same arguments, statuses and messages as the embedded server; the child is the bundle's
-// Contents/<arch>/deflicker_server running deflicker.server_child. A child that dies makes the call
+// Contents/<arch>/deflicker_server running deflicker.server.child. A child that dies makes the call
 // in flight fail with "the analysis server stopped (...)"; the next call starts a new one.
 #ifndef DEFLICKER_OFX_BRIDGE_CHILD_CLIENT_H
 #define DEFLICKER_OFX_BRIDGE_CHILD_CLIENT_H

@@ -3,7 +3,7 @@
 // A message is a 4-byte little-endian length, then that many bytes of UTF-8 text: the operation
 // on the first line, then one `key=value` line per field (values are single lines; numbers are
 // written in full precision). Pixels never travel here: they go through the shared frame file
-// (child_client.cpp). deflicker/server_child.py speaks the same format. POSIX only.
+// (child_client.cpp). deflicker/server/child.py speaks the same format. POSIX only.
 #ifndef DEFLICKER_OFX_BRIDGE_CHILD_PROTOCOL_H
 #define DEFLICKER_OFX_BRIDGE_CHILD_PROTOCOL_H
 

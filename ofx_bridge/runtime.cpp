@@ -326,7 +326,7 @@ bool ensure_python(std::string &why) noexcept {
 
 std::string server_module_name() {
   const char *env = std::getenv("DEFLICKER_OFX_SERVER");
-  return (env != nullptr && *env != '\0') ? env : "deflicker.server";
+  return (env != nullptr && *env != '\0') ? env : "deflicker.server.model_server";
 }
 
 }  // namespace dfk

@@ -26,7 +26,7 @@ std::string binary_directory();
 /** Start or attach to Python once per process (std::call_once); false + why when it failed. */
 bool ensure_python(std::string &why) noexcept;
 
-/** Name of the server module: $DEFLICKER_OFX_SERVER or "deflicker.server". */
+/** Name of the server module: $DEFLICKER_OFX_SERVER or "deflicker.server.model_server". */
 std::string server_module_name();
 
 }  // namespace dfk

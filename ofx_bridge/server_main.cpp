@@ -5,7 +5,7 @@
 //
 // It starts Python exactly as the embedded bridge does (the bundle's python.cfg, an isolated
 // config: runtime.cpp), so both modes run the same interpreter, paths and server module, then
-// hands the descriptors to deflicker.server_child.main. If Python cannot start it says why on the
+// hands the descriptors to deflicker.server.child.main. If Python cannot start it says why on the
 // socket before exiting. stdout goes to stderr: the host's stdout is not ours to write.
 #include <pybind11/embed.h>
 
@@ -61,7 +61,7 @@ int main(int argc, char **argv) {
   if (!dfk::ensure_python(why)) return fail(why);
   try {
     py::gil_scoped_acquire gil;
-    py::module_::import("deflicker.server_child")
+    py::module_::import("deflicker.server.child")
         .attr("main")(kSocketFd, kFramesFd, dfk::server_module_name(), generation);
   } catch (const std::exception &e) {
     return fail(std::string("RuntimeError: the analysis server failed: ") + e.what());

@@ -1,5 +1,5 @@
 // describe.cpp: Describe and DescribeInContext, from the identity and the param table of params.h
-// (generated from deflicker.plugin_spec).
+// (generated from deflicker.server.plugin_spec).
 #include "describe.h"
 
 #include "host.h"

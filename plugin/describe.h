@@ -1,5 +1,5 @@
 // describe.h: Describe and DescribeInContext. The effect's identity (kPluginIdentifier, version,
-// label) is generated from deflicker.plugin_spec into params_gen.h (plugin/params.h).
+// label) is generated from deflicker.server.plugin_spec into params_gen.h (plugin/params.h).
 #ifndef DEFLICKER_PLUGIN_DESCRIBE_H
 #define DEFLICKER_PLUGIN_DESCRIBE_H
 

@@ -2,7 +2,7 @@
 // names the plugin code uses, the identity (kPluginIdentifier, kVersionMajor/Minor, kPluginLabel)
 // and PluginSettings (the settings read from the params, and the clip signature of those that
 // change the analysis) are GENERATED at build time from the one Python definition,
-// deflicker.plugin_spec (deflicker.settings), into build/generated/params_gen.h. DescribeInContext
+// deflicker.server.plugin_spec (deflicker.settings), into build/generated/params_gen.h. DescribeInContext
 // defines the params from that table and the instance reads them by the same names.
 // Resolve needs both the range and the display range on numeric params.
 #ifndef DEFLICKER_PLUGIN_PARAMS_H

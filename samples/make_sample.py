@@ -18,8 +18,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from deflicker.degrade import smooth_field
-from deflicker.io import write_clip
+from deflicker.train.degrade import smooth_field
+from deflicker.io.files import write_clip
 
 FRAMES, WIDTH, HEIGHT, FPS = 48, 256, 144, 24.0
 OUT = Path(__file__).resolve().parent / "flicker_sample.mkv"

@@ -1,4 +1,4 @@
-"""A stand-in for deflicker.server with the same API, for testing the OFX bridge in isolation.
+"""A stand-in for deflicker.server.model_server with the same API, for testing the OFX bridge in isolation.
 
 Selected with DEFLICKER_OFX_SERVER=_plugin_fake_server (tests/ on DEFLICKER_OFX_EXTRA_PATH).
 It records what the bridge hands it (dtype, strides, writeability, the top-left pixel) so the

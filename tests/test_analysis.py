@@ -5,12 +5,12 @@ import cv2
 import numpy as np
 import pytest
 
-from deflicker.analysis import ClipAnalysis, analyze_clip
+from deflicker.method.analysis import ClipAnalysis, analyze_clip
 from deflicker.errors import Cancelled, ModelLoadError
-from deflicker.metrics import ewarp, floor
+from deflicker.bench.metrics import ewarp, floor
 from deflicker.settings import Settings
-from deflicker.source import ArraySource
-from deflicker.synth import make_clip
+from deflicker.io.source import ArraySource
+from deflicker.synth.clips import make_clip
 
 SMALL = Settings(analysis_size=64)
 
@@ -62,7 +62,7 @@ def test_texture_takes_the_tightest_clipping_bound_where_no_frame_saw_the_scene(
     """A highlight clipped (and a shadow crushed) in every frame: its texels take the bound of
     the frame with the lowest gain, so every frame rebuilt from the texture clips there too;
     the mean of the frames' bounds would not (it is below what the brightest-bounding frame says)."""
-    from deflicker.atlas import splat_texture
+    from deflicker.method.atlas.fast import splat_texture
 
     h, w = 24, 32
     truth = np.full((h, w, 3), 0.4, np.float32)
@@ -85,7 +85,8 @@ def test_texture_takes_the_tightest_clipping_bound_where_no_frame_saw_the_scene(
 
 
 def test_colour_fit_ignores_clipped_pixels():
-    from deflicker.atlas import FastAtlas, frame_colours
+    from deflicker.method.atlas.colour import frame_colours
+    from deflicker.method.atlas.fast import FastAtlas
 
     rng = np.random.default_rng(3)
     texture = rng.uniform(0.05, 0.95, (24, 32, 3)).astype(np.float32)
@@ -104,8 +105,9 @@ def test_colour_fit_ignores_clipped_pixels():
 def test_colour_fit_censors_clipped_channels_instead_of_leaving_them_out():
     """A flawed A_t (its own errors) and half of one channel clipped: leaving the clipped pixels
     out keeps a narrow spread of the rest, and the gain flattens; censoring them keeps it."""
-    from deflicker.atlas import FastAtlas, frame_colours, robust_channel_affine
-    from deflicker.atlas_texture import unclipped
+    from deflicker.method.atlas.colour import frame_colours, robust_channel_affine
+    from deflicker.method.atlas.fast import FastAtlas
+    from deflicker.method.atlas.texture import unclipped
 
     rng = np.random.default_rng(2)
     h, w = 48, 64
@@ -135,7 +137,8 @@ def test_colour_fit_censors_clipped_channels_instead_of_leaving_them_out():
 
 
 def test_colour_fit_is_not_pulled_by_an_object_the_texture_lacks():
-    from deflicker.atlas import FastAtlas, frame_colours
+    from deflicker.method.atlas.colour import frame_colours
+    from deflicker.method.atlas.fast import FastAtlas
 
     rng = np.random.default_rng(4)
     texture = rng.uniform(0.05, 0.6, (48, 64, 3)).astype(np.float32)
@@ -210,8 +213,8 @@ def test_local_flicker_level_tells_global_from_local_flicker(analysis):
 
 
 def test_lossy_repeats_map_to_their_first_occurrence_and_new_frames_do_not():
-    from deflicker.analysis import read_proxies
-    from deflicker.synth_time import lossy_h264
+    from deflicker.method.analysis import read_proxies
+    from deflicker.synth.content_change import lossy_h264
     from tests._clips import film_repeats, flicker_clip
 
     _, noisy = flicker_clip(n=6)

@@ -12,13 +12,13 @@ import pytest
 import skimage.data
 import torch
 
-from deflicker.atlas_neural import NeuralAtlas, NeuralConfig, fit_neural, global_offsets
+from deflicker.method.atlas.neural import NeuralAtlas, NeuralConfig, fit_neural, global_offsets
 from deflicker.errors import Cancelled, DeviceError, InvalidSettingsError, ModelLoadError
-from deflicker.flow import flow_pair
+from deflicker.method.flow import flow_pair
 from deflicker.settings import AtlasSettings
 
 try:
-    from deflicker.atlas import ShotFlows
+    from deflicker.method.atlas.fast import ShotFlows
 except ImportError:  # the lead's module may not exist yet: the same dataclass
     @dataclass(frozen=True)
     class ShotFlows:  # type: ignore[no-redef]

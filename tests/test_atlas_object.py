@@ -5,15 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from deflicker.analysis import ClipAnalysis, analyze_clip
-from deflicker.atlas import normalize_colour
-from deflicker.atlas_object import ObjectLayer
-from deflicker.atlas_texture import clipped_amount, unclipped
-from deflicker.metrics import ewarp, floor
+from deflicker.method.analysis import ClipAnalysis, analyze_clip
+from deflicker.method.atlas.texture import normalize_colour
+from deflicker.method.atlas.object_layer import ObjectLayer
+from deflicker.method.atlas.texture import clipped_amount, unclipped
+from deflicker.bench.metrics import ewarp, floor
 from deflicker.settings import Settings
-from deflicker.source import ArraySource
-from deflicker.synth import make_clip, make_scene_for
-from deflicker.synth_motion import render
+from deflicker.io.source import ArraySource
+from deflicker.synth.clips import make_clip, make_scene_for
+from deflicker.synth.motion import render
 
 NAME = "global_w1_astronaut"  # a white cup moving over the scene, clipped in the brighter frames
 SIZE = (72, 96)

@@ -11,11 +11,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from deflicker.bench_common import PeakMemory
+from deflicker.bench.common import PeakMemory
 from deflicker.settings import parse_size
-from deflicker.bench_methods import run_ffmpeg_filter
-from deflicker.bench_targets import check_targets, removed_fraction
-from deflicker.cli import main
+from deflicker.bench.methods import run_ffmpeg_filter
+from deflicker.bench.targets import check_targets, removed_fraction
+from deflicker.cli.main import main
 from deflicker.errors import InvalidSettingsError
 
 TINY = ["--size", "64x48", "--frames", "8", "--long-frames", "12"]
@@ -118,7 +118,7 @@ def test_engine_method_row(tmp_path, capsys):
 
 
 def test_bench_reads_clips_written_by_synth(tmp_path, capsys):
-    from deflicker.synth import clip_names
+    from deflicker.synth.clips import clip_names
 
     name = next(n for n in clip_names(long_frames=0) if n.startswith("global_w3_"))
     data = tmp_path / "clips"
@@ -173,16 +173,16 @@ def test_flow_suite(tmp_path, capsys):
 
 
 def test_plugin_suite_missing_module_exits_3(tmp_path, capsys, monkeypatch):
-    monkeypatch.setitem(sys.modules, "deflicker.bench_plugin", None)
+    monkeypatch.setitem(sys.modules, "deflicker.bench.plugin", None)
     assert main(["bench", "plugin", "--out", str(tmp_path)]) == 3
     out = capsys.readouterr().out.strip()
-    assert len(out.splitlines()) == 1 and "bench_plugin" in out
+    assert len(out.splitlines()) == 1 and "bench.plugin" in out
 
 
 def _fake_plugin(monkeypatch, run) -> None:
-    module = types.ModuleType("deflicker.bench_plugin")
+    module = types.ModuleType("deflicker.bench.plugin")
     module.run = run  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "deflicker.bench_plugin", module)
+    monkeypatch.setitem(sys.modules, "deflicker.bench.plugin", module)
 
 
 def test_plugin_suite_missing_bundle_exits_3(tmp_path, capsys, monkeypatch):

@@ -11,13 +11,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from deflicker.cache import AnalysisCache, ClipKey, load_or_analyze
-from deflicker.cli import main
+from deflicker.store.cache import AnalysisCache, ClipKey, load_or_analyze
+from deflicker.cli.main import main
 from deflicker.engine import Engine
 from deflicker.errors import Cancelled
-from deflicker.io import write_clip
+from deflicker.io.files import write_clip
 from deflicker.settings import Settings
-from deflicker.source import ArraySource
+from deflicker.io.source import ArraySource
 from tests._clips import flicker_clip
 
 SMALL = Settings(analysis_size=64)
@@ -107,9 +107,9 @@ def test_unusable_cache_costs_a_warning_not_the_analysis(frames, tmp_path, caplo
 _RACE = """
 import sys, numpy as np
 sys.path.insert(0, {root!r})
-from deflicker.cache import AnalysisCache, load_or_analyze
+from deflicker.store.cache import AnalysisCache, load_or_analyze
 from deflicker.settings import Settings
-from deflicker.source import ArraySource
+from deflicker.io.source import ArraySource
 from tests._clips import flicker_clip
 frames = flicker_clip(n=8)[1]
 analysis, path = load_or_analyze(ArraySource(frames), Settings(analysis_size=64), cache=AnalysisCache({cache!r}))
@@ -171,7 +171,7 @@ def test_analyze_ctrl_c_leaves_no_partial_entry(tmp_path):
 
 def _unsampled_frame(n: int) -> int:
     """A frame the cache key's fingerprint does not sample."""
-    from deflicker.cache import FINGERPRINT_FRAMES
+    from deflicker.store.cache import FINGERPRINT_FRAMES
 
     picks = set(np.linspace(0, n - 1, min(FINGERPRINT_FRAMES, n)).round().astype(int).tolist())
     return min(set(range(n)) - picks)
@@ -210,7 +210,7 @@ def test_a_run_never_mixes_two_analyses(twins, tmp_path):
     """``deflicker run`` on a clip whose key another clip's entry holds: every frame of the output
     as from a cache of its own (the render restarts once the entry is found to be the other's)."""
     from deflicker.engine import process
-    from deflicker.io import open_clip
+    from deflicker.io.files import open_clip
 
     frames, other, k = twins
     clips = {}
@@ -244,7 +244,7 @@ def _stored(frames, cache_dir: Path, settings: Settings = SMALL) -> Path:
 
 def _sign(arrays: dict) -> None:
     """What a careful forger does: the checksum recomputed over the edited arrays."""
-    from deflicker.cache_entry import checksum
+    from deflicker.store.entry import checksum
 
     arrays["entry.checksum"] = np.array(checksum(arrays))
 
@@ -382,8 +382,8 @@ def test_cancel_is_polled_in_every_per_frame_loop_of_the_analysis(tmp_path):
     """Every pass over the frames polls cancel once a frame: the stages' polls, counted by the
     stage last reported, are at least one per frame and pass (the texture stage makes
     GAIN_PASSES + REGISTER_PASSES passes, each with several loops over the frames)."""
-    from deflicker.analysis import analyze_clip
-    from deflicker.atlas import GAIN_PASSES, REGISTER_PASSES
+    from deflicker.method.analysis import analyze_clip
+    from deflicker.method.atlas.fast import GAIN_PASSES, REGISTER_PASSES
 
     n = 10
     frames = flicker_clip(n=n)[1]
@@ -407,7 +407,7 @@ def test_the_plugin_status_says_what_a_lock_wait_waits_for(frames, tmp_path):
     import fcntl
     import threading
 
-    from deflicker.server import ModelServer
+    from deflicker.server.model_server import ModelServer
 
     server = ModelServer(cache_dir=tmp_path)
     h, w = frames.shape[1:3]

@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from deflicker.cli import main
-from deflicker.io import open_clip, write_clip
+from deflicker.cli.main import main
+from deflicker.io.files import open_clip, write_clip
 from tests._clips import flicker_clip
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0,
@@ -34,15 +34,15 @@ import importlib, os, pkgutil, sys
 sys.path.insert(0, sys.argv[1])
 uid, gid = int(sys.argv[2]), int(sys.argv[3])
 import deflicker
-for module in pkgutil.iter_modules(deflicker.__path__):
-    if module.name != "__main__":
-        importlib.import_module(f"deflicker.{module.name}")
+for module in pkgutil.walk_packages(deflicker.__path__, "deflicker."):
+    if not module.name.endswith("__main__"):
+        importlib.import_module(module.name)
 import concurrent.futures, encodings.cp437, tqdm, torch, av
 os.setgroups([gid])
 os.setgid(gid)
 os.setuid(uid)
 os.umask(0o022)
-from deflicker.cli import main
+from deflicker.cli.main import main
 sys.exit(main(sys.argv[4:]))
 """
 

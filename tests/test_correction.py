@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from deflicker.correction import apply_affine, apply_to_proxy, blend_strength, identity_coefficients
+from deflicker.method.correction import apply_affine, apply_to_proxy, blend_strength, identity_coefficients
 from deflicker.errors import InvalidSettingsError
 
 
@@ -81,7 +81,7 @@ def test_bad_shapes_raise_clear_error():
 
 
 def test_fill_clipped_takes_the_guide_only_where_the_input_clipped():
-    from deflicker.correction import fill_clipped
+    from deflicker.method.correction import fill_clipped
 
     rng = np.random.default_rng(5)
     scene = cv2.resize(rng.uniform(0.2, 0.9, (4, 6, 3)).astype(np.float32), (60, 40), interpolation=cv2.INTER_LINEAR)
@@ -102,7 +102,7 @@ def test_fill_clipped_takes_the_guide_only_where_the_input_clipped():
 def test_fill_clipped_never_lifts_a_crushed_area_past_the_frame_bound():
     """Issue 13: a black area's output stays at or below the frame's own pixel under its fitted
     colour, so neither a local lift nor the guide's structure from other frames shows there."""
-    from deflicker.correction import IDENTITY, colour_bound, fill_clipped
+    from deflicker.method.correction import IDENTITY, colour_bound, fill_clipped
 
     rng = np.random.default_rng(7)
     image = rng.uniform(0.3, 0.7, (40, 60, 3)).astype(np.float32)

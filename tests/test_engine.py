@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from deflicker import Engine, InvalidSettingsError, Settings
-from deflicker.source import ArraySource
+from deflicker.io.source import ArraySource
 from tests._clips import film_repeats, flicker_clip
 
 SMALL = Settings(analysis_size=64)
@@ -81,7 +81,7 @@ def _brightness(frames: np.ndarray) -> np.ndarray:
 def fade(tmp_path_factory):
     """The synthetic set's 72-frame dusk fade (a 60-frame ramp) under W = 1 flicker at 24 fps
     (auto Keep slow changes: 24 frames), 64x48, analysed."""
-    from deflicker.synth import make_clip
+    from deflicker.synth.clips import make_clip
 
     synth = make_clip("fade_dusk_w1_coffee", size=(48, 64), frames=72)
     clean, flickering = synth.clean, synth.flickering
@@ -116,7 +116,7 @@ def test_keep_slow_does_not_keep_flicker_of_a_short_clip(clip, tmp_path):
 
 
 def test_lossy_repeats_render_identically(tmp_path):
-    from deflicker.synth_time import lossy_h264
+    from deflicker.synth.content_change import lossy_h264
 
     _, noisy = flicker_clip(n=8)
     doubled, first = film_repeats(noisy)

@@ -13,8 +13,8 @@ import torch
 
 import deflicker
 from deflicker import Engine, Settings, errors
-from deflicker.cli import main
-from deflicker.io import write_clip
+from deflicker.cli.main import main
+from deflicker.io.files import write_clip
 from deflicker.settings import FilterSettings
 
 from _clips import flicker_clip

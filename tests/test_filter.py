@@ -5,13 +5,13 @@ import numpy as np
 import pytest
 import torch
 
-from deflicker import degrade
-from deflicker.correction import apply_to_proxy
+from deflicker.train import degrade
+from deflicker.method.correction import apply_to_proxy
 from deflicker.errors import DeviceError, ModelLoadError
-from deflicker.filter import DEFAULT_WEIGHTS, NeuralFilter, load_filter, predict_coefficients
+from deflicker.method.filter import DEFAULT_WEIGHTS, NeuralFilter, load_filter, predict_coefficients
 from deflicker.settings import FilterSettings
-from deflicker.train import evaluate, make_sample, validation_set
-from deflicker.train_data import validation_images
+from deflicker.train.trainer import evaluate, make_sample, validation_set
+from deflicker.train.data import validation_images
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:

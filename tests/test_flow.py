@@ -1,12 +1,12 @@
-"""deflicker.flow against the exact flow of the synthetic clips."""
+"""deflicker.method.flow against the exact flow of the synthetic clips."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from deflicker.flow import estimate_flow, flow_pair
+from deflicker.method.flow import estimate_flow, flow_pair
 from deflicker.settings import FlowSettings
-from deflicker.synth import make_clip
+from deflicker.synth.clips import make_clip
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""deflicker.io on real files: round trips, random access, frame ranges, atomic writes, bad input."""
+"""deflicker.io.files on real files: round trips, random access, frame ranges, atomic writes, bad input."""
 from __future__ import annotations
 
 import os
@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 
 from deflicker.errors import InvalidSettingsError, VideoIOError
-from deflicker.io_clip import to_float
-from deflicker.io_image import read_image
-from deflicker.io import ClipWriter, check_output_path, frame_numbers, index_range, open_clip, output_like, write_clip
-from deflicker.source import FrameSource
+from deflicker.io.clip import to_float
+from deflicker.io.image_file import read_image
+from deflicker.io.files import ClipWriter, check_output_path, frame_numbers, index_range, open_clip, output_like, write_clip
+from deflicker.io.source import FrameSource
 
 
 def smooth_clip(n: int = 8, h: int = 48, w: int = 64, alpha: bool = False, seed: int = 0) -> np.ndarray:
@@ -359,7 +359,7 @@ def test_output_like_keeps_rate_and_depth(tmp_path):
 
 
 def test_outputs_get_ordinary_file_permissions(tmp_path):
-    from deflicker.io_atomic import replaced_on_success
+    from deflicker.io.atomic import replaced_on_success
 
     umask = os.umask(0o022)
     os.umask(umask)

@@ -13,9 +13,9 @@ import av
 import numpy as np
 import pytest
 
-from deflicker.cli import main
+from deflicker.cli.main import main
 from deflicker.errors import VideoIOError
-from deflicker.io import carried_over, open_clip, write_clip
+from deflicker.io.files import carried_over, open_clip, write_clip
 from tests._clips import flicker_clip
 
 FAST = ["--analysis-size", "64"]

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from deflicker.errors import InvalidSettingsError
-from deflicker.metrics import estimate_truth, ewarp, ewarp_terms, floor, pair_error, psnr, score, ssim
-from deflicker.synth import clip_names, make_clip, make_set
+from deflicker.bench.metrics import estimate_truth, ewarp, ewarp_terms, floor, pair_error, psnr, score, ssim
+from deflicker.synth.clips import clip_names, make_clip, make_set
 
 
 def _texture(h: int = 24, w: int = 32, seed: int = 0) -> np.ndarray:
@@ -141,7 +141,7 @@ def test_estimated_truth_close_to_exact():
 
 
 def test_detail_kept_and_static_error():
-    from deflicker.metrics import detail_kept, static_error
+    from deflicker.bench.metrics import detail_kept, static_error
 
     clip = make_clip("gate_letterbox_chelsea", size=(48, 64), frames=4)
     x = clip.flickering

@@ -1,6 +1,6 @@
 """The Nuke helper (installers/nuke/) against an in-memory ``nuke`` module (tests/_fake_nuke.py).
 
-Checks the node class name against the plugin's own identity (deflicker.plugin_spec), mypy, the
+Checks the node class name against the plugin's own identity (deflicker.server.plugin_spec), mypy, the
 menu, Reanalyze, and the pre-analysis of Read clips (a movie and a ``####`` sequence with an
 offset range) into the shared cache, from the interface and as ``nuke -t`` for farm renders.
 """
@@ -34,7 +34,7 @@ def nuke(monkeypatch):
 
 
 def test_node_class_and_analysis_knobs_are_the_plugins(nuke):
-    from deflicker import plugin_spec
+    from deflicker.server import plugin_spec
 
     _, _, helper = nuke
     assert helper.NODE_CLASS == f"OFX{plugin_spec.PLUGIN_IDENTIFIER}_v{plugin_spec.VERSION[0]}"
@@ -77,7 +77,7 @@ def test_missing_plugin_gives_a_message_not_a_traceback(nuke):
 @pytest.fixture
 def clips(tmp_path):
     """A 10-frame movie and a 10-frame sequence numbered from 1001 (64x48)."""
-    from deflicker.io import write_clip
+    from deflicker.io.files import write_clip
 
     _, a = flicker_clip(10, 48, 64, seed=3)
     _, b = flicker_clip(10, 48, 64, seed=4)

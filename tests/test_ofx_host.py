@@ -334,8 +334,8 @@ def resolve_effect_label() -> str:
 
 
 def test_describe_and_create_instance(clip, tmp_path):
-    from deflicker import plugin_spec
-    from deflicker.server import PLUGIN_FIELDS
+    from deflicker.server import plugin_spec
+    from deflicker.server.model_server import PLUGIN_FIELDS
 
     run = run_host("describe", built(BUNDLE))
     assert not run.of("unknown-prop") and not run.of("bad-prop-type"), run.explain()
@@ -492,7 +492,7 @@ def test_byte_depth_rgb_matches_cli_on_an_8bit_clip(tmp_path, tmp_path_factory):
 
 
 def test_bench_plugin_smoke(tmp_path):
-    from deflicker.bench_plugin import run
+    from deflicker.bench.plugin import run
 
     built(BUNDLE)
     figures = run(tmp_path, frames=3, size=(32, 48), rounds=1)
@@ -506,8 +506,7 @@ def test_bench_plugin_smoke(tmp_path):
 
 
 def test_demo_renders_through_the_plugin(clip, reference, tmp_path, capsys):
-    from deflicker import demo
-
+    from deflicker.cli import demo
     built(BUNDLE)
     assert demo.main(["--input", str(clip), "--out", str(tmp_path), "--bundle", str(BUNDLE), "--host", str(HOST)]) == 0
     assert_same(tmp_path / "flicker_deflickered.mkv", reference)
@@ -521,7 +520,7 @@ def test_committed_sample_is_what_make_sample_writes():
         import make_sample
     finally:
         sys.path.remove(str(ROOT / "samples"))
-    from deflicker.io import open_clip
+    from deflicker.io.files import open_clip
 
     path = ROOT / "samples" / "flicker_sample.mkv"
     assert path.stat().st_size < 3_000_000

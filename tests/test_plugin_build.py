@@ -95,11 +95,11 @@ def test_core_exports_only_its_entry_points_and_links_libpython(built: Path) -> 
 
 
 def test_plugin_params_are_the_settings() -> None:
-    from deflicker import plugin_spec, server
+    from deflicker.server import model_server, plugin_spec
 
     settings_params = [p for p in plugin_spec.PARAMS if p.kind in ("Double", "Int", "Bool", "Choice")]
     names = tuple(p.name for p in settings_params)
-    assert names == plugin_spec.PLUGIN_FIELDS == tuple(server.PLUGIN_FIELDS)
+    assert names == plugin_spec.PLUGIN_FIELDS == tuple(model_server.PLUGIN_FIELDS)
     assert names == tuple(f for f in dsettings.USER_FIELDS if f in names)
     assert plugin_spec.SIGNATURE_FIELDS == ("method", "analysis_size")  # the analysis settings the plugin has
     defaults = Settings()
@@ -122,12 +122,12 @@ def test_plugin_params_are_the_settings() -> None:
 
 @needs_toolchain
 def test_build_generates_its_params_and_call_fields_from_the_python_definition(built: Path) -> None:
-    from deflicker import plugin_header
+    from deflicker.server import plugin_header
 
     for name, make in plugin_header.HEADERS.items():
         assert (BUILD / "generated" / name).read_text() == make(), name
     plist = (BUNDLE / "Contents" / "Info.plist").read_text()
-    from deflicker import plugin_spec
+    from deflicker.server import plugin_spec
 
     assert f"<string>{plugin_spec.PLUGIN_IDENTIFIER}</string>" in plist
     assert f"<string>{'.'.join(map(str, plugin_spec.VERSION))}</string>" in plist

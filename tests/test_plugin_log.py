@@ -3,7 +3,7 @@
 Another user of the machine can put a symbolic link (or a hard link, or a file of their own) at the
 log's name in /tmp before the plugin runs; appending to it would damage the file it names. The real
 bundle's loader and core, loaded by the test host (tests/host/ofxhost) with TMPDIR pointing at a
-sticky world-writable folder, and the engine's own handler (deflicker/plugin_log.py) must leave
+sticky world-writable folder, and the engine's own handler (deflicker/server/plugin_log.py) must leave
 every planted target untouched and log to a private per-user file instead, saying why first.
 """
 from __future__ import annotations
@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from _clips import flicker_clip
-from deflicker.plugin_log import PluginLogHandler, log_to_plugin_log, open_plugin_log
+from deflicker.server.plugin_log import PluginLogHandler, log_to_plugin_log, open_plugin_log
 from test_ofx_host import BUNDLE, H, W, built, run_host, write_clip
 
 ARCH = "Linux-x86-64"
@@ -71,7 +71,7 @@ def test_core_and_engine_log_past_planted_links_into_a_private_file(tmp_path):
         f"ofx: not logging to {chosen} is a symbolic link: not followed; {beside} is a symbolic link: not followed; "
         f"{common} is a symbolic link: not followed"), lines[0]
     assert any("started embedded Python" in line for line in lines), lines  # the core
-    assert any(re.search(r" deflicker\.\w+ INFO: ", line) for line in lines), lines  # the engine's own records
+    assert any(re.search(r" deflicker\.[\w.]+ INFO: ", line) for line in lines), lines  # the engine's own records
 
 
 @pytest.mark.parametrize("planted", ["link", "hard-link", "fifo", "other-user"])

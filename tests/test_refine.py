@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import skimage.data
 
-from deflicker.correction import apply_to_proxy, identity_coefficients
+from deflicker.method.correction import apply_to_proxy, identity_coefficients
 from deflicker.errors import InvalidSettingsError
-from deflicker.refine import refine_coefficients
+from deflicker.method.refine import refine_coefficients
 from deflicker.settings import RefineSettings
-from deflicker.warp import warp
+from deflicker.method.warp import warp
 
 H, W, N = 72, 96, 10
 
@@ -97,7 +97,7 @@ def test_only_offsets_change_and_missing_frames_raise():
 
 def test_filter_then_refinement_on_a_flawed_guide():
     """The committed filter with a blurred, shifted guide, then L: each stage lowers the warping error."""
-    from deflicker.filter import load_filter, predict_coefficients
+    from deflicker.method.filter import load_filter, predict_coefficients
 
     clean, frames = make_clip(2, seed=3)
     guides = [cv2.GaussianBlur(np.roll(c, (1, 2), axis=(0, 1)), (0, 0), 1.5) for c in clean]
@@ -113,7 +113,7 @@ def test_filter_then_refinement_on_a_flawed_guide():
 
 
 def test_atlas_low_frequency_takes_the_atlas_look_and_keeps_the_structure():
-    from deflicker.refine import atlas_low_frequency
+    from deflicker.method.refine import atlas_low_frequency
 
     photo = cv2.resize(skimage.data.astronaut().astype(np.float32) / 255.0, (128, 96), interpolation=cv2.INTER_AREA)
     yy, xx = np.mgrid[0:96, 0:128].astype(np.float32)

@@ -62,7 +62,7 @@ def test_script_is_mypy_clean_against_the_stubs(tmp_path):
 
 
 def write_clip(path: Path, seed: int, n: int = 8) -> str:
-    from deflicker.io import write_clip as write
+    from deflicker.io.files import write_clip as write
 
     _, frames = flicker_clip(n, 48, 64, seed=seed)
     return str(write(path, list(frames), fps=24.0))
@@ -193,6 +193,6 @@ def test_a_job_resolve_never_starts_is_a_one_line_error():
 
 
 def test_effect_label_is_the_plugins():
-    from deflicker import plugin_spec
+    from deflicker.server import plugin_spec
 
     assert deflicker_resolve.EFFECT_LABEL == plugin_spec.LABEL

@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from deflicker.cli import main
-from deflicker.io import open_clip, write_clip
-from deflicker.io_image import read_image
+from deflicker.cli.main import main
+from deflicker.io.files import open_clip, write_clip
+from deflicker.io.image_file import read_image
 from tests._clips import flicker_clip
 
 FAST = ["--analysis-size", "64"]

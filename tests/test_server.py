@@ -1,4 +1,4 @@
-"""deflicker.server: the per-clip model server behind the OFX bridge."""
+"""deflicker.server.model_server: the per-clip model server behind the OFX bridge."""
 from __future__ import annotations
 
 import threading
@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from deflicker import Cancelled, Engine, Settings, VideoIOError
-from deflicker.server import PREMULTIPLIED_SUFFIX, ModelServer
-from deflicker.source import ArraySource
+from deflicker.server.model_server import PREMULTIPLIED_SUFFIX, ModelServer
+from deflicker.io.source import ArraySource
 from tests._clips import flicker_clip
 
 PLUGIN = {"strength": 1.0, "method": "fast", "local_refinement": True, "analysis_size": 64}
@@ -48,7 +48,7 @@ def test_integer_frames_are_normalized_like_decoded_files(frames, tmp_path, bits
     server = ModelServer(cache_dir=tmp_path)
     maxval, dtype = (255, np.uint8) if bits == 8 else (65535, np.uint16)
     ints = np.rint(np.clip(frames, 0, 1) * maxval).astype(dtype)
-    as_read = ints.astype(np.float32) / np.float32(maxval)  # what deflicker.io gives `deflicker run`
+    as_read = ints.astype(np.float32) / np.float32(maxval)  # what deflicker.io.files gives `deflicker run`
     key = server.open_clip("a", _info(ints, bits), PLUGIN, lambda i: ints[i])
     out = server.render(key, 2, lambda i: ints[i], PLUGIN)
     engine_out = Engine(Settings(analysis_size=64), cache_dir=tmp_path).open(ArraySource(as_read, bit_depth=bits)).render(2)
@@ -71,7 +71,7 @@ def test_evicted_sessions_reopen_from_the_disk_cache(frames, tmp_path):
     stored = sorted(p.name for p in tmp_path.iterdir())
     calls["n"] = 0
     assert np.array_equal(server.render(key, 3, fetch, PLUGIN), first)
-    from deflicker.cache import FINGERPRINT_FRAMES  # reopening reads the fingerprint frames, the window, t
+    from deflicker.store.cache import FINGERPRINT_FRAMES  # reopening reads the fingerprint frames, the window, t
 
     reopen = min(FINGERPRINT_FRAMES, len(frames)) + len(server.frames_needed(key, 3, PLUGIN)) + 1
     assert calls["n"] <= reopen, f"{calls['n']} fetches: the reopened clip was analysed again instead of loaded"

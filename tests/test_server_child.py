@@ -1,6 +1,6 @@
 """The model server in a child process of the plugin (DEFLICKER_SERVER, issue 15 point 5), driven by
 the C++ test host (tests/host/ofxhost) through the real bundle: Contents/<arch>/deflicker_server
-running deflicker.server_child.
+running deflicker.server.child.
 
 * child mode renders the same bytes as the embedded server;
 * a server killed mid-render fails that render with a message on the node and a clean host exit,
@@ -50,7 +50,7 @@ def test_child_server_renders_the_same_pixels_as_the_embedded_one(clip, referenc
         raws[mode] = (tmp_path / f"{mode}.raw").read_bytes()
     assert raws["child"] == raws["embedded"]  # float32 output, byte for byte
     started = log_lines(tmp_path, "child", "started the analysis server, pid ")
-    assert len(started) == 1 and "server deflicker.server" in started[0], started
+    assert len(started) == 1 and "server deflicker.server.model_server" in started[0], started
     assert not log_lines(tmp_path, "embedded", "started the analysis server")
 
 

@@ -11,17 +11,17 @@ from types import ModuleType
 import numpy as np
 import pytest
 
-from deflicker import tuning
-from deflicker.cache import ClipKey
+from deflicker.method import tuning
+from deflicker.store.cache import ClipKey
 from deflicker.engine import Engine
 from deflicker.errors import InvalidSettingsError
 from deflicker.settings import ANALYSIS_FIELDS, RENDER_FIELDS, AnalysisSettings, RenderSettings, Settings
-from deflicker.source import ArraySource
+from deflicker.io.source import ArraySource
 from tests._clips import flicker_clip
 
 #: Module constants of the analysis modules that are no tuning: the entry format (a key field of
 #: its own) and a name. Every other plain constant there must be in tuning.ANALYSIS_CONSTANTS.
-NOT_TUNING = {"deflicker.analysis": {"FORMAT_VERSION"}, "deflicker.atlas": {"OBJECT_PREFIX"}}
+NOT_TUNING = {"deflicker.method.analysis": {"FORMAT_VERSION"}, "deflicker.method.atlas.fast": {"OBJECT_PREFIX"}}
 
 
 @pytest.fixture(scope="module")

@@ -5,13 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from deflicker.cli import main
+from deflicker.cli.main import main
 from deflicker.engine import Engine
-from deflicker.io import open_clip, write_clip
-from deflicker.metrics import detail_kept, ewarp, static_error
-from deflicker.source import ArraySource
-from deflicker.static_regions import STATIC_RANGE, keep_static, passthrough_weight, static_mask
-from deflicker.synth import make_clip
+from deflicker.io.files import open_clip, write_clip
+from deflicker.bench.metrics import detail_kept, ewarp, static_error
+from deflicker.io.source import ArraySource
+from deflicker.method.static_regions import STATIC_RANGE, keep_static, passthrough_weight, static_mask
+from deflicker.synth.clips import make_clip
 
 TOLERANCE = 1.0 / 255.0
 

@@ -7,16 +7,16 @@ import cv2
 import numpy as np
 import pytest
 
-from deflicker.cli import main
+from deflicker.cli.main import main
 from deflicker.errors import InvalidSettingsError
-from deflicker.image import luminance
-from deflicker.metrics import floor, psnr, score
-from deflicker.synth import (FAMILIES, clip_names, flicker_free_look, load_clip, make_clip, make_set, parse_name,
-                            save_clip)
-from deflicker.synth_film import KINDS as FILM_KINDS
-from deflicker.synth_flicker import KINDS, PROCESSING
-from deflicker.synth_motion import exact_flow, make_scene, render
-from deflicker.warp import inside_mask, sample_grid, warp
+from deflicker.method.image import luminance
+from deflicker.bench.metrics import floor, psnr, score
+from deflicker.synth.clips import (FAMILIES, clip_names, flicker_free_look, load_clip, make_clip, make_set, parse_name,
+                                   save_clip)
+from deflicker.synth.film import KINDS as FILM_KINDS
+from deflicker.synth.flicker import KINDS, PROCESSING
+from deflicker.synth.motion import exact_flow, make_scene, render
+from deflicker.method.warp import inside_mask, sample_grid, warp
 
 SMALL = (48, 64)
 

@@ -7,13 +7,13 @@ import numpy as np
 import pytest
 import torch
 
-from deflicker import degrade
-from deflicker.cli import main
+from deflicker.train import degrade
+from deflicker.cli.main import main
 from deflicker.errors import InvalidSettingsError
-from deflicker.filter import load_filter
+from deflicker.method.filter import load_filter
 from deflicker.settings import FilterSettings
-from deflicker.train import TrainConfig, random_crop, train_filter
-from deflicker.train_data import SKIMAGE_TRAIN, SKIMAGE_VAL, procedural_image, training_images
+from deflicker.train.trainer import TrainConfig, random_crop, train_filter
+from deflicker.train.data import SKIMAGE_TRAIN, SKIMAGE_VAL, procedural_image, training_images
 
 TINY = TrainConfig(steps=2, batch=2, crop=48, threads=1, width=4, log_every=1)
 

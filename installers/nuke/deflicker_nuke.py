@@ -1,7 +1,7 @@
 """Deflicker in Nuke: create the OFX node, press Reanalyze, pre-analyse Read clips for farm renders.
 
 Nuke names an OFX node ``OFX<identifier>_v<major>`` (identifier and major version from
-deflicker.plugin_spec). A render from the command line (``nuke -x``) or a farm node would analyse
+deflicker.server.plugin_spec). A render from the command line (``nuke -x``) or a farm node would analyse
 each clip on its first frame, in every process; pre-analysing the Read nodes' clips once, here
 or with ``nuke -t deflicker_nuke.py script.nk``, leaves the analyses in the shared cache
 (``DEFLICKER_CACHE_DIR``) so that every render process only reads them.

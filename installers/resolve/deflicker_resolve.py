@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 
     from deflicker import Engine
 
-#: The effect's label as the node graph lists it (LABEL in deflicker.plugin_spec). Matched whole
+#: The effect's label as the node graph lists it (LABEL in deflicker.server.plugin_spec). Matched whole
 #: (case and surrounding spaces aside): Resolve Studio has a built-in ResolveFX "Deflicker" of its own.
 EFFECT_LABEL = "Atlas Deflicker"
 #: Resolve's render job states (GetRenderJobStatus()["JobStatus"]) that end a job.

@@ -1,4 +1,4 @@
 """``python -m deflicker``: the same as the ``deflicker`` console script."""
-from deflicker.cli import main
+from deflicker.cli.main import main
 
 main()

@@ -6,7 +6,7 @@ through this API. Rendering frame t is a pure function of (clip content, setting
 reads only the analysis (computed once per clip and cached) and the source frames of a fixed
 window around t, so frames come out the same in any order and from any thread. Every source
 frame a render reads is checked against the digest the analysis stored for it
-(:mod:`deflicker.content`): a cached analysis made from other frames is replaced by a new one
+(:mod:`deflicker.method.content`): a cached analysis made from other frames is replaced by a new one
 before any frame is rendered with it.
 """
 from __future__ import annotations
@@ -22,15 +22,15 @@ from typing import TYPE_CHECKING, Any, Iterator, Optional, Union
 import numpy as np
 
 from deflicker.errors import InvalidSettingsError
-from deflicker.image import rgb
+from deflicker.method.image import rgb
 from deflicker.progress import CancelCheck, Progress
 from deflicker.settings import Settings
-from deflicker.source import FrameSource
+from deflicker.io.source import FrameSource
 
 if TYPE_CHECKING:  # torch-heavy modules load lazily
-    from deflicker.analysis import ClipAnalysis, Guide
-    from deflicker.cache import AnalysisCache, ClipKey
-    from deflicker.filter import NeuralFilter
+    from deflicker.method.analysis import ClipAnalysis, Guide
+    from deflicker.store.cache import AnalysisCache, ClipKey
+    from deflicker.method.filter import NeuralFilter
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +78,7 @@ class Engine:
     """Holds the settings, the on-disk analysis cache and the (lazily loaded) neural filter."""
 
     def __init__(self, settings: Optional[Settings] = None, *, cache_dir: Union[str, Path, None] = None):
-        from deflicker.cache import AnalysisCache
+        from deflicker.store.cache import AnalysisCache
 
         self.settings = settings or Settings()
         self.cache: AnalysisCache = AnalysisCache(Path(cache_dir) if cache_dir else None)
@@ -93,11 +93,11 @@ class Engine:
         ``allow_short`` accepts a damaged video or a sequence with gaps (see ``open_clip``).
         A device that is not there (``cuda`` without CUDA) is a DeviceError here, before any work.
         """
-        from deflicker.filter import resolve_device
+        from deflicker.method.filter import resolve_device
 
         resolve_device((settings or self.settings).device)
         if isinstance(clip, (str, Path)):
-            from deflicker.io import open_clip
+            from deflicker.io.files import open_clip
 
             start, end = frame_range or (0, None)
             return Session(self, open_clip(clip, start=start, end=end, allow_short=allow_short), settings=settings,
@@ -108,7 +108,7 @@ class Engine:
 
     def filter_model(self, settings: Settings) -> "NeuralFilter":
         """The neural filter for these settings' weights and device, loaded once per engine."""
-        from deflicker.filter import load_filter, resolve_device
+        from deflicker.method.filter import load_filter, resolve_device
 
         limit_torch_threads()
         device = str(resolve_device(settings.device))
@@ -129,7 +129,7 @@ class Session:
 
     def __init__(self, engine: Engine, source: FrameSource, *, settings: Optional[Settings] = None,
                  owns_source: bool = False):
-        from deflicker.cache import ClipKey
+        from deflicker.store.cache import ClipKey
 
         if len(source) == 0:
             from deflicker.errors import VideoIOError
@@ -175,7 +175,7 @@ class Session:
                   force: bool = False, replacing: Optional["ClipAnalysis"] = None) -> "ClipAnalysis":
         """The analysis, loaded or computed; ``replacing``: recompute only if that analysis is
         still the current one (threads that found it stale together redo it once)."""
-        from deflicker.cache import load_or_analyze
+        from deflicker.store.cache import load_or_analyze
 
         with self._analysis_lock:
             stale = replacing is not None and self.analysis is replacing
@@ -211,7 +211,7 @@ class Session:
 
         ``settings`` may change the render settings (:class:`~deflicker.settings.RenderSettings`),
         not the analysis settings; ``stage`` picks a benchmark ablation (see :data:`STAGES`). The shot's static
-        regions (bars, a film gate, black or white areas; :mod:`deflicker.static_regions`) come
+        regions (bars, a film gate, black or white areas; :mod:`deflicker.method.static_regions`) come
         out exactly as the input. A frame unlike the one the analysis was made from (a cache
         entry of another clip with the same key) makes the clip be analysed again (``cancel``
         polled), then the frame is rendered with that.
@@ -221,7 +221,7 @@ class Session:
             raise InvalidSettingsError(f"stage must be one of {', '.join(STAGES)}, not {stage!r}")
         if not 0 <= t < len(self.source):
             raise InvalidSettingsError(f"frame {t} is outside the clip (0..{len(self.source) - 1})")
-        from deflicker.content import ContentMismatch
+        from deflicker.method.content import ContentMismatch
 
         analysis = self._analyzed(cancel=cancel)
         try:
@@ -247,7 +247,7 @@ class Session:
         frame = self.source[c]
         out = np.array(frame, dtype=np.float32, copy=True)
         image = rgb(frame)
-        from deflicker.slow_changes import apply_trend, trend_coefficients
+        from deflicker.method.slow_changes import apply_trend, trend_coefficients
 
         trend = None if stage == "refine-only" else self.slow_trend(c, s, analysis)
         if stage == "atlas":
@@ -256,8 +256,8 @@ class Session:
             out[..., :3] = image + s.strength * (atlas - image)
             return out
         coeffs, guide = self._coefficients(analysis, c, s, stage, frame)
-        from deflicker.correction import apply_affine, fill_clipped
-        from deflicker.static_regions import keep_static
+        from deflicker.method.correction import apply_affine, fill_clipped
+        from deflicker.method.static_regions import keep_static
 
         display = analysis.scale == 1.0
         if trend is not None:
@@ -275,10 +275,10 @@ class Session:
     def slow_trend(self, t: int, settings: Optional[Settings] = None,
                    analysis: Optional["ClipAnalysis"] = None) -> Optional[np.ndarray]:
         """The slow trend (2, 3: gains, offsets) of frame t's colour that the render keeps (Keep
-        slow changes, :mod:`deflicker.slow_changes`), None when off or the atlas has no colour fit.
+        slow changes, :mod:`deflicker.method.slow_changes`), None when off or the atlas has no colour fit.
         One smoothing per shot and span, kept for the session (pure)."""
-        from deflicker.atlas import FastAtlas
-        from deflicker.slow_changes import slow_colour, span_frames
+        from deflicker.method.atlas.fast import FastAtlas
+        from deflicker.method.slow_changes import slow_colour, span_frames
 
         s = settings or self.settings
         analysis = analysis or self.analyze()
@@ -311,7 +311,7 @@ class Session:
         """Final proxy-resolution coefficients of frame t (filter, stateless refinement, then the
         atlas's low frequencies in shots with local flicker) and its filter guide (None without
         the filter); ``frame`` is source frame t, already read (a host fetch is not repeated)."""
-        from deflicker.refine import atlas_low_frequency, refine_coefficients
+        from deflicker.method.refine import atlas_low_frequency, refine_coefficients
 
         c = int(analysis.canonical[t])
         window = self.window(t, s, stage=stage, analysis=analysis)
@@ -334,7 +334,7 @@ class Session:
     def _flow(self, analysis: "ClipAnalysis", c: int, i: int, proxy_c: np.ndarray, proxy_i: np.ndarray,
               s: Settings) -> tuple[np.ndarray, np.ndarray]:
         """(f_{c->i}, valid) between two proxies of the window (forward-backward checked)."""
-        from deflicker.warp import consistency_mask
+        from deflicker.method.warp import consistency_mask
 
         fw = self._dis(analysis, c, i, proxy_c, proxy_i, s)
         return fw, consistency_mask(fw, self._dis(analysis, i, c, proxy_i, proxy_c, s))
@@ -342,7 +342,7 @@ class Session:
     def _dis(self, analysis: "ClipAnalysis", a: int, b: int, proxy_a: np.ndarray, proxy_b: np.ndarray,
              s: Settings) -> np.ndarray:
         """f_{a->b}, memoized: frame b's render needs the same flows the other way round (pure)."""
-        from deflicker.flow import estimate_flow
+        from deflicker.method.flow import estimate_flow
 
         key = (id(analysis), "flow", a, b, s.flow)
         with self._memo_lock:
@@ -362,8 +362,8 @@ class Session:
                   frame: Optional[np.ndarray] = None) -> _Prepared:
         """Proxy and filter coefficients of source frame i (``frame``, when the caller read it),
         memoized (pure: same inputs, same bytes); the frame checked against its digest first."""
-        from deflicker.correction import identity_coefficients
-        from deflicker.filter import predict_coefficients
+        from deflicker.method.correction import identity_coefficients
+        from deflicker.method.filter import predict_coefficients
 
         key = (id(analysis), i, identity, s.filter, s.device)
         with self._memo_lock:
@@ -388,8 +388,8 @@ class Session:
 
 def _checked_proxy(analysis: "ClipAnalysis", i: int, frame: np.ndarray) -> np.ndarray:
     """The analysis proxy of source frame i, once the frame is checked to be the one the
-    analysis was made from (ContentMismatch otherwise; :mod:`deflicker.content`)."""
-    from deflicker.image import resize
+    analysis was made from (ContentMismatch otherwise; :mod:`deflicker.method.content`)."""
+    from deflicker.method.image import resize
 
     resized = resize(rgb(frame), analysis.shape)  # clip units, what the digest is of
     if analysis.content is not None:
@@ -440,11 +440,11 @@ def process(engine: Engine, src: Union[str, Path], dst: Union[str, Path], *,
     """
     import time
 
-    from deflicker.content import ContentMismatch
-    from deflicker.io import Clip, carried_over, check_output_path, frame_numbers, output_like, write_clip
-    from deflicker.io_target import check_targets, output_target, refuse_existing
+    from deflicker.method.content import ContentMismatch
+    from deflicker.io.files import Clip, carried_over, check_output_path, frame_numbers, output_like, write_clip
+    from deflicker.io.target import check_targets, output_target, refuse_existing
     from deflicker.progress import check_cancel, report as tell, scaled
-    from deflicker.report import ReportCollector
+    from deflicker.cli.report import ReportCollector
 
     target = output_target(dst, codec=codec, inputs=[src])
     if report:

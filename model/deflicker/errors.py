@@ -2,7 +2,7 @@
 
 Every error a user can cause is a :class:`DeflickerError`; each subclass also inherits the
 builtin whose meaning it shares (so callers may catch either) and carries the process exit
-code the CLI uses. Only ``deflicker.cli`` turns these into exits.
+code the CLI uses. Only ``deflicker.cli.main`` turns these into exits.
 """
 from __future__ import annotations
 

@@ -117,8 +117,8 @@ class AnalysisSettings:
     """The settings that change a clip's analysis: the one definition of that fact.
 
     Its fields are the settings part of the analysis cache key (with the analysis tuning
-    constants, :mod:`deflicker.tuning`), what a session refuses to change, and what the plugin's
-    clip signature holds (generated from this class by :mod:`deflicker.plugin_header`).
+    constants, :mod:`deflicker.method.tuning`), what a session refuses to change, and what the plugin's
+    clip signature holds (generated from this class by :mod:`deflicker.server.plugin_header`).
     """
 
     method: str = "fast"  # atlas method: fast | neural

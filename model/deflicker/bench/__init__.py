@@ -1,0 +1,1 @@
+"""``deflicker bench``: the quality, speed, flow and plugin benchmarks and their metrics."""

@@ -1,0 +1,1 @@
+"""The ``deflicker`` command line and its subcommands."""

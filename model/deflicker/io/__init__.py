@@ -1,0 +1,1 @@
+"""Clips in and out: frame sources, video files, image sequences, atomic outputs."""

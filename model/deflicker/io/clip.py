@@ -1,0 +1,152 @@
+"""What every file-backed clip shares: frame-range selection, the frames' timing, a small LRU of
+decoded frames, iteration, closing, and the conversion between integer pixels and float frames.
+"""
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass, replace
+from fractions import Fraction
+from pathlib import Path
+from typing import Iterator, Optional, Sequence
+
+import numpy as np
+
+from deflicker.errors import InvalidSettingsError, VideoIOError
+from deflicker.io.source import ClipInfo, check_frame
+
+MAXVAL = {8: 255, 16: 65535}
+CACHE_BYTES = 512 * 1024 * 1024  # upper bound for the decoded-frame LRU of one clip
+
+
+def to_float(pixels: np.ndarray) -> np.ndarray:
+    """uint8 / uint16 pixels -> float32 in [0, 1]; float pixels -> float32 as stored."""
+    if pixels.dtype == np.uint8:
+        return pixels.astype(np.float32) / np.float32(255.0)
+    if pixels.dtype == np.uint16:
+        return pixels.astype(np.float32) / np.float32(65535.0)
+    if pixels.dtype.kind == "f":
+        return pixels.astype(np.float32, copy=False)
+    raise VideoIOError(f"unsupported pixel type {pixels.dtype}")
+
+
+def quantize(frame: np.ndarray, bit_depth: int) -> np.ndarray:
+    """Float frame -> uint8 (8) or uint16 (16): clip to [0, 1], scale, round half to even."""
+    maxval = MAXVAL[bit_depth]
+    dtype = np.uint8 if bit_depth == 8 else np.uint16
+    return np.rint(np.clip(frame, 0.0, 1.0) * np.float32(maxval)).astype(dtype)
+
+
+def bit_depth_of(pixels: np.ndarray) -> int:
+    """8, 16 or 32 for uint8, uint16 or float pixels."""
+    if pixels.dtype == np.uint8:
+        return 8
+    if pixels.dtype == np.uint16:
+        return 16
+    if pixels.dtype.kind == "f":
+        return 32
+    raise VideoIOError(f"unsupported pixel type {pixels.dtype}")
+
+
+def frame_rate(fps: float) -> Fraction:
+    """fps as an exact rational (29.97002997 -> 30000/1001)."""
+    if not fps > 0:
+        raise InvalidSettingsError(f"frame rate must be positive, got {fps}")
+    return Fraction(fps).limit_denominator(100_000)
+
+
+def select_range(frame_count: int, start: int, end: Optional[int], what: str) -> tuple[int, int]:
+    """Validate ``[start, end)`` (end exclusive, None = to the end) against a clip's length."""
+    stop = frame_count if end is None else end
+    if not 0 <= start < frame_count or not start < stop <= frame_count:
+        raise InvalidSettingsError(
+            f"frame range {start}:{'' if end is None else end} is outside {what} ({frame_count} frames)")
+    return start, stop
+
+
+@dataclass(frozen=True)
+class Timing:
+    """When a clip's frames are shown, for outputs that keep it (variable frame rate, gaps).
+
+    ``stamps[k]`` is frame k's presentation time in the input, in ``time_base`` seconds (a
+    video's pts, a sequence's frame numbers at 1/fps); an output shows it at
+    ``stamps[k] - offset``. ``end`` is the input time at which the selected frames stop (the
+    next frame's stamp), None when they run to the end of the file.
+    """
+
+    stamps: tuple[int, ...]
+    time_base: Fraction
+    offset: int = 0
+    end: Optional[int] = None
+
+    def seconds(self, stamp: int) -> float:
+        """An input stamp in seconds."""
+        return float(stamp * self.time_base)
+
+
+class Clip:
+    """A lazily decoded, random-access clip (a :class:`deflicker.io.source.FrameSource`).
+
+    Subclasses give the whole file's :class:`ClipInfo`, its frames' ``stamps`` in ``time_base``
+    units (default: frame numbers at 1/fps) and ``_read(i) -> (H, W, C) float32`` for file
+    frame ``i``; this class maps ``clip[i]`` onto frame ``start + i``, validates and caches
+    frames, and is thread safe. ``timing`` says when the selected frames are shown: the first
+    at ``origin`` (default: the file's first stamp), the others at their distances from it;
+    ``audio`` names the file whose audio streams go with them (None: no audio). Use it as a
+    context manager (or call ``close``).
+    """
+
+    audio: Optional[Path] = None
+
+    def __init__(self, info: ClipInfo, start: int = 0, end: Optional[int] = None, *,
+                 stamps: Optional[Sequence[int]] = None, time_base: Optional[Fraction] = None,
+                 origin: Optional[int] = None):
+        self._start, stop = select_range(info.frame_count, start, end, info.path)
+        self.info = replace(info, frame_count=stop - self._start)
+        stamps = list(range(info.frame_count)) if stamps is None else list(stamps)
+        self.timing = Timing(stamps=tuple(stamps[self._start:stop]),
+                             time_base=time_base or 1 / frame_rate(info.fps),
+                             offset=stamps[self._start] - (stamps[0] if origin is None else origin),
+                             end=stamps[stop] if stop < len(stamps) else None)
+        frame_bytes = max(1, info.width * info.height * info.channels * 4)
+        self._cache_size = int(min(16, max(2, CACHE_BYTES // frame_bytes)))
+        self._cache: OrderedDict[int, np.ndarray] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def _read(self, index: int) -> np.ndarray:
+        """File frame ``index`` as (H, W, C) float32."""
+        raise NotImplementedError
+
+    def __len__(self) -> int:
+        return self.info.frame_count
+
+    def __getitem__(self, index: int) -> np.ndarray:
+        if not 0 <= index < len(self):
+            raise IndexError(f"frame {index} outside 0..{len(self) - 1}")
+        with self._lock:
+            frame = self._cache.get(index)
+            if frame is None:
+                frame = check_frame(self._read(self._start + index), self.info, index)
+                self._cache[index] = frame
+                if len(self._cache) > self._cache_size:
+                    self._cache.popitem(last=False)
+            else:
+                self._cache.move_to_end(index)
+        return frame.copy()  # callers may modify their frame; the cached one stays intact
+
+    def frame_number(self, index: int) -> int:
+        """The number of frame ``index`` in its file: its position there, counted from 0."""
+        return self._start + index
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        return (self[i] for i in range(len(self)))
+
+    def close(self) -> None:
+        """Release the file handles and cached frames (idempotent)."""
+        self._cache.clear()
+
+    def __enter__(self) -> "Clip":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

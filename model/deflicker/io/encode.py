@@ -1,0 +1,144 @@
+"""Writing video files through PyAV: FFV1 (lossless), H.264 (delivery) and ProRes, atomically,
+at the input's own frame timestamps and with its audio when given them."""
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Optional, cast
+
+import av
+import numpy as np
+
+from deflicker.errors import InvalidSettingsError, VideoIOError
+from deflicker.io.atomic import temp_file_for
+from deflicker.io.audio import AudioCarrier
+from deflicker.io.clip import Timing, frame_rate, quantize
+
+log = logging.getLogger(__name__)
+
+VIDEO_EXTS = (".mp4", ".mov", ".mkv", ".avi")
+DEFAULT_CODEC = {".mp4": "h264", ".mov": "prores", ".mkv": "ffv1", ".avi": "ffv1"}
+ENCODERS = {"ffv1": "ffv1", "h264": "libx264", "prores": "prores_ks"}
+H264_CRF = 16
+
+
+def _encoding(codec: str, channels: int, bit_depth: int, width: int, height: int) -> tuple[str, str, dict]:
+    """(input ndarray format, stream pix_fmt, encoder options) for one codec and frame layout."""
+    alpha = channels == 4
+    deep = bit_depth > 8
+    if codec == "ffv1":
+        pix_fmt = {(False, False): "bgr0", (True, False): "bgra",
+                   (False, True): "gbrp16le", (True, True): "gbrap16le"}[(alpha, deep)]
+        return _ndarray_format(alpha, deep), pix_fmt, {"level": "3", "slicecrc": "1"}
+    if codec == "prores":
+        if alpha:
+            return _ndarray_format(True, deep), "yuva444p10le", {"profile": "4", "vendor": "apl0"}
+        return _ndarray_format(False, deep), "yuv422p10le", {"profile": "3", "vendor": "apl0"}
+    if alpha:
+        log.warning("H.264 has no alpha channel; alpha is dropped (use ffv1 or prores to keep it)")
+    if width % 2 or height % 2:
+        log.warning("odd frame size %dx%d: writing H.264 as yuv444p (less widely playable)", width, height)
+        return "rgb24", "yuv444p", {"crf": str(H264_CRF)}
+    return "rgb24", "yuv420p", {"crf": str(H264_CRF)}
+
+
+def _ndarray_format(alpha: bool, deep: bool) -> str:
+    """PyAV ndarray format for uint8/uint16 RGB(A) frames."""
+    return {(False, False): "rgb24", (True, False): "rgba",
+            (False, True): "rgb48le", (True, True): "rgba64le"}[(alpha, deep)]
+
+
+def resolve_codec(path: Path, codec: Optional[str]) -> str:
+    """The codec name (ffv1 | h264 | prores) for a video path; checks PyAV's ffmpeg has it."""
+    name = (codec or DEFAULT_CODEC[path.suffix.lower()]).lower()
+    if name not in ENCODERS:
+        raise InvalidSettingsError(f"unknown codec {name!r}; choose one of {', '.join(ENCODERS)}")
+    if ENCODERS[name] not in av.codecs_available:
+        raise VideoIOError(f"codec {name} ({ENCODERS[name]}) is not available in this PyAV build")
+    return name
+
+
+class VideoWriter:
+    """Encodes frames into a temp file beside ``path``; ``commit`` renames it into place.
+
+    With ``timing`` frame k is shown at ``timing.stamps[k] - timing.offset`` (variable frame
+    rates and gaps kept), else every 1/fps; ``audio`` names a file whose audio streams are
+    carried across for the same time span (see :class:`deflicker.io.audio.AudioCarrier`).
+    """
+
+    def __init__(self, path: Path, *, fps: float, width: int, height: int, channels: int, bit_depth: int,
+                 codec: Optional[str] = None, timing: Optional[Timing] = None, audio: Optional[Path] = None):
+        self.path = path
+        self.codec = resolve_codec(path, codec)
+        self._channels = channels
+        self._depth = 8 if bit_depth == 8 or self.codec == "h264" else 16
+        self._format, pix_fmt, options = _encoding(self.codec, channels, bit_depth, width, height)
+        self._timing = timing
+        self._rate = frame_rate(fps)
+        self._count = 0
+        self._audio: Optional[AudioCarrier] = None
+        self._temp = temp_file_for(path)
+        try:
+            self._container = av.open(str(self._temp), mode="w")
+            stream = self._container.add_stream(ENCODERS[self.codec], rate=self._rate, options=options)
+            self._stream = cast(av.video.stream.VideoStream, stream)
+            self._stream.width, self._stream.height, self._stream.pix_fmt = width, height, pix_fmt
+            if timing is not None:
+                self._stream.codec_context.time_base = self._stream.time_base = timing.time_base
+            if audio is not None:
+                self._audio = AudioCarrier(audio, timing, self._container, path)
+        except av.FFmpegError as exc:
+            self.abort()
+            raise VideoIOError(f"cannot write {path}: {exc}") from None
+        except VideoIOError:
+            self.abort()
+            raise
+
+    def write(self, frame: np.ndarray) -> None:
+        """Encode one validated (H, W, C) float32 frame (at its input timestamp, if timed)."""
+        pixels = quantize(frame, self._depth)
+        if self._format in ("rgb24", "rgb48le") and self._channels == 4:
+            pixels = pixels[..., :3]
+        video_frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(pixels), format=self._format)
+        shown = self._count / self._rate  # seconds
+        if self._timing is not None:
+            if self._count >= len(self._timing.stamps):
+                raise VideoIOError(f"cannot write {self.path}: more frames than the input has timestamps")
+            video_frame.pts = self._timing.stamps[self._count] - self._timing.offset
+            video_frame.time_base = self._timing.time_base
+            shown = video_frame.pts * self._timing.time_base
+        if self._audio is not None:
+            self._audio.mux_until(float(shown))
+        self._count += 1
+        self._mux(self._stream.encode(video_frame))
+
+    def _mux(self, packets: list) -> None:
+        """Write encoded packets, turning FFmpeg failures into :class:`VideoIOError`."""
+        try:
+            self._container.mux(packets)
+        except av.FFmpegError as exc:
+            raise VideoIOError(f"cannot write {self.path}: {exc}") from None
+
+    def commit(self) -> None:
+        """Flush the encoder and the audio, close the file and move it onto ``path``."""
+        self._mux(self._stream.encode(None))
+        if self._audio is not None:
+            self._audio.finish()
+        try:
+            self._container.close()
+        except av.FFmpegError as exc:
+            raise VideoIOError(f"cannot write {self.path}: {exc}") from None
+        os.replace(self._temp, self.path)
+
+    def abort(self) -> None:
+        """Drop the partial output; ``path`` is left as it was."""
+        if self._audio is not None:
+            self._audio.close()
+        container = getattr(self, "_container", None)
+        if container is not None:
+            try:
+                container.close()
+            except av.FFmpegError as exc:
+                log.debug("closing a failed output: %s", exc)
+        self._temp.unlink(missing_ok=True)

@@ -1,0 +1,103 @@
+"""Frame sources: what the engine reads a clip from.
+
+A :class:`FrameSource` is random access: ``len(source)``, ``source[i] -> (H, W, C) float32``
+(C = 3 or 4, the clip's own range) and ``source.info``. ``deflicker.io.files.open_clip`` returns one
+for files; :class:`ArraySource` wraps frames in memory (tests, synthetic data) and
+:class:`CallbackSource` wraps a function (the OFX bridge fetches frames from the host).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Iterator, Protocol, Sequence, runtime_checkable
+
+import numpy as np
+
+from deflicker.errors import VideoIOError
+
+
+@dataclass(frozen=True)
+class ClipInfo:
+    """What is known about a clip without decoding it all."""
+
+    width: int
+    height: int
+    channels: int  # 3 (RGB) or 4 (RGBA)
+    frame_count: int
+    fps: float = 24.0
+    bit_depth: int = 8  # 8 or 16 (integer, normalized to [0, 1]) or 32 (float, as stored)
+    path: str = ""
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """(height, width, channels) of every frame."""
+        return self.height, self.width, self.channels
+
+
+@runtime_checkable
+class FrameSource(Protocol):
+    """Random-access clip: ``len``, ``[i]`` and ``info``."""
+
+    info: ClipInfo
+
+    def __len__(self) -> int: ...
+
+    def __getitem__(self, index: int) -> np.ndarray: ...
+
+
+def check_frame(frame: np.ndarray, info: ClipInfo, index: int, *, contiguous: bool = True) -> np.ndarray:
+    """Validate one decoded frame against the clip's info: shape and finiteness.
+
+    Returns the frame as float32, contiguous unless ``contiguous`` is False (then a float32
+    view, any row stride, stays a view: the OFX path keeps host buffers uncopied); raises
+    :class:`VideoIOError` naming the frame.
+    """
+    arr = np.asarray(frame)
+    if arr.ndim != 3 or arr.shape != info.shape:
+        raise VideoIOError(f"frame {index} has shape {tuple(arr.shape)}, expected {info.shape}")
+    arr = np.ascontiguousarray(arr, dtype=np.float32) if contiguous else arr.astype(np.float32, copy=False)
+    if not np.isfinite(arr).all():
+        raise VideoIOError(f"frame {index} contains NaN or infinite pixel values")
+    return arr
+
+
+class ArraySource:
+    """Frames held in memory (a list or an (N, H, W, C) array) as a :class:`FrameSource`."""
+
+    def __init__(self, frames: Sequence[np.ndarray] | np.ndarray, fps: float = 24.0, bit_depth: int = 32):
+        if len(frames) == 0:
+            raise VideoIOError("the clip has no frames")
+        first = np.asarray(frames[0])
+        if first.ndim != 3 or first.shape[2] not in (3, 4):
+            raise VideoIOError(f"frames must be (H, W, 3|4), got {first.shape}")
+        self._frames = frames
+        self.info = ClipInfo(width=first.shape[1], height=first.shape[0], channels=first.shape[2],
+                             frame_count=len(frames), fps=fps, bit_depth=bit_depth)
+
+    def __len__(self) -> int:
+        return self.info.frame_count
+
+    def __getitem__(self, index: int) -> np.ndarray:
+        if not 0 <= index < len(self):
+            raise IndexError(index)
+        return check_frame(self._frames[index], self.info, index)
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        return (self[i] for i in range(len(self)))
+
+
+class CallbackSource:
+    """A :class:`FrameSource` whose frames come from ``fetch(index)`` (e.g. an OFX host)."""
+
+    def __init__(self, info: ClipInfo, fetch: Callable[[int], np.ndarray]):
+        if info.frame_count <= 0:
+            raise VideoIOError("the clip has no frames")
+        self.info = info
+        self._fetch = fetch
+
+    def __len__(self) -> int:
+        return self.info.frame_count
+
+    def __getitem__(self, index: int) -> np.ndarray:
+        if not 0 <= index < len(self):
+            raise IndexError(index)
+        return check_frame(self._fetch(index), self.info, index)

@@ -1,0 +1,1 @@
+"""The method: the pipeline's stages, from optical flow and the atlas to the filter, refinement and correction."""

@@ -1,0 +1,82 @@
+"""Static regions: pixels a shot never changes (letterbox and pillarbox bars, a film gate, a
+black background, a white title card), passed through to the output exactly.
+
+A censored pixel (near 0 or near 1) only bounds the scene, and a region that is black (white)
+in every frame of a shot, or constant over the whole shot, is content: no flicker lives there,
+so the correction must not lift it, the filter's guide must not paint other frames' structure
+into it, and the output must equal the input there. The analysis finds such regions per shot at
+proxy resolution (:func:`static_mask`); a render turns the shot's mask into a full-resolution
+pass-through weight (:func:`passthrough_weight`) and blends the input back in
+(:func:`keep_static`). Inside the proxy mask the weight is 1; across the mask's edge (one proxy
+pixel) it stays 1 where the full-resolution pixel is itself black or white, so a bar is exact up
+to its own anti-aliased edge.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import cv2
+import numpy as np
+
+from deflicker.method.atlas.texture import clipped_amount
+from deflicker.method.correction import CLIP_RAMP
+
+#: A proxy pixel whose every channel stays within this range over a shot is constant (proxy units;
+#: above 8-bit and lossy-coding noise, far below any flicker worth correcting).
+STATIC_RANGE = 0.01
+#: Shots shorter than this have no constant regions (one or two frames are "constant" everywhere);
+#: black and white regions count in shots of any length.
+MIN_CONSTANT_FRAMES = 3
+
+
+def static_mask(proxies: np.ndarray, *, display: bool) -> np.ndarray:
+    """(h, w) bool of a shot's proxies (n, h, w, 3): pixels whose every channel stays within
+    STATIC_RANGE over the shot (MIN_CONSTANT_FRAMES or more frames), or, for display-referred
+    clips, sits within CLIP_RAMP of 0 (of 1) in every channel of every frame."""
+    darkest = np.full((*proxies.shape[1:3], 3), np.inf, np.float32)
+    brightest = np.full((*proxies.shape[1:3], 3), -np.inf, np.float32)
+    for frame in proxies:  # one frame at a time: a shot's proxies are float16, never copied whole
+        f = frame.astype(np.float32)
+        np.minimum(darkest, f, out=darkest)
+        np.maximum(brightest, f, out=brightest)
+    low = darkest.min(axis=-1)
+    high = brightest.max(axis=-1)
+    constant = (brightest - darkest).max(axis=-1) <= STATIC_RANGE
+    mask = constant if len(proxies) >= MIN_CONSTANT_FRAMES else np.zeros(low.shape, bool)
+    if display:
+        mask |= (high <= CLIP_RAMP) | (low >= 1.0 - CLIP_RAMP)
+    return mask  # type: ignore[no-any-return]
+
+
+def _extreme(image: np.ndarray) -> np.ndarray:
+    """(H, W) float32 in [0, 1]: how fully every channel of a display-referred pixel is black
+    (or every channel white), over the clipping ramp of :func:`atlas_texture.clipped_amount`."""
+    _, black = clipped_amount(image.max(axis=-1))
+    white, _ = clipped_amount(image.min(axis=-1))
+    return np.maximum(black, white)
+
+
+def passthrough_weight(mask: np.ndarray, image: np.ndarray, *, display: bool) -> Optional[np.ndarray]:
+    """Full-resolution pass-through weight (H, W) float32 in [0, 1] of a proxy ``mask`` (h, w)
+    for the (H, W, 3) frame ``image``; None where the mask is empty (nothing to keep)."""
+    if not mask.any():
+        return None
+    h, w = image.shape[:2]
+    proxy = mask.astype(np.float32)
+    weight = cv2.resize(proxy, (w, h), interpolation=cv2.INTER_LINEAR)
+    if display:
+        ring = cv2.resize(cv2.dilate(proxy, np.ones((3, 3), np.uint8)), (w, h), interpolation=cv2.INTER_LINEAR)
+        weight = np.maximum(weight, ring * _extreme(image))
+    return weight  # type: ignore[no-any-return]
+
+
+def keep_static(corrected: np.ndarray, image: np.ndarray, mask: Optional[np.ndarray], *, display: bool) -> np.ndarray:
+    """``corrected`` (H, W, 3) with frame ``image``'s own pixels blended back in by the
+    pass-through weight of the shot's proxy ``mask``; exactly ``image`` where the weight is 1.
+    Returns ``corrected`` itself when there is no static region."""
+    weight = None if mask is None else passthrough_weight(mask, image, display=display)
+    if weight is None:
+        return corrected
+    out = (corrected + weight[..., None] * (image - corrected)).astype(np.float32)
+    np.copyto(out, image, where=(weight >= 1.0)[..., None])
+    return out

@@ -1,0 +1,1 @@
+"""The model server the OFX plugin talks to, embedded in the host or in a child process."""

@@ -1,0 +1,1 @@
+"""The on-disk analysis cache shared by every process: entries, keys and locks."""

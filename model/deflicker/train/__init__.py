@@ -1,0 +1,1 @@
+"""Training the neural filter on still images: data, degradations, the training loop."""
