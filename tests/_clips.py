@@ -36,3 +36,11 @@ def film_repeats(frames: np.ndarray) -> tuple[np.ndarray, list[int]]:
     frame's first occurrence."""
     first = [2 * (t // 2) for t in range(2 * len(frames))]
     return np.repeat(frames, 2, axis=0), first
+
+
+def host_frames(codes: np.ndarray) -> np.ndarray:
+    """8-bit frames (n, h, w, 3) uint8 as a host hands them to the plugin: float32 RGBA, alpha 1,
+    through 16 bits like the test host (``v * 257 / 65535``)."""
+    wide = codes.astype(np.float32) * np.float32(257)
+    colour = wide / np.float32(65535)
+    return np.concatenate([colour, np.ones((*codes.shape[:-1], 1), np.float32)], axis=-1)
