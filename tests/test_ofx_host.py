@@ -526,7 +526,8 @@ def test_a_preanalysis_of_the_media_file_is_found_by_the_plugin(preanalysed, tmp
     hands it over (float RGBA, a 16-bit float pipeline, 16- or 8-bit RGB or RGBA): it uses the
     stored analysis (the entry's key, no analysis progress, the cache untouched) and renders
     what ``deflicker run`` does (with half-float input: what it renders from an analysis of its own)."""
-    clip8, cache, reference8 = preanalysed
+    clip8, analysed, reference8 = preanalysed
+    cache = shutil.copytree(analysed, tmp_path / "cache", copy_function=shutil.copy2)  # each case its own
     stored = cache_files(cache)
     assert len(stored) == 1, stored
     run = run_host("render", built(BUNDLE), clip8, "-o", tmp_path / "out.mkv", *args,
