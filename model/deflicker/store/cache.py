@@ -3,10 +3,10 @@
 An entry is ``<root>/<digest>.npz`` where the digest is a :class:`ClipKey`: a cheap fingerprint
 of the clip's content (sampled frames' code values, not a path: the same for the media file and
 for the float RGBA or 8/16-bit frames a host hands the plugin, :mod:`deflicker.method.content`),
-its frame count and size, the hash of the analysis settings and the format version. The entry itself holds every
-frame's digest and is checked before use (:mod:`deflicker.store.entry`): an entry made for
-another clip that shares the key, edited by hand, damaged or oversized is never used; the clip
-is analysed again and the entry replaced. Entries are written to a temp file and renamed, so
+its frame count and size, the hash of the analysis settings and the format version. The entry
+itself holds every frame's digest and is checked before use (:mod:`deflicker.store.entry`): an
+entry made for another clip that shares the key, edited by hand, damaged or oversized is never
+used; the clip is analysed again and the entry replaced. Entries are written to a temp file and renamed, so
 readers never see half an entry; a per-key lock (:mod:`deflicker.store.lock`) serializes the
 analysis of one clip across processes (the second process waits, then reads).
 
