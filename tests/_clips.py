@@ -1,4 +1,5 @@
-"""Tiny flickering clips for engine, server and CLI tests (built from a scikit-image photo)."""
+"""Tiny flickering clips for engine, server and CLI tests (built from a scikit-image photo), and
+the frames a host hands the plugin (host_frames, plugin_finds_analysis)."""
 from __future__ import annotations
 
 import numpy as np
@@ -36,3 +37,41 @@ def film_repeats(frames: np.ndarray) -> tuple[np.ndarray, list[int]]:
     frame's first occurrence."""
     first = [2 * (t // 2) for t in range(2 * len(frames))]
     return np.repeat(frames, 2, axis=0), first
+
+
+def host_frames(pixels: np.ndarray) -> np.ndarray:
+    """Frames (n, h, w, 3) as a host hands them to the plugin: float32 RGBA, alpha 1. Integer
+    pixels (uint8, uint16) go through 16 bits like the test host (8-bit ``v * 257``, then
+    ``/ 65535``); float pixels are kept."""
+    if pixels.dtype == np.uint8:
+        pixels = pixels.astype(np.uint16) * np.uint16(257)
+    colour = pixels.astype(np.float32) / np.float32(65535) if pixels.dtype == np.uint16 else pixels.astype(np.float32)
+    return np.concatenate([colour, np.ones((*pixels.shape[:-1], 1), np.float32)], axis=-1)
+
+
+def plugin_finds_analysis(path: str, frame_range: tuple[int, int], settings) -> bool:
+    """Would the plugin, handed the media file's frames [start, end) as a host hands them (float
+    RGBA), render them from the analysis in the cache (default root) instead of analysing again?
+    The plugin's own steps: its clip key, the entry loaded and checked, every frame's digest
+    checked (nothing is analysed or written here)."""
+    from deflicker.engine import Engine
+    from deflicker.io.clip import quantize
+    from deflicker.io.source import ArraySource
+    from deflicker.method.content import ContentMismatch
+
+    engine = Engine(settings)
+    with engine.open(path, frame_range=frame_range) as media:
+        info = media.source.info
+        frames = [media.source[t] for t in range(len(media))]
+    pixels = np.stack([quantize(f, info.bit_depth) if info.bit_depth <= 16 else f for f in frames])
+    handed = host_frames(pixels[..., :3])
+    session = engine.open(ArraySource(handed, fps=info.fps, bit_depth=32))
+    hit = engine.cache.load(session.key, settings, quiet=True)
+    if hit is None or hit.analysis.content is None:
+        return False
+    try:
+        for t, frame in enumerate(handed):
+            hit.analysis.content.check(t, frame)
+    except ContentMismatch:
+        return False
+    return True

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from _clips import flicker_clip
+from _clips import flicker_clip, plugin_finds_analysis
 from _mypy import mypy_errors
 from _fake_nuke import FakeNuke, Knob
 
@@ -101,11 +101,11 @@ def script(state: FakeNuke, helper, movie: str, sequence: str):
 
 
 def cached(path: str, start: int, end: int) -> bool:
-    from deflicker import Engine, Settings
+    """Does the plugin, handed the Read's frames [start, end) as Nuke hands them (float RGBA), find
+    their analysis (64 px) in the cache?"""
+    from deflicker import Settings
 
-    engine = Engine(Settings(analysis_size=64))
-    with engine.open(path.replace("####", "%04d"), frame_range=(start, end)) as session:
-        return engine.cache.path_for(session.key).exists()
+    return plugin_finds_analysis(path.replace("####", "%04d"), (start, end), Settings(analysis_size=64))
 
 
 def test_preanalyse_selected_reads_with_the_nodes_settings(nuke, clips, isolated_cache):

@@ -207,6 +207,15 @@ def test_host_depths(still, tmp_path, depth):
     assert_same(tmp_path / "out.mkv", expected)
 
 
+def test_host_half_float_hands_half_precision_values(still, tmp_path):
+    path, pixels = still
+    run_host("render", built(SELFTEST), path, "--raw-out", tmp_path / "out.raw", "--half-float")
+    raw = np.fromfile(tmp_path / "out.raw", "<f4").reshape(-1, H, W, 4)
+    exact = pixels.astype(np.float32) / np.float32(65535)
+    assert np.array_equal(raw[..., :3], exact.astype(np.float16).astype(np.float32))
+    assert not np.array_equal(raw[..., :3], exact)
+
+
 @pytest.mark.parametrize("args,failures", [
     (["--inject", "missing-frame:1", "--inject", "wrong-size:2", "--inject", "nan:3"], 3),
     (["--abort-after", "1", "--cancel-after", "2"], 2),
@@ -489,6 +498,51 @@ def test_byte_depth_rgb_matches_cli_on_an_8bit_clip(tmp_path, tmp_path_factory):
     run = run_host("render", BUNDLE, clip8, "-o", tmp_path / "out.mkv", "--depth", "byte", "--components", "rgb",
                    "--threads", "2")
     assert_same(tmp_path / "out.mkv", reference8, run)
+
+
+@pytest.fixture(scope="module")
+def preanalysed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, np.ndarray]:
+    """An 8-bit RGB media file pre-analysed with ``deflicker analyze`` into a cache of its own:
+    (the file, the cache, ``deflicker run``'s uint8 RGB output)."""
+    _, flickering = flicker_clip(N, H, W, seed=5)
+    clip8 = write_clip(tmp_path_factory.mktemp("media") / "media8.mkv", flickering, bits=8)
+    cache = tmp_path_factory.mktemp("preanalysis-cache")
+    proc = subprocess.run([sys.executable, "-m", "deflicker", "analyze", str(clip8)], capture_output=True, text=True,
+                          env={**os.environ, "DEFLICKER_CACHE_DIR": str(cache)}, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    return clip8, cache, cli_reference(clip8, tmp_path_factory, bits=8)
+
+
+@pytest.mark.parametrize("args", [
+    ["--depth", "float"],
+    ["--depth", "float", "--half-float"],
+    ["--depth", "short", "--components", "rgb"],
+    ["--depth", "short"],
+    ["--depth", "byte", "--components", "rgb"],
+    ["--depth", "byte"],
+], ids=["float-rgba", "half-float-rgba", "16bit-rgb", "16bit-rgba", "8bit-rgb", "8bit-rgba"])
+def test_a_preanalysis_of_the_media_file_is_found_by_the_plugin(preanalysed, tmp_path, args):
+    """``deflicker analyze`` of an 8-bit RGB file, then the plugin renders that media as a host
+    hands it over (float RGBA, a 16-bit float pipeline, 16- or 8-bit RGB or RGBA): it uses the
+    stored analysis (the entry's key, no analysis progress, the cache untouched) and renders
+    what ``deflicker run`` does (with half-float input: what it renders from an analysis of its own)."""
+    clip8, analysed, reference8 = preanalysed
+    cache = shutil.copytree(analysed, tmp_path / "cache", copy_function=shutil.copy2)  # each case its own
+    stored = cache_files(cache)
+    assert len(stored) == 1, stored
+    run = run_host("render", built(BUNDLE), clip8, "-o", tmp_path / "out.mkv", *args,
+                   env={"DEFLICKER_CACHE_DIR": str(cache)})
+    assert f"{run.final_params(0)['clip_key']}.npz" in stored, (run.final_params(0), stored)
+    assert not run.of("progress", what="update"), "the plugin analysed the clip again"
+    assert cache_files(cache) == stored, "the plugin wrote a cache entry of its own"
+    assert run.final_params(0)["status"].startswith("analysed"), run.explain()
+    if "--half-float" not in args:
+        assert_same(tmp_path / "out.mkv", reference8, run)
+    else:  # other input bits (local refinement follows them): the same pixels as an analysis of its own
+        own = run_host("render", BUNDLE, clip8, "-o", tmp_path / "own.mkv", *args,
+                       env={"DEFLICKER_CACHE_DIR": str(tmp_path / "own-cache")})
+        assert own.of("progress", what="update"), "the plugin did not analyse in an empty cache"
+        assert_same(tmp_path / "out.mkv", decode(tmp_path / "own.mkv", 8)[..., :3], run)
 
 
 def test_bench_plugin_smoke(tmp_path):

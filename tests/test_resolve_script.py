@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from _clips import flicker_clip
+from _clips import flicker_clip, plugin_finds_analysis
 from _mypy import mypy_errors
 from _fake_resolve import FAKES, FakeMediaPoolItem, FakeProject, FakeResolve, FakeTimeline, FakeTimelineItem
 
@@ -84,15 +84,12 @@ def timeline(tmp_path):
 
 
 def cached_keys(timeline: FakeTimeline) -> list[bool]:
-    """For each Deflicker item: is its analysis (64 px) in the cache, as the plugin would look it up?"""
-    from deflicker import Engine, Settings
+    """For each Deflicker item: does the plugin, handed the item's frames as Resolve hands them
+    (float RGBA), find its analysis (64 px) in the cache?"""
+    from deflicker import Settings
 
-    engine = Engine(Settings(analysis_size=64))
-    out = []
-    for clip in deflicker_resolve.deflicker_clips(timeline):
-        with engine.open(clip.path, frame_range=(clip.start, clip.end)) as session:
-            out.append(engine.cache.path_for(session.key).exists())
-    return out
+    return [plugin_finds_analysis(clip.path, (clip.start, clip.end), Settings(analysis_size=64))
+            for clip in deflicker_resolve.deflicker_clips(timeline)]
 
 
 def run(resolve: FakeResolve, *argv: str) -> tuple[int, list[str]]:

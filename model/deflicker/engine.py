@@ -389,12 +389,9 @@ class Session:
 def _checked_proxy(analysis: "ClipAnalysis", i: int, frame: np.ndarray) -> np.ndarray:
     """The analysis proxy of source frame i, once the frame is checked to be the one the
     analysis was made from (ContentMismatch otherwise; :mod:`deflicker.method.content`)."""
-    from deflicker.method.image import resize
-
-    resized = resize(rgb(frame), analysis.shape)  # clip units, what the digest is of
     if analysis.content is not None:
-        analysis.content.check(i, resized)
-    return analysis.proxy(resized)  # already at proxy size: only the scale is applied
+        analysis.content.check(i, frame)
+    return analysis.proxy(frame)
 
 
 def render_in_order(session: Session, n: int, cancel: Optional[CancelCheck] = None,

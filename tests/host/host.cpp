@@ -38,7 +38,7 @@ std::unique_ptr<Image> sourceImage(const Clip &clip, int frame) {
     PixelBuffer pixels = frameCache().get(frame, comps, depth);
     if (!pixels) {
       pixels = takePixelBuffer(Image::bytesFor(v.width, v.height, comps, depth));
-      Image(v.width, v.height, comps, depth, topDown, pixels->data()).fill(v.frame(frame), premultiplied);
+      Image(v.width, v.height, comps, depth, topDown, pixels->data()).fill(v.frame(frame), premultiplied, theHost.options.halfFloat);
       frameCache().put(frame, comps, depth, pixels);
     }
     auto image = std::make_unique<Image>(v.width, v.height, comps, depth, topDown, pixels->data());
@@ -53,7 +53,7 @@ std::unique_ptr<Image> sourceImage(const Clip &clip, int frame) {
     for (int y = 0; y < h; ++y) crop.insert(crop.end(), pixels + size_t(y) * v.width * 4, pixels + (size_t(y) * v.width + w) * 4);
     pixels = crop.data();
   }
-  image->fill(pixels, premultiplied);
+  image->fill(pixels, premultiplied, theHost.options.halfFloat);
   if (nan) image->fillNaN(w / 2 - 4, h / 2 - 4, 8);
   return image;
 }

@@ -43,6 +43,7 @@ struct HostOptions {
   bool progressFails = false;         // progressUpdate answers kOfxStatFailed (no bar shown), never "stop"
   int rodPad = 0;                     // the source's region of definition is this much larger than its images
   bool premultiplied = false;         // an RGBA source is premultiplied: it declares so and hands over colour * alpha
+  bool halfFloat = false;             // float images hold half-precision values (a host with a 16-bit float pipeline)
   bool filePathGiven = false;  // --plugin-file-path: report filePath ("" = none) instead of the bundle's directory
   std::string filePath;
 };

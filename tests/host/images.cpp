@@ -26,6 +26,14 @@ const char *depthOfxName(Depth depth) {
   return kOfxBitDepthNone;
 }
 
+float toHalfPrecision(float v) {
+  if (v == 0.0f || !std::isfinite(v)) return v;
+  int exponent = 0;
+  std::frexp(v, &exponent);                          // |v| = m * 2^exponent, m in [0.5, 1)
+  int quantum = std::max(exponent - 11, -24);        // 11 significant bits; subnormal halves step by 2^-24
+  return std::ldexp(std::nearbyint(std::ldexp(v, -quantum)), quantum);
+}
+
 Image::Image(int w, int h, int c, Depth d, bool td, unsigned char *borrowed)
     : width(w), height(h), components(c), depth(d), topDown(td) {
   size_t bytes = pixelBytes() * static_cast<size_t>(w) * static_cast<size_t>(h);
@@ -85,13 +93,16 @@ void fillRows(Image &image, const uint16_t *rgba16, bool premultiply, Convert co
 
 }  // namespace
 
-void Image::fill(const uint16_t *rgba16, bool premultiply) {
+void Image::fill(const uint16_t *rgba16, bool premultiply, bool halfFloat) {
   premultiply = premultiply && components == 4;
   // Premultiplied at the image's own depth, as a host computes it: float colour * float alpha,
   // integers rounded. An unweighted value (a = 65535) converts exactly as without premultiplying.
   if (depth == Depth::Float) {
     const float *unit = unitTable();
-    fillRows<float>(*this, rgba16, premultiply, [unit](uint16_t v, uint16_t a) { return unit[v] * unit[a]; });
+    fillRows<float>(*this, rgba16, premultiply, [unit, halfFloat](uint16_t v, uint16_t a) {
+      float x = unit[v] * unit[a];
+      return halfFloat ? toHalfPrecision(x) : x;
+    });
   } else if (depth == Depth::Short) {
     fillRows<uint16_t>(*this, rgba16, premultiply, [](uint16_t v, uint16_t a) {
       return a == 65535 ? v : static_cast<uint16_t>(std::lrint(v * (a / 65535.0)));

@@ -10,6 +10,9 @@
 
 enum class Depth { Byte, Short, Float };
 
+/** v rounded to the nearest IEEE half-precision value (ties to even), as a 16-bit float pipeline holds it. */
+float toHalfPrecision(float v);
+
 Depth depthFromName(const std::string &name);  // "float" | "short" | "byte" or an OfxBitDepth* string
 const char *depthOfxName(Depth depth);
 
@@ -29,7 +32,8 @@ struct Image {
   size_t pixelBytes() const;
   static size_t bytesFor(int width, int height, int components, Depth depth);
   unsigned char *pixel(int x, int yTop) const;  // yTop = 0 is the top row
-  void fill(const uint16_t *rgba16, bool premultiply = false);  // from 16-bit RGBA, top-down; colour * alpha
+  // from 16-bit RGBA, top-down; colour * alpha; float values rounded to half precision
+  void fill(const uint16_t *rgba16, bool premultiply = false, bool halfFloat = false);
   void toFloat(float *rgba) const;              // to float RGBA, top-down (alpha 1 when RGB)
   void fillNaN(int x0, int y0, int size);       // float images only
 };

@@ -25,7 +25,8 @@ const char *kUsage =
     "               [--abort-after N] [--cancel-after N] [--host-python] [--host-name NAME] [--rowbytes negative]\n"
     "               [--depth float|short|byte] [--components rgba|rgb] [--inject missing-frame:K|wrong-size:K|nan:K ...] [--retry-failed]\n"
     "               [--context filter|general] [--first-frame T] [--fps F] [--plugin-file-path PATH]\n"
-    "               [--copy] [--change NAME=VALUE ...] [--no-persistent-messages] [--progress-fails] [--rod-pad N] [--premult]\n";
+    "               [--copy] [--change NAME=VALUE ...] [--no-persistent-messages] [--progress-fails] [--rod-pad N] [--premult]\n"
+    "               [--half-float]\n";
 
 struct Args {
   std::string command, bundle, input, output, rawOut, frames, order, press, context = kOfxImageEffectContextFilter;
@@ -78,6 +79,7 @@ Args parse(int argc, char **argv) {
     else if (opt == "--progress-fails") a.host.progressFails = true;
     else if (opt == "--rod-pad") a.host.rodPad = toInt(opt, value());
     else if (opt == "--premult") a.host.premultiplied = true;
+    else if (opt == "--half-float") a.host.halfFloat = true;
     else if (opt == "--host-name") a.host.hostName = value();
     else if (opt == "--plugin-file-path") {
       a.host.filePath = value();
@@ -129,6 +131,7 @@ Args parse(int argc, char **argv) {
     if (a.instances < 1 || a.threads < 1) throw HostError("--instances and --threads must be >= 1", 2);
     if (a.pressInstance < 0 || a.pressInstance >= a.instances) throw HostError("--press-instance out of range", 2);
     if (a.host.premultiplied && a.host.components != kOfxImageComponentRGBA) throw HostError("--premult needs RGBA components", 2);
+    if (a.host.halfFloat && a.host.depth != Depth::Float) throw HostError("--half-float needs --depth float", 2);
     if (a.copy && a.instances != 1) throw HostError("--copy makes its own second instance: leave --instances at 1", 2);
     for (const auto &inj : a.host.injections)
       if (inj.kind == "nan" && a.host.depth != Depth::Float) throw HostError("--inject nan needs --depth float", 2);

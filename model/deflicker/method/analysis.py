@@ -16,12 +16,12 @@ import cv2
 import numpy as np
 
 from deflicker.method.atlas.fast import FastAtlas, ShotFlows, fit_fast
-from deflicker.method.content import DIGEST_SIZE, ContentDigests, proxy_digest
+from deflicker.method.content import DIGEST_SIZE, ContentDigests, content_digest
 from deflicker.errors import ModelLoadError
 from deflicker.method.flow import flow_input, flow_pair, flows_both
 from deflicker.method.image import local_contrast, local_correlation, proxy_shape, resize, rgb
 from deflicker.progress import CancelCheck, Progress, check_cancel, report, scaled
-from deflicker.method.repeats import is_repeat
+from deflicker.method.repeats import exact_key, is_repeat
 from deflicker.settings import Settings
 from deflicker.io.source import FrameSource
 from deflicker.method import static_regions
@@ -30,7 +30,7 @@ from deflicker.method.warp import inside_mask, warp
 log = logging.getLogger(__name__)
 
 #: Bumped whenever the analysis or its stored layout changes (old cache entries recompute).
-FORMAT_VERSION = 12
+FORMAT_VERSION = 14
 
 Atlas = Union[FastAtlas, Any]  # FastAtlas or deflicker.method.atlas.neural.NeuralAtlas
 
@@ -227,10 +227,12 @@ def _atlas_class(method: str) -> Any:
 
 def read_proxies(source: FrameSource, settings: Settings, progress: Optional[Progress],
                  cancel: Optional[CancelCheck]) -> tuple[np.ndarray, np.ndarray, ContentDigests]:
-    """(proxies (n, h, w, 3) float16 in clip units, canonical (n,), the proxies' digests) in one
+    """(proxies (n, h, w, 3) float16 in clip units, canonical (n,), the frames' content digests
+    (:func:`deflicker.method.content.content_digest`, the same from any source format)) in one
     pass over the clip;
-    a frame's canonical frame is its first exact occurrence or, for a near-identical repeat of
-    the previous distinct frame (:func:`deflicker.method.repeats.is_repeat`), that frame.
+    a frame's canonical frame is its first exact occurrence (the same proxy,
+    :func:`deflicker.method.repeats.exact_key`) or, for a near-identical repeat of the previous
+    distinct frame (:func:`deflicker.method.repeats.is_repeat`), that frame.
 
     Proxies are stored at half precision (relative error 1e-3; appearance is low-frequency), so
     a 1000-frame clip at the default 256-pixel proxy holds about 220 MB.
@@ -244,9 +246,10 @@ def read_proxies(source: FrameSource, settings: Settings, progress: Optional[Pro
     seen: dict[bytes, int] = {}
     for t in range(n):
         check_cancel(cancel)
-        proxies[t] = resize(rgb(first if t == 0 else source[t]), shape)
-        digests[t] = proxy_digest(proxies[t])
-        canonical[t] = seen.setdefault(digests[t].tobytes(), t)  # an exact repeat: the same digest
+        frame = first if t == 0 else source[t]
+        proxies[t] = resize(rgb(frame), shape)
+        digests[t] = content_digest(frame, shape)
+        canonical[t] = seen.setdefault(exact_key(proxies[t]), t)  # an exact repeat: the same proxy
         if canonical[t] == t and t > 0 and is_repeat(proxies[t], proxies[canonical[t - 1]]):
             canonical[t] = canonical[t - 1]  # a lossy-coded repeat of the previous distinct frame
         report(progress, (t + 1) / n, f"reading frame {t + 1}/{n}")

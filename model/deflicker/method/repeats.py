@@ -3,9 +3,12 @@
 After lossy coding a repeat is near-identical, not bit-identical, so the analysis maps a frame
 to the previous distinct frame when their proxies differ by less than the frame's own noise
 and coding error could explain (:func:`is_repeat`); exact repeats anywhere in the clip map by
-content hash. A repeat renders as its first occurrence, so the output repeats it exactly.
+the hash of their proxy (:func:`exact_key`). A repeat renders as its first occurrence, so the
+output repeats it exactly.
 """
 from __future__ import annotations
+
+import hashlib
 
 import cv2
 import numpy as np
@@ -37,3 +40,10 @@ def is_repeat(proxy: np.ndarray, previous: np.ndarray) -> bool:
     error: mean absolute difference under REPEAT_NOISE of its noise level and REPEAT_MAX."""
     diff = float(np.abs(np.asarray(proxy, np.float32) - np.asarray(previous, np.float32)).mean())
     return diff == 0.0 or diff < min(REPEAT_MAX, REPEAT_NOISE * noise_level(proxy))
+
+
+def exact_key(proxy: np.ndarray) -> bytes:
+    """Key of a proxy's exact content, taken at the half precision the analysis stores proxies
+    in: two frames with the same key are exact repeats."""
+    half = np.ascontiguousarray(proxy, np.float16)
+    return hashlib.blake2b(half.tobytes(), digest_size=16).digest()

@@ -15,11 +15,12 @@ the call and never keeps a host buffer afterwards.
 
 A clip the host declares premultiplied (``info["premultiplied"]``, RGBA) is analysed and
 corrected on straight colour (:mod:`deflicker.method.premultiply`) and rendered premultiplied again. Its
-analysis is keyed on the straight frames, so a straight source of the same picture finds it (and
-the other way round) wherever dividing by alpha gives the straight values back bit for bit:
-alpha 0 or 1 (hard mattes, opaque areas). Under a soft alpha the host's rounding of colour * alpha
-moves the last bit of some pixels, the content fingerprint (exact values) differs, and the clip is
-analysed once more: never a wrong analysis, at worst a second one. Its clip key carries
+analysis is keyed on the straight frames' code values (:mod:`deflicker.method.content`), so a
+straight source of the same picture finds it (and the other way round) wherever dividing by alpha
+gives the straight values back to within half a code value: alpha 0 or 1 (hard mattes, opaque
+areas), and soft alpha in float. Where the host rounds colour * alpha to few levels (a small
+alpha in 8 or 16 bits) the code values, and so the content fingerprint, may differ, and the clip
+is analysed once more: never a wrong analysis, at worst a second one. Its clip key carries
 :data:`PREMULTIPLIED_SUFFIX`, so that the two sources, which hand over different pixels, never
 share one in-memory entry.
 """

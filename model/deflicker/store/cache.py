@@ -1,11 +1,12 @@
 """The on-disk analysis cache, shared by every process on the machine or the farm.
 
 An entry is ``<root>/<digest>.npz`` where the digest is a :class:`ClipKey`: a cheap fingerprint
-of the clip's content (sampled frames, not a path), its frame count, size, channels and bit
-depth, the hash of the analysis settings and the format version. The entry itself holds every
-frame's digest and is checked before use (:mod:`deflicker.store.entry`): an entry made for
-another clip that shares the key, edited by hand, damaged or oversized is never used; the clip
-is analysed again and the entry replaced. Entries are written to a temp file and renamed, so
+of the clip's content (sampled frames' code values, not a path: the same for the media file and
+for the float RGBA or 8/16-bit frames a host hands the plugin, :mod:`deflicker.method.content`),
+its frame count and size, the hash of the analysis settings and the format version. The entry
+itself holds every frame's digest and is checked before use (:mod:`deflicker.store.entry`): an
+entry made for another clip that shares the key, edited by hand, damaged or oversized is never
+used; the clip is analysed again and the entry replaced. Entries are written to a temp file and renamed, so
 readers never see half an entry; a per-key lock (:mod:`deflicker.store.lock`) serializes the
 analysis of one clip across processes (the second process waits, then reads).
 
@@ -28,9 +29,10 @@ from typing import Iterator, NamedTuple, Optional
 import numpy as np
 
 from deflicker.method.analysis import FORMAT_VERSION, ClipAnalysis, analyze_clip
+from deflicker.method.content import code_thumbnail
 from deflicker.store.entry import EntryRefused, analysis_from_entry, entry_arrays, entry_limit, read_entry
 from deflicker.store.lock import file_mode, key_lock
-from deflicker.method.image import proxy_shape, resize
+from deflicker.method.image import proxy_shape
 from deflicker.io.atomic import replaced_on_success
 from deflicker.progress import CancelCheck, Progress
 from deflicker.settings import Settings
@@ -55,29 +57,28 @@ def default_root() -> Path:
 
 
 def fingerprint(source: FrameSource) -> str:
-    """Hash of evenly sampled frames' thumbnails (exact bytes): the cache key's cheap sample of the
-    clip's content (the entry's frame digests check the rest, :mod:`deflicker.method.content`)."""
+    """Hash of evenly sampled frames' code-value thumbnails: the cache key's cheap sample of the
+    clip's content, the same from any source format (the entry's frame digests check the rest,
+    :mod:`deflicker.method.content`)."""
     n = len(source)
     picks = sorted(set(np.linspace(0, n - 1, min(FINGERPRINT_FRAMES, n)).round().astype(int).tolist()))
     h = hashlib.sha256()
     for i in picks:
         frame = source[i]
-        thumb = resize(frame, (min(FINGERPRINT_SIZE, frame.shape[0]), min(FINGERPRINT_SIZE, frame.shape[1])))
+        thumb = code_thumbnail(frame, (min(FINGERPRINT_SIZE, frame.shape[0]), min(FINGERPRINT_SIZE, frame.shape[1])))
         h.update(np.int64(i).tobytes())
-        h.update(np.ascontiguousarray(thumb, np.float32).tobytes())
+        h.update(np.ascontiguousarray(thumb).tobytes())
     return h.hexdigest()[:32]
 
 
 @dataclass(frozen=True)
 class ClipKey:
-    """What identifies an analysis: content, range, size, depth, analysis settings, version."""
+    """What identifies an analysis: content (in any source format), range, size, analysis settings, version."""
 
     content: str
     frame_count: int
     width: int
     height: int
-    channels: int
-    bit_depth: int
     settings: str
     version: int = FORMAT_VERSION
 
@@ -86,7 +87,7 @@ class ClipKey:
         """The key of a clip (reads the fingerprint frames) under these settings."""
         info = source.info
         return cls(content=fingerprint(source), frame_count=len(source), width=info.width, height=info.height,
-                   channels=info.channels, bit_depth=info.bit_depth, settings=analysis_signature(settings.analysis))
+                   settings=analysis_signature(settings.analysis))
 
     def digest(self) -> str:
         """A short stable string for file names and the plugin's hidden parameter."""
