@@ -105,7 +105,7 @@ def cached(path: str, start: int, end: int) -> bool:
 
     engine = Engine(Settings(analysis_size=64))
     with engine.open(path.replace("####", "%04d"), frame_range=(start, end)) as session:
-        return engine.cache.path_for(session.key).exists()
+        return session.in_cache()
 
 
 def test_preanalyse_selected_reads_with_the_nodes_settings(nuke, clips, isolated_cache):

@@ -91,7 +91,7 @@ def cached_keys(timeline: FakeTimeline) -> list[bool]:
     out = []
     for clip in deflicker_resolve.deflicker_clips(timeline):
         with engine.open(clip.path, frame_range=(clip.start, clip.end)) as session:
-            out.append(engine.cache.path_for(session.key).exists())
+            out.append(session.in_cache())
     return out
 
 
