@@ -212,12 +212,9 @@ class Session:
             self._memo.clear()
             self._trends.clear()
 
-    def window(self, t: int, settings: Optional[Settings] = None, *, stage: str = "full",
-               analysis: Optional["ClipAnalysis"] = None) -> list[int]:
-        """Frames whose analysis-time proxies render(t) uses, in order (t's canonical frame
-        included), of ``analysis``'s span (default: the whole clip's analysis, one segment)."""
-        s = settings or self.settings
-        analysis = analysis or self.segments.get(0)
+    def _window(self, analysis: "ClipAnalysis", t: int, s: Settings, stage: str = "full") -> list[int]:
+        """Frames of ``analysis``'s span whose analysis-time proxies rendering its frame t uses,
+        in order (t's canonical frame included)."""
         c = int(analysis.canonical[t])
         use_window = stage == "refine-only" or (stage == "full" and s.local_refinement)
         k = s.refine.window if use_window else 0
@@ -235,7 +232,7 @@ class Session:
             analysis = self.segments.current(segment.index)
             local = t - segment.first
             frames += (range(segment.first, segment.stop) if analysis is None else
-                       [segment.first + i for i in self.window(local, settings, analysis=analysis)])
+                       [segment.first + i for i in self._window(analysis, local, settings or self.settings)])
         return merge_ranges(frames)
 
     def _blend(self, t: int) -> list[tuple[Any, float]]:
@@ -302,7 +299,7 @@ class Session:
         image = rgb(frame)
         from deflicker.method.slow_changes import apply_trend, trend_coefficients
 
-        trend = None if stage == "refine-only" else self.slow_trend(c, s, analysis)
+        trend = None if stage == "refine-only" else self._slow_trend(analysis, c, s)
         if stage == "atlas":
             atlas = analysis.atlas_frame(c, size=frame.shape[:2], proxy=_checked_proxy(analysis, c, frame))
             atlas = (atlas if trend is None else apply_trend(atlas, trend)) * analysis.scale
@@ -325,16 +322,13 @@ class Session:
         out[..., :3] = keep_static(corrected, image, analysis.static_mask(c), display=display)
         return out
 
-    def slow_trend(self, t: int, settings: Optional[Settings] = None,
-                   analysis: Optional["ClipAnalysis"] = None) -> Optional[np.ndarray]:
-        """The slow trend (2, 3: gains, offsets) of frame t's colour that the render keeps (Keep
+    def _slow_trend(self, analysis: "ClipAnalysis", t: int, s: Settings) -> Optional[np.ndarray]:
+        """The slow trend (2, 3: gains, offsets) of ``analysis``'s frame t's colour that the render keeps (Keep
         slow changes, :mod:`deflicker.method.slow_changes`), None when off or the atlas has no colour fit.
         One smoothing per shot and span, kept for the session (pure)."""
         from deflicker.method.atlas.fast import FastAtlas
         from deflicker.method.slow_changes import slow_colour, span_frames
 
-        s = settings or self.settings
-        analysis = analysis or self.segments.get(0)
         span = span_frames(int(s.keep_slow), self.source.info.fps)
         shot = analysis.shot_index(t)
         atlas = analysis.atlases[shot]
@@ -367,7 +361,7 @@ class Session:
         from deflicker.method.refine import atlas_low_frequency, refine_coefficients
 
         c = int(analysis.canonical[t])
-        window = self.window(t, s, stage=stage, analysis=analysis)
+        window = self._window(analysis, t, s, stage)
         prepared = {i: self._prepared(analysis, source, i, s, identity=(stage == "refine-only"),
                                       frame=frame if i == t else None) for i in window}
         own = prepared[c]

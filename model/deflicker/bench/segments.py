@@ -29,8 +29,8 @@ def panning_frame(size: tuple[int, int], seed: int = 0) -> Callable[[int], np.nd
 
     def frame(i: int) -> np.ndarray:
         x = 40 + 0.5 * (i % 400) if (i // 400) % 2 == 0 else 240 - 0.5 * (i % 400)  # back and forth
-        m = np.float32([[0.5, 0, x], [0, 0.5, 60 + 0.1 * (i % 400)]])
-        out = cv2.warpAffine(photo, m, (w, h), flags=cv2.INTER_AREA | cv2.WARP_INVERSE_MAP)
+        m = np.array([[0.5, 0, x], [0, 0.5, 60 + 0.1 * (i % 400)]], np.float32)
+        out = np.asarray(cv2.warpAffine(photo, m, (w, h), flags=cv2.INTER_AREA | cv2.WARP_INVERSE_MAP))
         gain = np.random.default_rng(seed * 100_003 + i).uniform(0.75, 1.25)
         return (out * np.float32(gain)).astype(np.float32)
 

@@ -138,7 +138,7 @@ class ModelServer:
         with self._lock:
             clip = self._clips.get(key)
         session = clip.session if clip is not None else None
-        if session is not None:
+        if clip is not None and session is not None:
             needed: list[tuple[int, int]] = session.frames_needed(int(t), clip.settings.replace(**_render_fields(settings)))
             return needed
         if clip is None and not clip_facts:
