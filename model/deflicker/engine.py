@@ -206,8 +206,8 @@ class Session:
         return f"analysed {done} of {m} segments"
 
     def _forget_memo(self) -> None:
-        """A segment's analysis changed: renders in flight keep theirs (memo keys carry its id),
-        the memo starts over (an id may be reused once the old analysis is gone)."""
+        """A segment's analysis was replaced: renders in flight keep theirs (memo keys carry its
+        id), the memo starts over (an id may be reused once the old analysis is gone)."""
         with self._memo_lock:
             self._memo.clear()
             self._trends.clear()

@@ -95,6 +95,8 @@ class SegmentAnalyses:
 
     def __init__(self, source: FrameSource, settings: Settings, cache: AnalysisCache, key: ClipKey,
                  on_change: Callable[[], None] = lambda: None):
+        """Segments of ``source`` under ``settings``, their entries named after ``key``;
+        ``on_change`` is called when an analysis in memory is replaced (Reanalyze, a stale entry)."""
         n = len(source)
         self.grid = segment_grid(n, settings.segment_frames)
         self.sources = [source if len(self.grid) == 1 else SubSource(source, s.first, s.stop) for s in self.grid]
@@ -142,7 +144,8 @@ class SegmentAnalyses:
                 found = load_or_analyze(self.sources[k], self._settings, cache=self._cache, name=self.names[k],
                                         force=force or stale, progress=progress, cancel=cancel, work=work)
                 self._work.pop(k, None)
-                self._on_change()
+                if current is not None:
+                    self._on_change()  # the replaced analysis may be freed, and its id reused
                 self._analyses[k], self.paths[k] = found
             analysis = self._analyses[k]
             assert analysis is not None
