@@ -71,17 +71,19 @@ def test_get_frames_needed_declares_the_segment(first_render, span):
     assert _declared(run) == set(fingerprint_frames(FRAMES)) | set(range(first, stop))
 
 
-def test_a_cancelled_analysis_resumes_on_the_next_render(long_clip, first_render, span, tmp_path):
-    """Cancelled from the progress bar while reading frames, the retried render of the same
-    process goes on from the frames already read, and renders what an uninterrupted run renders."""
+@pytest.mark.parametrize("stop_by", ["--cancel-after", "--abort-after"])
+def test_a_stopped_analysis_resumes_on_the_next_render(long_clip, first_render, span, tmp_path, stop_by):
+    """Cancelled from the progress bar (or aborted by the host) while reading frames, the retried
+    render of the same process goes on from the frames already read, and renders what an
+    uninterrupted run renders."""
     _, reference = first_render
     first, stop = span
     out = tmp_path / "out.mkv"
     run = run_host("render", built(BUNDLE), long_clip, "-o", out, "--frames", f"{T}-{T}", *SMALL,
-                   "--cancel-after", "150", "--retry-failed", env={"DEFLICKER_CACHE_DIR": str(tmp_path / "cache")})
+                   stop_by, "150", "--retry-failed", env={"DEFLICKER_CACHE_DIR": str(tmp_path / "cache")})
     cancelled, retried = run.of("render")
     assert cancelled["status"] != OFX_OK and retried["status"] == OFX_OK, run.explain()
-    assert run.of("progress", what="update", cancel=1), run.explain()
+    assert stop_by != "--cancel-after" or run.of("progress", what="update", cancel=1), run.explain()
     assert cancelled["fetched"] >= 100, run.explain()  # frames read before the cancel
     # the retry reads only what the cancelled render had not: the rest of the span and the window
     assert cancelled["fetched"] + retried["fetched"] <= (stop - first) + len(fingerprint_frames(FRAMES)) + 16, \
