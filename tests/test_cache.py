@@ -434,3 +434,16 @@ def test_the_plugin_status_says_what_a_lock_wait_waits_for(frames, tmp_path):
         waiter.join(timeout=30)
         assert not waiter.is_alive()
     assert server.status(key) == "not analysed (cancelled)"
+
+
+def test_the_store_never_imports_the_method():
+    """The cache is a plain store (bytes, names, locks): no module of deflicker.store imports deflicker.method."""
+    import ast
+
+    import deflicker.store
+
+    for path in Path(deflicker.store.__file__).parent.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            assert not [n for n in names if n.startswith("deflicker.method")], (path.name, names)
