@@ -277,13 +277,24 @@ DfkStatus dfk_render(const char *key, int index, const DfkSettings *settings, co
   });
 }
 
-DfkStatus dfk_frames_needed(const char *key, int index, const DfkSettings *settings, int *frames, int capacity,
-                            int *count, char *err, size_t err_size) noexcept {
-  if (dfk::use_child_server()) return dfk::child::frames_needed(key, index, settings, frames, capacity, count, err, err_size);
+DfkStatus dfk_frames_needed(const char *key, const DfkClipInfo *info, int index, const DfkSettings *settings,
+                            int *ranges, int capacity, int *count, char *err, size_t err_size) noexcept {
+  if (dfk::use_child_server())
+    return dfk::child::frames_needed(key, info, index, settings, ranges, capacity, count, err, err_size);
   return call_server("frames_needed", err, err_size, [&](py::module_ server) {
-    const py::list needed = server.attr("frames_needed")(key, index, settings_dict(settings));
+    py::object clip = py::none();
+    if (info != nullptr) {
+      py::dict facts;
+      dfk::for_each_clip_fact(*info, [&](const char *name, const auto &value) { facts[name] = value; });
+      clip = facts;
+    }
+    const py::list needed = server.attr("frames_needed")(key ? key : "", index, settings_dict(settings), clip);
     *count = static_cast<int>(needed.size());
-    for (int i = 0; i < *count && i < capacity; ++i) frames[i] = needed[i].cast<int>();
+    for (int i = 0; i < *count && i < capacity; ++i) {
+      const py::sequence range = needed[i].cast<py::sequence>();
+      ranges[2 * i] = range[0].cast<int>();
+      ranges[2 * i + 1] = range[1].cast<int>();
+    }
   });
 }
 

@@ -99,9 +99,11 @@ DfkStatus dfk_analyze(const char *key, int force, const DfkCallbacks *cb, char *
 DfkStatus dfk_render(const char *key, int index, const DfkSettings *settings, const DfkCallbacks *cb,
                      const DfkImage *dst, char *err, size_t err_size) DFK_NOEXCEPT;
 
-/** server.frames_needed: up to `capacity` source indices into frames, the total into *count. */
-DfkStatus dfk_frames_needed(const char *key, int index, const DfkSettings *settings, int *frames, int capacity,
-                            int *count, char *err, size_t err_size) DFK_NOEXCEPT;
+/** server.frames_needed: the source frame ranges render(index) reads, as [first, last] index pairs
+ * (inclusive): up to `capacity` ranges into ranges[0..2*capacity), the number of ranges into *count.
+ * `info` (may be NULL) gives the clip's facts, so that it answers for a clip not opened yet (key ""). */
+DfkStatus dfk_frames_needed(const char *key, const DfkClipInfo *info, int index, const DfkSettings *settings,
+                            int *ranges, int capacity, int *count, char *err, size_t err_size) DFK_NOEXCEPT;
 
 /** server.status(key) into out ("not analysed" | "analysing 42%" | "analysed" | "failed: ..."). */
 DfkStatus dfk_status(const char *key, char *out, size_t out_size) DFK_NOEXCEPT;

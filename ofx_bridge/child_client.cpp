@@ -64,7 +64,8 @@ DfkStatus open_clip(const char *, const DfkClipInfo *, const DfkSettings *, cons
 DfkStatus analyze(const char *, int, const DfkCallbacks *, char *err, size_t err_size) noexcept { return unavailable(err, err_size); }
 DfkStatus render(const char *, int, const DfkSettings *, const DfkCallbacks *, const DfkImage *, char *err,
                  size_t err_size) noexcept { return unavailable(err, err_size); }
-DfkStatus frames_needed(const char *, int, const DfkSettings *, int *, int, int *, char *err, size_t err_size) noexcept {
+DfkStatus frames_needed(const char *, const DfkClipInfo *, int, const DfkSettings *, int *, int, int *, char *err,
+                        size_t err_size) noexcept {
   return unavailable(err, err_size);
 }
 DfkStatus status(const char *, char *out, size_t out_size) noexcept { return unavailable(out, out_size); }
@@ -474,21 +475,22 @@ DfkStatus render(const char *key, int index, const DfkSettings *settings, const 
   });
 }
 
-DfkStatus frames_needed(const char *key, int index, const DfkSettings *settings, int *frames, int capacity, int *count,
-                        char *err, size_t err_size) noexcept {
+DfkStatus frames_needed(const char *key, const DfkClipInfo *info, int index, const DfkSettings *settings, int *ranges,
+                        int capacity, int *count, char *err, size_t err_size) noexcept {
   ChildMessage m = request("frames_needed");
   m.set("key", std::string(key ? key : "")).set("index", static_cast<long long>(index));
+  if (info != nullptr) dfk::for_each_clip_fact(*info, SetFields{m, "clip."});
   dfk::for_each_setting(settings, SetFields{m, "settings."});
   return run("frames_needed", m, nullptr, 0, Wait::query, err, err_size, [&](const ChildMessage &answer) {
-    std::vector<int> needed;
-    const std::string list = answer.get("frames");
+    std::vector<int> bounds;  // first, last, first, last, ...
+    const std::string list = answer.get("ranges");
     for (size_t at = 0; at < list.size();) {
       const size_t comma = std::min(list.find(',', at), list.size());
-      needed.push_back(std::stoi(list.substr(at, comma - at)));
+      bounds.push_back(std::stoi(list.substr(at, comma - at)));
       at = comma + 1;
     }
-    *count = static_cast<int>(needed.size());
-    for (int i = 0; i < *count && i < capacity; ++i) frames[i] = needed[i];
+    *count = static_cast<int>(bounds.size() / 2);
+    for (int i = 0; i < 2 * *count && i < 2 * capacity; ++i) ranges[i] = bounds[i];
   });
 }
 

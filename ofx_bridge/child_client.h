@@ -18,8 +18,8 @@ DfkStatus open_clip(const char *instance_id, const DfkClipInfo *info, const DfkS
 DfkStatus analyze(const char *key, int force, const DfkCallbacks *cb, char *err, size_t err_size) noexcept;
 DfkStatus render(const char *key, int index, const DfkSettings *settings, const DfkCallbacks *cb, const DfkImage *dst,
                  char *err, size_t err_size) noexcept;
-DfkStatus frames_needed(const char *key, int index, const DfkSettings *settings, int *frames, int capacity, int *count,
-                        char *err, size_t err_size) noexcept;
+DfkStatus frames_needed(const char *key, const DfkClipInfo *info, int index, const DfkSettings *settings, int *ranges,
+                        int capacity, int *count, char *err, size_t err_size) noexcept;
 DfkStatus status(const char *key, char *out, size_t out_size) noexcept;
 DfkStatus close_instance(const char *instance_id, char *err, size_t err_size) noexcept;
 DfkStatus purge_caches(char *err, size_t err_size) noexcept;

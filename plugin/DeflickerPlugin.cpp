@@ -17,7 +17,7 @@
 namespace deflicker_ofx {
 namespace {
 
-constexpr int kMaxFramesNeeded = 256;
+constexpr int kMaxFrameRanges = 64;  // GetFramesNeeded ranges at most (fingerprint frames + spans)
 
 /** CreateInstance: handles only. No param is set here (hosts may be mid-load or mid-copy). */
 OfxStatus create_instance(OfxImageEffectHandle effect) {
@@ -74,6 +74,9 @@ OfxStatus is_identity(Instance &inst, OfxPropertySetHandle in, OfxPropertySetHan
   return kOfxStatOK;
 }
 
+/** GetFramesNeeded: the source frames render(t) reads, as ranges. Before the clip's segment is
+ *  analysed, the fingerprint frames and the span of t's segment(s) (answered from the clip's facts
+ *  even before the clip is opened); once analysed, the window around t. */
 OfxStatus frames_needed(Instance &inst, OfxPropertySetHandle in, OfxPropertySetHandle out) {
   const OfxTime t = get_double(in, kOfxPropTime);
   std::string key;
@@ -81,27 +84,28 @@ OfxStatus frames_needed(Instance &inst, OfxPropertySetHandle in, OfxPropertySetH
     const std::lock_guard<std::mutex> lock(inst.mutex);
     key = inst.key;
   }
-  if (key.empty()) key = param_string(inst, kClipKey);
-  if (key.empty()) return kOfxStatReplyDefault;  // not opened yet: render fetches what it needs itself
+  if (key.empty()) key = param_string(inst, kClipKey);  // another instance may have opened it
   const SourceFacts src(inst, t, false);  // its first frame only: no image outside Render
+  if (src.info.frame_count <= 0) return kOfxStatReplyDefault;
   const SettingsAt settings(inst, t);
-  int frames[kMaxFramesNeeded];
+  int ranges[2 * kMaxFrameRanges];
   int count = 0;
   char err[kMessageSize];
   g_python_used = true;
   const int index = static_cast<int>(std::lround(t - src.first));
-  if (dfk_frames_needed(key.c_str(), index, &settings.dfk, frames, kMaxFramesNeeded, &count, err, sizeof err) != DFK_OK) {
+  if (dfk_frames_needed(key.c_str(), &src.info, index, &settings.dfk, ranges, kMaxFrameRanges, &count, err,
+                        sizeof err) != DFK_OK) {
     dfk_log(2, (std::string("frames_needed: ") + err).c_str());
     return kOfxStatReplyDefault;
   }
-  std::vector<double> ranges;
-  for (int i = 0; i < count && i < kMaxFramesNeeded; ++i) {
-    ranges.push_back(src.first + frames[i]);
-    ranges.push_back(src.first + frames[i]);
+  std::vector<double> times;
+  for (int i = 0; i < count && i < kMaxFrameRanges; ++i) {
+    times.push_back(src.first + ranges[2 * i]);
+    times.push_back(src.first + ranges[2 * i + 1]);
   }
-  if (ranges.empty()) return kOfxStatReplyDefault;
+  if (times.empty()) return kOfxStatReplyDefault;
   const std::string name = std::string(kOfxImageClipPropFrameRangePrefix) + kOfxImageEffectSimpleSourceClipName;
-  suites().prop->propSetDoubleN(out, name.c_str(), static_cast<int>(ranges.size()), ranges.data());
+  suites().prop->propSetDoubleN(out, name.c_str(), static_cast<int>(times.size()), times.data());
   return kOfxStatOK;
 }
 

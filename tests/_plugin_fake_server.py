@@ -90,12 +90,12 @@ def render(key: str, t: int, fetch, settings: dict, progress=None, cancel=None) 
     return _frame(key, fetch, t) * np.float32(settings.get("strength", 1.0))
 
 
-def frames_needed(key: str, t: int, settings: dict) -> list[int]:
-    """t and its neighbours inside the clip; [] for a key this process has not opened (like the real server)."""
+def frames_needed(key: str, t: int, settings: dict, clip_facts=None) -> list[tuple[int, int]]:
+    """The range of t and its neighbours inside the clip; [] for a key this process has not opened."""
     if key not in _clips:
         return []
     n = _clips[key]["info"]["frame_count"]
-    return [i for i in (t - 1, t, t + 1) if 0 <= i < n]
+    return [(max(0, t - 1), min(n - 1, t + 1))]
 
 
 def status(key: str) -> str:

@@ -11,7 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from deflicker.store.cache import AnalysisCache, ClipKey, load_or_analyze
+from deflicker.method.clip_key import ClipKey
+from deflicker.method.segment_analysis import load_analysis, load_or_analyze
+from deflicker.store.cache import AnalysisCache
 from deflicker.cli.main import main
 from deflicker.engine import Engine
 from deflicker.errors import Cancelled
@@ -62,7 +64,7 @@ def test_hit_after_miss_reads_nothing_new(frames, tmp_path):
     second = CountingSource(frames)
     key = ClipKey.for_source(second, SMALL)
     reads_for_key = second.reads
-    again, path2 = load_or_analyze(second, SMALL, cache=cache, key=key)
+    again, path2 = load_or_analyze(second, SMALL, cache=cache, name=key.digest())
     assert path2 == path and second.reads == reads_for_key
     assert np.array_equal(again.atlas_frame(3), analysis.atlas_frame(3))
 
@@ -82,9 +84,9 @@ def test_force_recomputes_and_corrupt_or_old_entries_recompute(frames, tmp_path)
     arrays["version"] = np.array(-1)
     _sign(arrays)
     np.savez(path, **arrays)
-    assert cache.load(key, SMALL) is None and path.exists()  # refused, left for the next store to replace
+    assert load_analysis(cache, key.digest(), ArraySource(frames), SMALL) is None and path.exists()  # refused, left for the next store to replace
     load_or_analyze(ArraySource(frames), SMALL, cache=cache)
-    assert cache.load(key, SMALL) is not None
+    assert load_analysis(cache, key.digest(), ArraySource(frames), SMALL) is not None
 
 
 def test_cancelled_analysis_leaves_no_entry(frames, tmp_path):
@@ -107,7 +109,8 @@ def test_unusable_cache_costs_a_warning_not_the_analysis(frames, tmp_path, caplo
 _RACE = """
 import sys, numpy as np
 sys.path.insert(0, {root!r})
-from deflicker.store.cache import AnalysisCache, load_or_analyze
+from deflicker.store.cache import AnalysisCache
+from deflicker.method.segment_analysis import load_or_analyze
 from deflicker.settings import Settings
 from deflicker.io.source import ArraySource
 from tests._clips import flicker_clip
@@ -171,7 +174,7 @@ def test_analyze_ctrl_c_leaves_no_partial_entry(tmp_path):
 
 def _unsampled_frame(n: int) -> int:
     """A frame the cache key's fingerprint does not sample."""
-    from deflicker.store.cache import FINGERPRINT_FRAMES
+    from deflicker.method.clip_key import FINGERPRINT_FRAMES
 
     picks = set(np.linspace(0, n - 1, min(FINGERPRINT_FRAMES, n)).round().astype(int).tolist())
     return min(set(range(n)) - picks)
@@ -244,7 +247,7 @@ def _stored(frames, cache_dir: Path, settings: Settings = SMALL) -> Path:
 
 def _sign(arrays: dict) -> None:
     """What a careful forger does: the checksum recomputed over the edited arrays."""
-    from deflicker.store.entry import checksum
+    from deflicker.method.analysis_entry import checksum
 
     arrays["entry.checksum"] = np.array(checksum(arrays))
 
@@ -262,7 +265,7 @@ def test_an_entry_edited_by_hand_is_never_used(twins, tmp_path, forgery):
     frames, other, k = twins
     cache = tmp_path / "cache"
     key = ClipKey.for_source(ArraySource(frames), SMALL)
-    path = AnalysisCache(cache).path_for(key)
+    path = AnalysisCache(cache).path_for(key.digest())
     if forgery == "edited":
         _stored(frames, cache)
         _rewrite(path, _darken)
@@ -358,7 +361,7 @@ def test_a_lock_wait_says_what_it_waits_for_and_polls_cancel(frames, tmp_path):
 
     def analyse() -> None:
         try:
-            load_or_analyze(ArraySource(frames), SMALL, cache=cache, key=key, cancel=stop.is_set,
+            load_or_analyze(ArraySource(frames), SMALL, cache=cache, name=key.digest(), cancel=stop.is_set,
                             progress=lambda f, label: labels.append(label))
         except BaseException as exc:  # noqa: BLE001 - handed to the test thread
             outcome.append(exc)
@@ -431,3 +434,16 @@ def test_the_plugin_status_says_what_a_lock_wait_waits_for(frames, tmp_path):
         waiter.join(timeout=30)
         assert not waiter.is_alive()
     assert server.status(key) == "not analysed (cancelled)"
+
+
+def test_the_store_never_imports_the_method():
+    """The cache is a plain store (bytes, names, locks): no module of deflicker.store imports deflicker.method."""
+    import ast
+
+    import deflicker.store
+
+    for path in Path(deflicker.store.__file__).parent.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            assert not [n for n in names if n.startswith("deflicker.method")], (path.name, names)

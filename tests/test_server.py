@@ -71,9 +71,10 @@ def test_evicted_sessions_reopen_from_the_disk_cache(frames, tmp_path):
     stored = sorted(p.name for p in tmp_path.iterdir())
     calls["n"] = 0
     assert np.array_equal(server.render(key, 3, fetch, PLUGIN), first)
-    from deflicker.store.cache import FINGERPRINT_FRAMES  # reopening reads the fingerprint frames, the window, t
+    from deflicker.method.clip_key import FINGERPRINT_FRAMES  # reopening reads the fingerprint frames, the window, t
 
-    reopen = min(FINGERPRINT_FRAMES, len(frames)) + len(server.frames_needed(key, 3, PLUGIN)) + 1
+    window = sum(b - a + 1 for a, b in server.frames_needed(key, 3, PLUGIN))
+    reopen = min(FINGERPRINT_FRAMES, len(frames)) + window + 1
     assert calls["n"] <= reopen, f"{calls['n']} fetches: the reopened clip was analysed again instead of loaded"
     assert sorted(p.name for p in tmp_path.iterdir()) == stored
     assert server.frames_needed("never-opened", 3, PLUGIN) == []

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from deflicker.method import tuning
-from deflicker.store.cache import ClipKey
+from deflicker.method.clip_key import ClipKey
 from deflicker.engine import Engine
 from deflicker.errors import InvalidSettingsError
 from deflicker.settings import ANALYSIS_FIELDS, RENDER_FIELDS, AnalysisSettings, RenderSettings, Settings

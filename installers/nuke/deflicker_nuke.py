@@ -133,7 +133,7 @@ def preanalyse(reads: Optional[Iterable[Any]] = None, *, force: bool = False) ->
         try:
             engine = Engine(Settings(**clip.settings))
             with engine.open(clip.path, frame_range=(clip.start, clip.end)) as session:
-                if not force and engine.cache.path_for(session.key).exists():
+                if not force and session.in_cache():
                     results.append(f"{clip.node}: already analysed")
                     continue
                 session.analyze(progress, cancel, force=force)

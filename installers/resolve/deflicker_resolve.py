@@ -161,7 +161,7 @@ def analyse(clips: Sequence[DeflickerClip], engine: "Engine", report: Report, *,
     for clip in clips:
         try:
             with engine.open(clip.path, frame_range=(clip.start, clip.end)) as session:
-                if not force and engine.cache.path_for(session.key).exists():
+                if not force and session.in_cache():
                     report(f"{clip.describe()}: already analysed")
                     continue
                 report(f"{clip.describe()}: analysing")

@@ -3,8 +3,11 @@
 
 The CLI, the model server behind the OFX plugin, the benchmark and the host scripts all go
 through this API. Rendering frame t is a pure function of (clip content, settings, t): it
-reads only the analysis (computed once per clip and cached) and the source frames of a fixed
-window around t, so frames come out the same in any order and from any thread. Every source
+reads only the analysis of t's segment (:mod:`deflicker.method.segments`: a long clip is
+analysed in segments on a fixed grid, each computed once and cached on its own; near a cut
+between two segments, both, blended) and the source frames of a fixed window around t, so
+frames come out the same in any order and from any thread. The first render of a frame
+analyses only the segment(s) it needs: its cost does not grow with the clip's length. Every source
 frame a render reads is checked against the digest the analysis stored for it
 (:mod:`deflicker.method.content`): a cached analysis made from other frames is replaced by a new one
 before any frame is rendered with it.
@@ -29,8 +32,10 @@ from deflicker.io.source import FrameSource
 
 if TYPE_CHECKING:  # torch-heavy modules load lazily
     from deflicker.method.analysis import ClipAnalysis, Guide
-    from deflicker.store.cache import AnalysisCache, ClipKey
+    from deflicker.method.clip_key import ClipKey
     from deflicker.method.filter import NeuralFilter
+    from deflicker.method.segment_analysis import SegmentAnalyses
+    from deflicker.store.cache import AnalysisCache
 
 log = logging.getLogger(__name__)
 
@@ -122,14 +127,15 @@ class Engine:
 
 
 class Session:
-    """One clip: its cache key, its analysis and frame rendering. Thread-safe."""
+    """One clip: its cache key, its segments' analyses and frame rendering. Thread-safe."""
 
     #: Prepared frames and window flows kept per session (a few hundred KB each).
     MEMO_SIZE = 96
 
     def __init__(self, engine: Engine, source: FrameSource, *, settings: Optional[Settings] = None,
                  owns_source: bool = False):
-        from deflicker.store.cache import ClipKey
+        from deflicker.method.clip_key import ClipKey
+        from deflicker.method.segment_analysis import SegmentAnalyses
 
         if len(source) == 0:
             from deflicker.errors import VideoIOError
@@ -139,13 +145,12 @@ class Session:
         self.source = source
         self.settings = settings or engine.settings
         self.key: ClipKey = ClipKey.for_source(source, self.settings)
-        self.analysis: Optional[ClipAnalysis] = None
-        self.cache_path: Optional[Path] = None
         self._owns_source = owns_source
-        self._analysis_lock = threading.Lock()
         self._memo: OrderedDict[tuple, Any] = OrderedDict()
         self._trends: dict[tuple, np.ndarray] = {}  # (analysis id, shot, span) -> kept trend; a few floats a frame
         self._memo_lock = threading.Lock()
+        self.segments: SegmentAnalyses = SegmentAnalyses(source, self.settings, engine.cache, self.key,
+                                                         on_change=self._forget_memo)
 
     def __enter__(self) -> "Session":
         return self
@@ -163,99 +168,144 @@ class Session:
 
     @property
     def analyzed(self) -> bool:
-        """True once the analysis is in memory."""
-        return self.analysis is not None
+        """True once every segment's analysis is in memory."""
+        return self.segments.analysed() == len(self.segments)
+
+    @property
+    def analyses(self) -> tuple[Optional["ClipAnalysis"], ...]:
+        """Each segment's analysis, None where not in memory yet."""
+        return tuple(self.segments.current(k) for k in range(len(self.segments)))
+
+    @property
+    def cache_path(self) -> Optional[Path]:
+        """The cache entry of the first segment's analysis (the whole clip's, in one segment), once made or loaded."""
+        return self.segments.paths[0]
 
     def analyze(self, progress: Optional[Progress] = None, cancel: Optional[CancelCheck] = None,
-                *, force: bool = False) -> "ClipAnalysis":
-        """Load the clip's analysis from the cache or compute it (once; concurrent callers wait)."""
-        return self._analyzed(progress, cancel, force=force)
+                *, force: bool = False) -> tuple["ClipAnalysis", ...]:
+        """Load every segment's analysis from the cache or compute it (once; concurrent callers
+        wait); one analysis a segment, in order. A cancelled analysis keeps its finished work in
+        memory and the next call (or render) resumes it."""
+        from deflicker.progress import scaled
 
-    def _analyzed(self, progress: Optional[Progress] = None, cancel: Optional[CancelCheck] = None, *,
-                  force: bool = False, replacing: Optional["ClipAnalysis"] = None) -> "ClipAnalysis":
-        """The analysis, loaded or computed; ``replacing``: recompute only if that analysis is
-        still the current one (threads that found it stale together redo it once)."""
-        from deflicker.store.cache import load_or_analyze
+        m = len(self.segments)
+        return tuple(self.segments.get(k, scaled(progress, k / m, (k + 1) / m), cancel, force=force) for k in range(m))
 
-        with self._analysis_lock:
-            stale = replacing is not None and self.analysis is replacing
-            if self.analysis is None or (force and replacing is None) or stale:
-                # Renders in flight keep the analysis they started with (memo keys carry its id).
-                analysis, path = load_or_analyze(self.source, self.settings, cache=self.engine.cache, key=self.key,
-                                                 force=force or stale, progress=progress, cancel=cancel)
-                with self._memo_lock:
-                    self._memo.clear()
-                    self._trends.clear()
-                self.analysis, self.cache_path = analysis, path
-            return self.analysis
+    def in_cache(self, t: Optional[int] = None) -> bool:
+        """Whether the analyses render(t) needs (every segment's, without t) are in memory or on disk."""
+        from deflicker.method.segments import blend
 
-    def window(self, t: int, settings: Optional[Settings] = None, *, stage: str = "full",
-               analysis: Optional["ClipAnalysis"] = None) -> list[int]:
-        """Source frames whose analysis-time proxies render(t) uses, in order (t's canonical frame included)."""
-        s = settings or self.settings
-        analysis = analysis or self.analyze()
+        needed = range(len(self.segments)) if t is None else [s.index for s, _ in blend(self.segments.grid, t)]
+        return all(self.segments.in_cache(k) for k in needed)
+
+    def status(self) -> str:
+        """'analysed N of M segments' (or 'analysed' / 'not analysed' for a clip in one segment)."""
+        done, m = self.segments.analysed(), len(self.segments)
+        if m == 1:
+            return "analysed" if done else "not analysed"
+        return f"analysed {done} of {m} segments"
+
+    def _forget_memo(self) -> None:
+        """A segment's analysis was replaced: renders in flight keep theirs (memo keys carry its
+        id), the memo starts over (an id may be reused once the old analysis is gone)."""
+        with self._memo_lock:
+            self._memo.clear()
+            self._trends.clear()
+
+    def _window(self, analysis: "ClipAnalysis", t: int, s: Settings, stage: str = "full") -> list[int]:
+        """Frames of ``analysis``'s span whose analysis-time proxies rendering its frame t uses,
+        in order (t's canonical frame included)."""
         c = int(analysis.canonical[t])
         use_window = stage == "refine-only" or (stage == "full" and s.local_refinement)
         k = s.refine.window if use_window else 0
         start, end = analysis.shot_range(c)
         return list(range(max(start, c - k), min(end, c + k + 1)))
 
-    def frames_needed(self, t: int, settings: Optional[Settings] = None) -> list[int]:
-        """Every source frame render(t) may read: the window around t's canonical frame (t's first
-        occurrence when it repeats an earlier frame), which holds that frame."""
-        return self.window(t, settings)
+    def frames_needed(self, t: int, settings: Optional[Settings] = None) -> list[tuple[int, int]]:
+        """The [first, last] source frame ranges render(t) may read: the span of every segment it
+        needs whose analysis is not in memory, else the window around t's canonical frame (t's
+        first occurrence when it repeats an earlier frame)."""
+        from deflicker.method.segments import merge_ranges
+
+        frames: list[int] = []
+        for segment, _ in self._blend(t):
+            analysis = self.segments.current(segment.index)
+            local = t - segment.first
+            frames += (range(segment.first, segment.stop) if analysis is None else
+                       [segment.first + i for i in self._window(analysis, local, settings or self.settings)])
+        return merge_ranges(frames)
+
+    def _blend(self, t: int) -> list[tuple[Any, float]]:
+        from deflicker.method.segments import blend
+
+        return blend(self.segments.grid, t)
 
     def render(self, t: int, settings: Optional[Settings] = None, *, stage: str = "full",
-               cancel: Optional[CancelCheck] = None) -> np.ndarray:
-        """Deflickered frame t, (H, W, C) float32, alpha untouched; analyses first if needed.
+               progress: Optional[Progress] = None, cancel: Optional[CancelCheck] = None) -> np.ndarray:
+        """Deflickered frame t, (H, W, C) float32, alpha untouched; analyses t's segment(s) first
+        if needed (``progress`` told, ``cancel`` polled).
 
         ``settings`` may change the render settings (:class:`~deflicker.settings.RenderSettings`),
         not the analysis settings; ``stage`` picks a benchmark ablation (see :data:`STAGES`). The shot's static
         regions (bars, a film gate, black or white areas; :mod:`deflicker.method.static_regions`) come
         out exactly as the input. A frame unlike the one the analysis was made from (a cache
-        entry of another clip with the same key) makes the clip be analysed again (``cancel``
-        polled), then the frame is rendered with that.
+        entry of another clip with the same key) makes its segment be analysed again, then the
+        frame is rendered with that. Near a cut between two segments the frame is rendered with
+        both and the RGB blended (:func:`deflicker.method.segments.blend`).
         """
         s = self._render_settings(settings)
         if stage not in STAGES:
             raise InvalidSettingsError(f"stage must be one of {', '.join(STAGES)}, not {stage!r}")
         if not 0 <= t < len(self.source):
             raise InvalidSettingsError(f"frame {t} is outside the clip (0..{len(self.source) - 1})")
+        parts = self._blend(t)
+        if len(parts) == 1:
+            return self._render_segment(parts[0][0].index, t, s, stage, progress, cancel)
+        (a, _), (b, weight) = parts
+        out = self._render_segment(a.index, t, s, stage, progress, cancel)
+        later = self._render_segment(b.index, t, s, stage, progress, cancel)
+        out[..., :3] += np.float32(weight) * (later[..., :3] - out[..., :3])  # exact where both agree
+        return out
+
+    def _render_segment(self, k: int, t: int, s: Settings, stage: str, progress: Optional[Progress],
+                        cancel: Optional[CancelCheck]) -> np.ndarray:
+        """Frame t (of the clip) rendered with segment k's analysis, made or loaded if needed."""
         from deflicker.method.content import ContentMismatch
 
-        analysis = self._analyzed(cancel=cancel)
+        source, local = self.segments.sources[k], t - self.segments.grid[k].first
+        analysis = self.segments.get(k, progress, cancel)
         try:
-            return self._render(analysis, t, s, stage)
+            return self._render(analysis, source, local, s, stage)
         except ContentMismatch as exc:
-            log.warning("%s (%s): analysing the clip again", exc, self.cache_path)
-        analysis = self._analyzed(cancel=cancel, replacing=analysis)
+            log.warning("%s (%s): analysing the clip again", exc, self.segments.paths[k])
+        analysis = self.segments.get(k, progress, cancel, replacing=analysis)
         try:
-            return self._render(analysis, t, s, stage)
+            return self._render(analysis, source, local, s, stage)
         except ContentMismatch as exc:
             from deflicker.errors import VideoIOError
 
             raise VideoIOError(f"the clip's frames change between reads: {exc}") from None
 
-    def _render(self, analysis: "ClipAnalysis", t: int, s: Settings, stage: str) -> np.ndarray:
-        """Frame t rendered with ``analysis``; ContentMismatch when a frame it reads is not one
-        the analysis was made from."""
+    def _render(self, analysis: "ClipAnalysis", source: FrameSource, t: int, s: Settings, stage: str) -> np.ndarray:
+        """Frame t of ``source`` (the span ``analysis`` was made from) rendered with it;
+        ContentMismatch when a frame it reads is not one the analysis was made from."""
         if s.strength == 0.0:
-            return np.array(self.source[t], dtype=np.float32, copy=True)
+            return np.array(source[t], dtype=np.float32, copy=True)
         # A repeated frame renders as its first occurrence, pixels included, so the output
         # repeats it exactly even where lossy coding made the input's repeats differ.
         c = int(analysis.canonical[t])
-        frame = self.source[c]
+        frame = source[c]
         out = np.array(frame, dtype=np.float32, copy=True)
         image = rgb(frame)
         from deflicker.method.slow_changes import apply_trend, trend_coefficients
 
-        trend = None if stage == "refine-only" else self.slow_trend(c, s, analysis)
+        trend = None if stage == "refine-only" else self._slow_trend(analysis, c, s)
         if stage == "atlas":
             atlas = analysis.atlas_frame(c, size=frame.shape[:2], proxy=_checked_proxy(analysis, c, frame))
             atlas = (atlas if trend is None else apply_trend(atlas, trend)) * analysis.scale
             out[..., :3] = image + s.strength * (atlas - image)
             return out
-        coeffs, guide = self._coefficients(analysis, c, s, stage, frame)
+        coeffs, guide = self._coefficients(analysis, source, c, s, stage, frame)
         from deflicker.method.correction import apply_affine, fill_clipped
         from deflicker.method.static_regions import keep_static
 
@@ -272,16 +322,13 @@ class Session:
         out[..., :3] = keep_static(corrected, image, analysis.static_mask(c), display=display)
         return out
 
-    def slow_trend(self, t: int, settings: Optional[Settings] = None,
-                   analysis: Optional["ClipAnalysis"] = None) -> Optional[np.ndarray]:
-        """The slow trend (2, 3: gains, offsets) of frame t's colour that the render keeps (Keep
+    def _slow_trend(self, analysis: "ClipAnalysis", t: int, s: Settings) -> Optional[np.ndarray]:
+        """The slow trend (2, 3: gains, offsets) of ``analysis``'s frame t's colour that the render keeps (Keep
         slow changes, :mod:`deflicker.method.slow_changes`), None when off or the atlas has no colour fit.
         One smoothing per shot and span, kept for the session (pure)."""
         from deflicker.method.atlas.fast import FastAtlas
         from deflicker.method.slow_changes import slow_colour, span_frames
 
-        s = settings or self.settings
-        analysis = analysis or self.analyze()
         span = span_frames(int(s.keep_slow), self.source.info.fps)
         shot = analysis.shot_index(t)
         atlas = analysis.atlases[shot]
@@ -306,7 +353,7 @@ class Session:
             raise InvalidSettingsError(f"{', '.join(changed)} change the analysis: open a new session")
         return settings
 
-    def _coefficients(self, analysis: "ClipAnalysis", t: int, s: Settings, stage: str,
+    def _coefficients(self, analysis: "ClipAnalysis", source: FrameSource, t: int, s: Settings, stage: str,
                       frame: np.ndarray) -> tuple[np.ndarray, Optional["Guide"]]:
         """Final proxy-resolution coefficients of frame t (filter, stateless refinement, then the
         atlas's low frequencies in shots with local flicker) and its filter guide (None without
@@ -314,9 +361,9 @@ class Session:
         from deflicker.method.refine import atlas_low_frequency, refine_coefficients
 
         c = int(analysis.canonical[t])
-        window = self.window(t, s, stage=stage, analysis=analysis)
-        prepared = {i: self._prepared(analysis, i, s, identity=(stage == "refine-only"), frame=frame if i == t else None)
-                    for i in window}
+        window = self._window(analysis, t, s, stage)
+        prepared = {i: self._prepared(analysis, source, i, s, identity=(stage == "refine-only"),
+                                      frame=frame if i == t else None) for i in window}
         own = prepared[c]
         coeffs = own.coeffs
         level = analysis.local_level(c)
@@ -358,7 +405,7 @@ class Session:
         while len(self._memo) > self.MEMO_SIZE:
             self._memo.popitem(last=False)
 
-    def _prepared(self, analysis: "ClipAnalysis", i: int, s: Settings, *, identity: bool,
+    def _prepared(self, analysis: "ClipAnalysis", source: FrameSource, i: int, s: Settings, *, identity: bool,
                   frame: Optional[np.ndarray] = None) -> _Prepared:
         """Proxy and filter coefficients of source frame i (``frame``, when the caller read it),
         memoized (pure: same inputs, same bytes); the frame checked against its digest first."""
@@ -371,7 +418,7 @@ class Session:
             if hit is not None:
                 self._memo.move_to_end(key)
                 return hit
-        proxy = _checked_proxy(analysis, i, self.source[i] if frame is None else frame)
+        proxy = _checked_proxy(analysis, i, source[i] if frame is None else frame)
         if identity:
             prepared = _Prepared(proxy, identity_coefficients(*proxy.shape[:2]))
         else:
@@ -458,7 +505,7 @@ def process(engine: Engine, src: Union[str, Path], dst: Union[str, Path], *,
 
         def frames():
             for t, out in render_in_order(session, n, cancel):
-                if session.analysis is not analysis:
+                if any(a is not b for a, b in zip(session.analyses, analysis)):
                     raise ContentMismatch(f"the cached analysis was replaced at frame {t}")
                 if collector is not None:
                     collector.add(t, session.source[t], out)

@@ -22,6 +22,8 @@ MAX_KEEP_SLOW = 1000
 STRENGTH_RANGE = (0.0, 1.0)
 ANALYSIS_SIZE_RANGE = (64, 1024)
 KEEP_SLOW_RANGE = (-1, MAX_KEEP_SLOW)
+#: The shortest segment a long clip is analysed in (0: the whole clip in one), frames.
+MIN_SEGMENT_FRAMES = 48
 
 
 #: Frame sizes (height, width) that size options accept by name.
@@ -123,6 +125,7 @@ class AnalysisSettings:
 
     method: str = "fast"  # atlas method: fast | neural
     analysis_size: int = 256  # long side of the proxy the analysis works at, pixels
+    segment_frames: int = 200  # frames of each segment a long clip is analysed in (0: whole clip; deflicker.method.segments)
     flow: FlowSettings = field(default_factory=FlowSettings)
     atlas: AtlasSettings = field(default_factory=AtlasSettings)
 
@@ -131,6 +134,9 @@ class AnalysisSettings:
         low, high = ANALYSIS_SIZE_RANGE
         _require(low <= int(self.analysis_size) <= high,
                  f"analysis_size must be in [{low}, {high}], not {self.analysis_size}")
+        _require(isinstance(self.segment_frames, int) and (self.segment_frames == 0
+                                                           or self.segment_frames >= MIN_SEGMENT_FRAMES),
+                 f"segment_frames must be 0 (whole clip) or at least {MIN_SEGMENT_FRAMES}, not {self.segment_frames}")
 
     @property
     def analysis(self) -> "AnalysisSettings":

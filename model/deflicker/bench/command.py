@@ -1,4 +1,4 @@
-"""``deflicker bench [quality|speed|flow|plugin]``: the benchmarks behind the issues' targets.
+"""``deflicker bench [quality|speed|flow|plugin|segments]``: the benchmarks behind the issues' targets.
 
 - ``quality`` (default): every method (raw, clean, ffmpeg, the engine's stages) on every
   synthetic clip in one process; one table per clip and per flicker family, ``bench.json``,
@@ -8,6 +8,8 @@
 - ``flow``: DIS flow end-point error against the exact flow, with and without brightness
   normalization.
 - ``plugin``: the OFX plugin's per-frame overhead over the engine (``deflicker.bench.plugin``).
+- ``segments``: frames read and time to the first frame of a 200- and a 2000-frame clip
+  (``--frames SHORT,LONG``) through the plugin's model server (``deflicker.bench.segments``).
 
 The benchmark reports; it exits 0 whether targets pass or fail.
 """
@@ -27,7 +29,7 @@ from deflicker.settings import ANALYSIS_SIZE_RANGE, parse_size
 
 log = logging.getLogger(__name__)
 
-SUITES = ("quality", "speed", "flow", "plugin")
+SUITES = ("quality", "speed", "flow", "plugin", "segments")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -84,6 +86,13 @@ def run_command(args: argparse.Namespace) -> int:
         return code if code or not args.flow else _flow(args)
     if args.suite == "flow":
         return _flow(args)
+    if args.suite == "segments":
+        from deflicker.bench.segments import run_segments
+
+        short, long = parse_int_list(args.frames or "200,2000", "--frames", minimum=2)[:2]
+        run_segments(args.out, short=short, long=long, size=parse_size(args.size or "128x96"),
+                     analysis_size=min(args.analysis_size, 128))
+        return 0
     return _plugin(args)
 
 

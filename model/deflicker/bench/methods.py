@@ -124,7 +124,7 @@ def engine_status() -> Optional[str]:
     """None when the engine's modules import, else why not (one line)."""
     try:
         import deflicker.method.analysis  # noqa: F401
-        import deflicker.store.cache  # noqa: F401
+        import deflicker.method.segment_analysis  # noqa: F401
         import deflicker.engine  # noqa: F401
     except ImportError as exc:
         return f"{type(exc).__name__}: {exc}"

@@ -26,9 +26,13 @@ def run_command(args: argparse.Namespace) -> int:
     try:
         with engine.open(args.clip, frame_range=frame_range_from_args(args, args.clip),
                          allow_short=args.allow_short) as session:
-            analysis = session.analyze(progress, force=args.force)
+            analyses = session.analyze(progress, force=args.force)
+            paths = session.segments.paths
     finally:
         close()
-    shots = len(analysis.shots) - 1
-    print(f"analysed {analysis.frame_count} frames ({shots} shot{'s' if shots != 1 else ''}): {session.cache_path}")
+    frames = len(session)
+    shots = sum(len(a.shots) - 1 for a in analyses)
+    parts = f", {len(analyses)} segments" if len(analyses) > 1 else ""
+    print(f"analysed {frames} frames ({shots} shot{'s' if shots != 1 else ''}{parts}): "
+          + " ".join(str(p) for p in paths))
     return 0

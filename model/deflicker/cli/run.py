@@ -5,7 +5,7 @@ import argparse
 import logging
 from typing import Optional
 
-from deflicker.settings import METHODS, DEVICES, Settings
+from deflicker.settings import METHODS, DEVICES, MIN_SEGMENT_FRAMES, Settings
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +46,9 @@ def add_settings_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--method", choices=METHODS, default=d.method, help="atlas method (default: %(default)s)")
     parser.add_argument("--analysis-size", type=int, default=d.analysis_size,
                         help="long side of the analysis proxy in pixels (default: %(default)s)")
+    parser.add_argument("--segment-frames", type=int, default=d.segment_frames,
+                        help="analyse a long clip in segments of this many frames, blended where they meet; "
+                             f"0 = the whole clip at once, else at least {MIN_SEGMENT_FRAMES} (default: %(default)s)")
     parser.add_argument("--device", choices=DEVICES, default=d.device, help="compute device (default: %(default)s)")
     parser.add_argument("--cache-dir", default=None, help="analysis cache (default: $DEFLICKER_CACHE_DIR or ~/.cache/deflicker)")
 
@@ -71,7 +74,8 @@ def add_input_arguments(parser: argparse.ArgumentParser) -> None:
 
 def settings_from_args(args: argparse.Namespace) -> Settings:
     """Settings from parsed CLI options (validated)."""
-    values = {"method": args.method, "analysis_size": args.analysis_size, "device": args.device}
+    values = {"method": args.method, "analysis_size": args.analysis_size, "device": args.device,
+              "segment_frames": args.segment_frames}
     if hasattr(args, "strength"):
         values.update(strength=args.strength, local_refinement=not args.no_refine, keep_slow=args.keep_slow)
     return Settings.from_dict(values)

@@ -2,11 +2,13 @@
 
 A :class:`FrameSource` is random access: ``len(source)``, ``source[i] -> (H, W, C) float32``
 (C = 3 or 4, the clip's own range) and ``source.info``. ``deflicker.io.files.open_clip`` returns one
-for files; :class:`ArraySource` wraps frames in memory (tests, synthetic data) and
-:class:`CallbackSource` wraps a function (the OFX bridge fetches frames from the host).
+for files; :class:`ArraySource` wraps frames in memory (tests, synthetic data),
+:class:`CallbackSource` wraps a function (the OFX bridge fetches frames from the host) and
+:class:`SubSource` is a range of frames of another source (a segment of a long clip).
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Callable, Iterator, Protocol, Sequence, runtime_checkable
 
@@ -101,3 +103,21 @@ class CallbackSource:
         if not 0 <= index < len(self):
             raise IndexError(index)
         return check_frame(self._fetch(index), self.info, index)
+
+
+class SubSource:
+    """Frames [start, stop) of another :class:`FrameSource`, as a clip of their own (a segment)."""
+
+    def __init__(self, source: FrameSource, start: int, stop: int):
+        if not 0 <= start < stop <= len(source):
+            raise VideoIOError(f"frames {start}..{stop} are not inside a clip of {len(source)} frames")
+        self.source, self.start = source, start
+        self.info = dataclasses.replace(source.info, frame_count=stop - start)
+
+    def __len__(self) -> int:
+        return self.info.frame_count
+
+    def __getitem__(self, index: int) -> np.ndarray:
+        if not 0 <= index < len(self):
+            raise IndexError(index)
+        return self.source[self.start + index]

@@ -5,11 +5,15 @@ resolution), keeps brightness-normalizable proxies of ``analysis_size`` on the l
 and returns a :class:`ClipAnalysis`: everything a render of any frame needs besides the
 source frames themselves. Memory grows with proxy size x frame count, never with the clip's
 resolution. The result is plain arrays (``to_arrays``/``from_arrays``) for the disk cache.
+
+An :class:`AnalysisWork` handed to ``analyze_clip`` keeps what the analysis has done (frames
+read, flows, shot atlases); when the analysis is cancelled, the next call with the same work
+goes on from there and gives the same result as an uninterrupted one.
 """
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Optional, Union
 
 import cv2
@@ -30,7 +34,7 @@ from deflicker.method.warp import inside_mask, warp
 log = logging.getLogger(__name__)
 
 #: Bumped whenever the analysis or its stored layout changes (old cache entries recompute).
-FORMAT_VERSION = 14
+FORMAT_VERSION = 15
 
 Atlas = Union[FastAtlas, Any]  # FastAtlas or deflicker.method.atlas.neural.NeuralAtlas
 
@@ -225,8 +229,29 @@ def _atlas_class(method: str) -> Any:
     return FastAtlas
 
 
+@dataclass
+class AnalysisWork:
+    """What an analysis of one clip has done so far (module doc); its memory is the analysis's."""
+
+    proxies: Optional[np.ndarray] = None  # (n, h, w, 3) float16, the first ``read`` filled
+    canonical: Optional[np.ndarray] = None
+    digests: Optional[np.ndarray] = None
+    seen: dict[bytes, int] = field(default_factory=dict)
+    read: int = 0
+    scale: Optional[float] = None  # set once every frame is read and the proxies are divided by it
+    flows: Optional[tuple[np.ndarray, ...]] = None  # fw, valid_fw, bw, valid_bw, cut scores
+    flowed: int = 0
+    atlases: list = field(default_factory=list)  # of the first shots
+
+    @property
+    def started(self) -> bool:
+        """True once any frame was read."""
+        return self.read > 0
+
+
 def read_proxies(source: FrameSource, settings: Settings, progress: Optional[Progress],
-                 cancel: Optional[CancelCheck]) -> tuple[np.ndarray, np.ndarray, ContentDigests]:
+                 cancel: Optional[CancelCheck], work: Optional[AnalysisWork] = None
+                 ) -> tuple[np.ndarray, np.ndarray, ContentDigests]:
     """(proxies (n, h, w, 3) float16 in clip units, canonical (n,), the frames' content digests
     (:func:`deflicker.method.content.content_digest`, the same from any source format)) in one
     pass over the clip;
@@ -238,40 +263,50 @@ def read_proxies(source: FrameSource, settings: Settings, progress: Optional[Pro
     a 1000-frame clip at the default 256-pixel proxy holds about 220 MB.
     """
     n = len(source)
-    first = source[0]
-    shape = proxy_shape(first.shape[0], first.shape[1], settings.analysis_size)
-    proxies = np.empty((n, *shape, 3), np.float16)
-    canonical = np.arange(n, dtype=np.int64)
-    digests = np.empty((n, DIGEST_SIZE), np.uint8)
-    seen: dict[bytes, int] = {}
-    for t in range(n):
+    work = work if work is not None else AnalysisWork()
+    first = None
+    if work.proxies is None:
+        first = source[0]
+        shape = proxy_shape(first.shape[0], first.shape[1], settings.analysis_size)
+        work.proxies = np.empty((n, *shape, 3), np.float16)
+        work.canonical = np.arange(n, dtype=np.int64)
+        work.digests = np.empty((n, DIGEST_SIZE), np.uint8)
+    proxies, canonical, digests, seen = work.proxies, work.canonical, work.digests, work.seen
+    assert canonical is not None and digests is not None
+    shape = (proxies.shape[1], proxies.shape[2])
+    for t in range(work.read, n):
         check_cancel(cancel)
-        frame = first if t == 0 else source[t]
+        frame = first if t == 0 and first is not None else source[t]
         proxies[t] = resize(rgb(frame), shape)
         digests[t] = content_digest(frame, shape)
         canonical[t] = seen.setdefault(exact_key(proxies[t]), t)  # an exact repeat: the same proxy
         if canonical[t] == t and t > 0 and is_repeat(proxies[t], proxies[canonical[t - 1]]):
             canonical[t] = canonical[t - 1]  # a lossy-coded repeat of the previous distinct frame
+        work.read = t + 1
         report(progress, (t + 1) / n, f"reading frame {t + 1}/{n}")
     return proxies, canonical, ContentDigests(digests, shape)
 
 
 def neighbour_flows(proxies: np.ndarray, settings: Settings, progress: Optional[Progress],
-                    cancel: Optional[CancelCheck]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """fw, valid_fw, bw, valid_bw (float16 flows) between neighbours, and each pair's cut score."""
+                    cancel: Optional[CancelCheck], work: Optional[AnalysisWork] = None
+                    ) -> tuple[np.ndarray, ...]:
+    """fw, valid_fw, bw, valid_bw (float16 flows) between neighbours, and each pair's cut score
+    (the pairs ``work`` holds are not computed again)."""
     n, h, w, _ = proxies.shape
-    fw = np.zeros((max(0, n - 1), h, w, 2), np.float16)
-    bw = np.zeros_like(fw)
-    vfw = np.zeros((max(0, n - 1), h, w), bool)
-    vbw = np.zeros_like(vfw)
-    scores = np.zeros(max(0, n - 1))
-    for t in range(n - 1):
+    work = work if work is not None else AnalysisWork()
+    if work.flows is None:
+        fw = np.zeros((max(0, n - 1), h, w, 2), np.float16)
+        vfw = np.zeros((max(0, n - 1), h, w), bool)
+        work.flows = (fw, vfw, np.zeros_like(fw), np.zeros_like(vfw), np.zeros(max(0, n - 1)))
+    fw, vfw, bw, vbw, scores = work.flows
+    for t in range(work.flowed, n - 1):
         check_cancel(cancel)
         f, vf, b, vb = flows_both(proxies[t], proxies[t + 1], settings.flow)
         fw[t], vfw[t], bw[t], vbw[t] = f, vf, b, vb
         scores[t] = cut_score(proxies[t], proxies[t + 1], f, vf)
+        work.flowed = t + 1
         report(progress, (t + 1) / max(1, n - 1), f"flow {t + 1}/{n - 1}")
-    return fw, vfw, bw, vbw, scores
+    return work.flows
 
 
 def shot_flows(proxies: np.ndarray, flows: tuple[np.ndarray, ...], start: int, end: int, settings: Settings,
@@ -288,19 +323,23 @@ def shot_flows(proxies: np.ndarray, flows: tuple[np.ndarray, ...], start: int, e
 
 
 def analyze_clip(source: FrameSource, settings: Settings, progress: Optional[Progress] = None,
-                 cancel: Optional[CancelCheck] = None) -> ClipAnalysis:
-    """Analyse a clip (module doc). Raises Cancelled when ``cancel`` says so."""
-    proxies, canonical, content = read_proxies(source, settings, scaled(progress, 0.0, 0.4), cancel)
-    scale = clip_scale(proxies)
-    if scale != 1.0:
-        proxies /= np.float16(scale)
-    flows = neighbour_flows(proxies, settings, scaled(progress, 0.4, 0.75), cancel)
+                 cancel: Optional[CancelCheck] = None, work: Optional[AnalysisWork] = None) -> ClipAnalysis:
+    """Analyse a clip (module doc). Raises Cancelled when ``cancel`` says so; ``work`` then
+    keeps what was done, and a call with it resumes."""
+    work = work if work is not None else AnalysisWork()
+    proxies, canonical, content = read_proxies(source, settings, scaled(progress, 0.0, 0.4), cancel, work)
+    if work.scale is None:
+        work.scale = clip_scale(proxies)
+        if work.scale != 1.0:
+            proxies /= np.float16(work.scale)
+    scale = work.scale
+    flows = neighbour_flows(proxies, settings, scaled(progress, 0.4, 0.75), cancel, work)
     cuts = [t + 1 for t, s in enumerate(flows[4]) if s > settings.atlas.cut_threshold]
     shots = np.array([0, *cuts, len(proxies)], np.int64)
     log.info("analysis: %d frames, %d shot(s), %d repeated frame(s), scale %.3g", len(proxies), len(shots) - 1,
              int((canonical != np.arange(len(canonical))).sum()), scale)
-    atlases = []
-    for i in range(len(shots) - 1):
+    atlases = work.atlases
+    for i in range(len(atlases), len(shots) - 1):
         start, end = int(shots[i]), int(shots[i + 1])
         part = scaled(progress, 0.75 + 0.25 * start / len(proxies), 0.75 + 0.25 * end / len(proxies))
         sflows = shot_flows(proxies, flows, start, end, settings, cancel)
@@ -308,7 +347,7 @@ def analyze_clip(source: FrameSource, settings: Settings, progress: Optional[Pro
     static = np.stack([static_regions.static_mask(proxies[int(shots[i]):int(shots[i + 1])], display=scale == 1.0)
                        for i in range(len(shots) - 1)])
     analysis = ClipAnalysis(shape=(proxies.shape[1], proxies.shape[2]), scale=scale, canonical=canonical, shots=shots,
-                            atlases=atlases, method=settings.method, static=static, content=content,
+                            atlases=list(atlases), method=settings.method, static=static, content=content,
                             frame_means=np.array([p.mean(axis=(0, 1), dtype=np.float64) for p in proxies]))
     if all(isinstance(a, FastAtlas) for a in atlases):
         analysis.local_levels = np.array([local_flicker_level(analysis, proxies, int(shots[i]), int(shots[i + 1]), cancel)

@@ -1,7 +1,7 @@
 """The analysis's identity: its settings and the tuning constants that change its results.
 
 :func:`analysis_signature` is the settings part of the analysis cache key
-(:class:`deflicker.cache.ClipKey`): a hash of the :class:`~deflicker.settings.AnalysisSettings`
+(:class:`deflicker.method.clip_key.ClipKey`): a hash of the :class:`~deflicker.settings.AnalysisSettings`
 and of the named constants below, so that a change to one of them makes a new analysis instead
 of reading a stale cached one. Only constants the analysis reads (proxies, shot cuts, repeats,
 flows, the atlas fit, static regions, local-flicker levels) are listed; the render's (filter,
@@ -64,6 +64,7 @@ def analysis_signature(settings: AnalysisSettings) -> str:
     constants the analysis reads (16 hex digits)."""
     plain = dataclasses.asdict(settings.analysis)  # of a whole Settings too: its analysis part alone
     plain["analysis_size"] = int(settings.analysis_size)  # the plugin may hand over 256.0
+    del plain["segment_frames"]  # which frames a segment's analysis covers is in its entry's name
     plain["constants"] = analysis_constants(settings.method)
     blob = json.dumps(plain, sort_keys=True).encode()
     return hashlib.sha256(blob).hexdigest()[:16]

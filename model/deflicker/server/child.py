@@ -145,8 +145,7 @@ class ChildServer:
         if op == "ping":
             return {}
         if op == "open_clip":
-            clip = {name.split(".", 1)[1]: _number(value) for name, value in f.items() if name.startswith("clip.")}
-            key = server.open_clip(f["instance_id"], clip, _settings(f), self._fetch, f.get("persisted_key", ""))
+            key = server.open_clip(f["instance_id"], _clip_facts(f), _settings(f), self._fetch, f.get("persisted_key", ""))
             return {"key": key}
         if op in ("analyze", "reanalyze"):
             getattr(server, op)(f["key"], self._fetch, self._progress(f), self._cancel(f))
@@ -159,8 +158,8 @@ class ChildServer:
             self._frames.write(frame)
             return {"height": frame.shape[0], "width": frame.shape[1], "channels": frame.shape[2]}
         if op == "frames_needed":
-            needed = server.frames_needed(f["key"], int(f["index"]), _settings(f))
-            return {"frames": ",".join(str(int(i)) for i in needed)}
+            needed = server.frames_needed(f["key"], int(f["index"]), _settings(f), _clip_facts(f))
+            return {"ranges": ",".join(f"{int(a)},{int(b)}" for a, b in needed)}
         if op == "status":
             return {"text": str(server.status(f["key"]))}
         if op == "close_instance":
@@ -211,6 +210,11 @@ def _number(text: str) -> float | int:
         return int(text)
     except ValueError:
         return float(text)
+
+
+def _clip_facts(f: Mapping[str, str]) -> dict[str, float | int]:
+    """The clip facts (``clip.`` fields) a request carries, as the embedded bridge passes them."""
+    return {name.split(".", 1)[1]: _number(value) for name, value in f.items() if name.startswith("clip.")}
 
 
 def _settings(f: Mapping[str, str]) -> dict[str, Any]:

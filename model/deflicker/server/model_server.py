@@ -6,7 +6,10 @@ and a process-wide LRU of the heavy per-clip :class:`~deflicker.engine.Session` 
 evicted session is reopened on its next render and reloads its analysis from disk). One
 analysis at a time per clip: parallel renders of a clip being analysed wait for it, other clips
 proceed; ``reanalyze`` waits for the clip's renders in flight and holds new ones back until it
-is done. The on-disk cache is shared by every process on the machine (render queue, Nuke's
+is done. A render analyses only the segment(s) of the clip its frame needs
+(:mod:`deflicker.method.segments`), and :meth:`ModelServer.frames_needed` names the frames that
+render reads, from the clip's facts alone before the clip is opened. An aborted analysis keeps
+its finished work in the clip's session; the next render resumes it. The on-disk cache is shared by every process on the machine (render queue, Nuke's
 frame server, a farm node).
 
 Frames come from the host through ``fetch(i)`` callables that are only valid during the call
@@ -30,7 +33,7 @@ import logging
 import threading
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional, TypeVar
 
 import numpy as np
 
@@ -45,6 +48,8 @@ from deflicker.settings import RENDER_FIELDS, Settings
 from deflicker.io.source import ClipInfo
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 #: Analysed clips kept in memory (each holds proxies, flows and an atlas: tens of MB).
 MAX_SESSIONS = 4
@@ -116,32 +121,36 @@ class ModelServer:
 
     def render(self, key: str, t: int, fetch: Fetch, settings: Mapping[str, Any],
                progress: Optional[Progress] = None, cancel: Optional[CancelCheck] = None) -> np.ndarray:
-        """Frame t deflickered, (H, W, C) float32, a new array; analyses first if needed."""
+        """Frame t deflickered, (H, W, C) float32, a new array; analyses its segment(s) first if needed."""
         clip = self._clip(key)
         with clip.gate.shared():
-            session = self._analyze(key, clip, fetch, progress, cancel, force=False)
+            session = self._session(key, clip, fetch)
             render_settings = session.settings.replace(**_render_fields(settings))
             with clip.source.bound(fetch):
-                frame = session.render(int(t), render_settings, cancel=cancel)
+                frame = self._tracked(clip, session, progress, lambda tracked: session.render(
+                    int(t), render_settings, progress=tracked, cancel=cancel))
             return premultiply(frame) if clip.source.premultiplied else frame
 
-    def frames_needed(self, key: str, t: int, settings: Mapping[str, Any]) -> list[int]:
-        """Source frames render(t) may fetch; [] for a clip this process has not opened."""
+    def frames_needed(self, key: str, t: int, settings: Mapping[str, Any],
+                      clip_facts: Optional[Mapping[str, Any]] = None) -> list[tuple[int, int]]:
+        """The [first, last] source frame ranges render(t) may fetch. For a clip this process
+        has not opened (or has evicted), from ``clip_facts`` (the ``info`` of :meth:`open_clip`):
+        the fingerprint frames opening reads and the spans of t's segments; [] without them."""
         with self._lock:
             clip = self._clips.get(key)
-        if clip is None:
-            return []
-        render_settings = clip.settings.replace(**_render_fields(settings))
-        session = clip.session
-        if session is not None and session.analyzed:
-            needed: list[int] = session.frames_needed(int(t), render_settings)
+        session = clip.session if clip is not None else None
+        if clip is not None and session is not None:
+            needed: list[tuple[int, int]] = session.frames_needed(int(t), clip.settings.replace(**_render_fields(settings)))
             return needed
-        k = render_settings.refine.window if render_settings.local_refinement else 0
-        return list(range(max(0, t - k), min(clip.info.frame_count, t + k + 1)))
+        if clip is None and not clip_facts:
+            return []
+        info = clip.info if clip is not None else _clip_info(clip_facts or {})
+        segment_frames = clip.settings.segment_frames if clip is not None else settings_from_plugin(settings).segment_frames
+        return frames_before_open(info.frame_count, int(t), segment_frames)
 
     def status(self, key: str) -> str:
         """'not analysed' | 'waiting for another process analysing clip K' | 'analysing N%' |
-        'analysed' | 'failed: reason'."""
+        'analysed' | 'analysed N of M segments' | 'failed: reason'."""
         with self._lock:
             clip = self._clips.get(key)
         return clip.status if clip is not None else "not analysed"
@@ -168,27 +177,32 @@ class ModelServer:
 
     def _analyze(self, key: str, clip: ClipEntry, fetch: Fetch, progress: Optional[Progress],
                  cancel: Optional[CancelCheck], *, force: bool) -> Any:
-        """The clip's session, analysed (the caller holds the clip's gate)."""
+        """The clip's session, every segment analysed (the caller holds the clip's gate)."""
         session = self._session(key, clip, fetch)
         if session.analyzed and not force:
             return session
+        with clip.source.bound(fetch):
+            self._tracked(clip, session, progress, lambda tracked: session.analyze(tracked, cancel, force=force))
+        return session
 
+    @staticmethod
+    def _tracked(clip: ClipEntry, session: Any, progress: Optional[Progress], work: Callable[[Progress], T]) -> T:
+        """``work(progress)`` with the clip's status line following its analysis progress and outcome."""
         def tracked(fraction: float, label: str) -> None:
             clip.status = label if label.startswith(WAITING) else f"analysing {int(fraction * 100)}%"
             if progress is not None:
                 progress(fraction, label)
 
-        with clip.source.bound(fetch):
-            try:
-                session.analyze(tracked, cancel, force=force)
-            except DeflickerError as exc:
-                clip.status = f"failed: {exc}" if exc.exit_code != 130 else "not analysed (cancelled)"
-                raise
-            except Exception as exc:
-                clip.status = f"failed: {type(exc).__name__}: {exc}"
-                raise
-        clip.status = "analysed"
-        return session
+        try:
+            result = work(tracked)
+        except DeflickerError as exc:
+            clip.status = f"failed: {exc}" if exc.exit_code != 130 else "not analysed (cancelled)"
+            raise
+        except Exception as exc:
+            clip.status = f"failed: {type(exc).__name__}: {exc}"
+            raise
+        clip.status = session.status()
+        return result
 
     def _session(self, key: str, clip: ClipEntry, fetch: Fetch) -> Any:
         """The clip's session, reopened (fingerprint from the host, analysis from disk) if evicted."""
@@ -239,6 +253,16 @@ def settings_from_plugin(values: Mapping[str, Any]) -> Settings:
     if unknown:
         raise InvalidSettingsError(f"unknown plugin parameter(s): {', '.join(sorted(unknown))}")
     return Settings.from_dict(dict(values))
+
+
+def frames_before_open(frame_count: int, t: int, segment_frames: int) -> list[tuple[int, int]]:
+    """The [first, last] frame ranges the first render of frame t reads: the fingerprint
+    frames of opening the clip, and the spans of the segments t needs."""
+    from deflicker.method.clip_key import fingerprint_frames
+    from deflicker.method.segments import merge_ranges, segment_grid, spans_for
+
+    spans = spans_for(segment_grid(frame_count, segment_frames), t)
+    return merge_ranges(fingerprint_frames(frame_count) + [i for a, b in spans for i in range(a, b + 1)])
 
 
 def _clip_key(session: Any, source: HostSource) -> str:

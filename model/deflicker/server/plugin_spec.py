@@ -51,7 +51,8 @@ class Param:
 
 
 #: Label and hint of each setting the plugin shows, in USER_FIELDS order. `device` is no param:
-#: inside a host the engine picks it ("auto").
+#: inside a host the engine picks it ("auto"). Nor is `segment_frames` (not a user field): every
+#: instance analyses long media in the default segments, so pre-analyses and renders share entries.
 _SETTING_TEXT = {
     "strength": ("Strength", "0 leaves the clip unchanged, 1 removes the flicker fully."),
     "method": ("Method", "fast: quick per-clip atlas fit. neural: slower, sturdier atlas."),

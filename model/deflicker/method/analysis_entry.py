@@ -1,9 +1,11 @@
-"""One cache entry on disk: its layout, and every check made before an entry is used.
+"""A clip analysis as a cache entry (bytes for the plain store, :mod:`deflicker.store.cache`):
+its layout, and every check made before an entry is used.
 
 An entry is an ``.npz`` of the analysis's arrays (:meth:`ClipAnalysis.to_arrays`) plus:
 
-* ``entry.key``: the digest of the :class:`~deflicker.store.cache.ClipKey` it was written for (an
-  entry copied or renamed to another key's file is refused);
+* ``entry.key``: the name it was written under (a :class:`~deflicker.method.clip_key.ClipKey`'s digest,
+  with the segment's range for a clip analysed in segments): an entry copied or renamed to another
+  name is refused;
 * ``content.frames`` and ``content.hash``: every frame's digest and the clip's full-content
   hash (:mod:`deflicker.method.content`), checked against the frames a render reads;
 * ``entry.checksum``: a hash of every other member (names, types, shapes, bytes), so an entry
@@ -18,8 +20,8 @@ ranges, shot boundaries, mesh and canvas sizes (:func:`check_analysis`). Any fai
 from __future__ import annotations
 
 import hashlib
+import io
 import zipfile
-from pathlib import Path
 from typing import IO
 
 import numpy as np
@@ -100,11 +102,17 @@ def _check_header(fh: IO[bytes], info: zipfile.ZipInfo) -> None:
         raise EntryRefused(f"member {info.filename} declares more data than it holds")
 
 
-def read_entry(path: Path, limit: int) -> dict[str, np.ndarray]:
-    """The entry's members, refused (EntryRefused) past ``limit`` bytes or with a bad checksum.
-    OSError when the file cannot be read (the caller keeps it: never deleted for that)."""
+def entry_bytes(name: str, analysis: ClipAnalysis) -> bytes:
+    """The entry of ``analysis`` (with its ``content``) under ``name``, as the store keeps it."""
+    out = io.BytesIO()
+    np.savez(out, **entry_arrays(name, analysis))  # type: ignore[arg-type]
+    return out.getvalue()
+
+
+def read_entry(data: bytes, limit: int) -> dict[str, np.ndarray]:
+    """The entry's members, refused (EntryRefused) past ``limit`` bytes or with a bad checksum."""
     try:
-        with zipfile.ZipFile(path) as zf:
+        with zipfile.ZipFile(io.BytesIO(data)) as zf:
             infos = zf.infolist()
             total = sum(info.file_size for info in infos)
             if total > limit:
