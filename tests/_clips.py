@@ -58,6 +58,7 @@ def plugin_finds_analysis(path: str, frame_range: tuple[int, int], settings) -> 
     from deflicker.io.clip import quantize
     from deflicker.io.source import ArraySource
     from deflicker.method.content import ContentMismatch
+    from deflicker.method.segment_analysis import load_analysis
 
     engine = Engine(settings)
     with engine.open(path, frame_range=frame_range) as media:
@@ -65,13 +66,14 @@ def plugin_finds_analysis(path: str, frame_range: tuple[int, int], settings) -> 
         frames = [media.source[t] for t in range(len(media))]
     pixels = np.stack([quantize(f, info.bit_depth) if info.bit_depth <= 16 else f for f in frames])
     handed = host_frames(pixels[..., :3])
-    session = engine.open(ArraySource(handed, fps=info.fps, bit_depth=32))
-    hit = engine.cache.load(session.key, settings, quiet=True)
-    if hit is None or hit.analysis.content is None:
+    source = ArraySource(handed, fps=info.fps, bit_depth=32)
+    session = engine.open(source)
+    analysis = load_analysis(engine.cache, session.key.digest(), source, settings, quiet=True)
+    if analysis is None or analysis.content is None:
         return False
     try:
         for t, frame in enumerate(handed):
-            hit.analysis.content.check(t, frame)
+            analysis.content.check(t, frame)
     except ContentMismatch:
         return False
     return True
