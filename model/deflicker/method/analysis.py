@@ -30,7 +30,7 @@ from deflicker.method.warp import inside_mask, warp
 log = logging.getLogger(__name__)
 
 #: Bumped whenever the analysis or its stored layout changes (old cache entries recompute).
-FORMAT_VERSION = 12
+FORMAT_VERSION = 13
 
 Atlas = Union[FastAtlas, Any]  # FastAtlas or deflicker.method.atlas.neural.NeuralAtlas
 

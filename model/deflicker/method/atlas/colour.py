@@ -77,18 +77,25 @@ def robust_channel_affine(a: np.ndarray, p: np.ndarray, display: bool = True) ->
 def frame_colours(proxies: np.ndarray, atlas: "FastAtlas", display: bool = True,
                   cancel: Optional[CancelCheck] = None) -> np.ndarray:
     """Per-frame, per-channel affine colour (n, 2, 3): gains g_t and offsets b_t with
-    P_t ~ g_t * A_t + b_t (:func:`robust_channel_affine`; clipped and crushed values of
-    ``display``-referred proxies censored), normalized so that the gains' geometric mean is 1
-    and the offsets' mean 0 over the shot (the texture keeps the shot's average look)."""
+    P_t ~ g_t * A_t + b_t against the atlas's texture as it is (:func:`robust_channel_affine`;
+    clipped and crushed values of ``display``-referred proxies censored)."""
     colour = identity_colour(len(proxies)).astype(np.float64)
     for t in range(len(proxies)):
         check_cancel(cancel)
         a = atlas.frame(t)[::2, ::2].reshape(-1, 3).astype(np.float64)  # every 4th pixel: 6 unknowns
         p = proxies[t][::2, ::2].reshape(-1, 3).astype(np.float64)
         colour[t] = robust_channel_affine(a, p, display)
-    g, b = colour[:, 0], colour[:, 1]
+    return colour.astype(np.float32)
+
+
+def average_look(texture: np.ndarray, colour: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A texture (..., 3) and the per-frame colours (n, 2, 3) that map it to every frame, both
+    carried to the shot's average look: the texture ``s * T + c`` per channel and the colours
+    rescaled so that their gains' geometric mean is 1 and their offsets' mean 0. They map the
+    new texture to every frame exactly as before (``g' (s T + c) + b' = g T + b``)."""
+    g, b = colour[:, 0].astype(np.float64), colour[:, 1].astype(np.float64)
     s = np.exp(np.log(g).mean(0))
     g = g / s
     c = b.mean(0) / g.mean(0)
-    return np.stack([g, b - g * c], axis=1).astype(np.float32)
-
+    look = (texture * s + c).astype(np.float32)
+    return look, np.stack([g, b - g * c], axis=1).astype(np.float32)
