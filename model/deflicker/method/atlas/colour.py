@@ -20,6 +20,10 @@ FLAT_CHANNEL = 0.01
 #: balance (grey-world) through the shot; the biweight follows the true gains to ~0.5%.
 COLOUR_PASSES = 6
 COLOUR_TUKEY = 4.685
+#: Share of a channel's samples that must be uncensored for its affine fit. With fewer (the
+#: black end of a fade) nothing holds the reweighted fit, which ran off to offsets of -800;
+#: such a channel keeps the gain alone that its start gives (1 where no sample is free).
+MIN_FREE = 0.02
 
 
 def identity_colour(n: int) -> np.ndarray:
@@ -57,11 +61,13 @@ def robust_channel_affine(a: np.ndarray, p: np.ndarray, display: bool = True) ->
     prediction that contradicts it. Leaving clipped pixels out instead keeps the darker ones
     alone, whose narrow spread of ``a`` (against A_t's own errors) flattened the gain: a frame
     with 40% of its red clipped got a red gain of 0.6 and an offset of 0.4 (truth 1.5 and 0).
+    A channel with under MIN_FREE of its samples uncensored keeps its start.
     """
     high, low = censored(p) if display else (np.zeros(p.shape, bool), np.zeros(p.shape, bool))
     free = ~(high | low)
     start = free & (a > 0.02)
     g = np.array([np.median(p[start[:, c], c] / a[start[:, c], c]) if start[:, c].any() else 1.0 for c in range(3)])
+    alone = g.copy()
     b = np.zeros(3)
     for _ in range(COLOUR_PASSES):
         pred = g * a + b
@@ -71,7 +77,8 @@ def robust_channel_affine(a: np.ndarray, p: np.ndarray, display: bool = True) ->
                           for c in range(3)]) + 1e-4
         weight = np.clip(1.0 - (res / (COLOUR_TUKEY * scale)) ** 2, 0.0, 1.0) ** 2
         g, b = fit_channel_affine(a, target, weight)
-    return g, b
+    few = free.mean(0) < MIN_FREE
+    return np.where(few, alone, g), np.where(few, 0.0, b)
 
 
 def frame_colours(proxies: np.ndarray, atlas: "FastAtlas", display: bool = True,

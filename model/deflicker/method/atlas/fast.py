@@ -18,9 +18,10 @@ alternately the mean of every frame's colour-normalized pixels splatted into the
 frame's gains and offsets fitted against that texture. Without them, content seen by only a few
 frames (the edges of a pan) would keep those frames' flicker and the atlas would drift in
 brightness. After each fit, texture and colours move together to the shot's average look
-(:func:`~deflicker.method.atlas.colour.average_look`), so the stored colours map the stored
-texture to every frame and a fade's ramp lives in them whole (:mod:`deflicker.method.slow_changes`);
-rescaling the colours alone had left the last pass's mapping another texture and flattened fades.
+(:func:`~deflicker.method.atlas.colour.average_look`), and the stored colours are every frame
+fitted to the final texture, so they map the stored texture to every frame and a fade's ramp
+lives in them whole (:mod:`deflicker.method.slow_changes`); rescaling the colours alone had
+left the last pass's mapping another texture and flattened fades.
 ``A_t`` samples the texture back through ``M_t``: temporally consistent (one texture for the
 shot) but structurally flawed (moving objects and mapping errors blur or ghost), which is what
 the neural filter expects.
@@ -321,6 +322,10 @@ def fit_fast(proxies: np.ndarray, flows: ShotFlows, settings: AtlasSettings, flo
         # the pair together: colours rescaled alone would map another texture than the stored one
         texture, colour = average_look(texture, colour)
         report(progress, 0.7 + 0.3 * (i + 1) / passes, "atlas: texture")
+    # Stored: each frame's own fit to the texture as stored. The robust fit is not affine
+    # invariant where a frame is mostly crushed (the end of a fade), so the rescaled one can
+    # sit in another optimum there.
+    colour = frame_colours(proxies, FastAtlas(texture, weight, nodes, (h, w), motion), display, cancel)
     if unregistered is not None:
         # Moving = unlike the mesh by both measures: the flow pairs' residual alone flags whole
         # background regions next to a fast object, the registration's alone flags local flicker.
