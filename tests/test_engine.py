@@ -119,7 +119,7 @@ def test_a_w3_fade_to_black_lands_on_its_ramp(tmp_path):
     session = Engine(Settings(analysis_size=96), cache_dir=tmp_path).open(ArraySource(synth.flickering, fps=24.0))
     out = np.stack([session.render(t) for t in range(len(session))])
     assert np.corrcoef(_brightness(synth.clean), _brightness(out))[0, 1] >= 0.98
-    assert psnr(out, synth.clean) >= psnr(synth.flickering, synth.clean) + 6.0  # measured +7.8 dB
+    assert psnr(out, synth.clean) >= psnr(synth.flickering, synth.clean) + 6.0  # measured +7.4 dB
 
 
 def test_keep_slow_does_not_keep_flicker_of_a_short_clip(clip, tmp_path):

@@ -95,14 +95,12 @@ def frame_colours(proxies: np.ndarray, atlas: "FastAtlas", display: bool = True,
     return colour.astype(np.float32)
 
 
-def average_look(texture: np.ndarray, colour: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """A texture (..., 3) and the per-frame colours (n, 2, 3) that map it to every frame, both
-    carried to the shot's average look: the texture ``s * T + c`` per channel and the colours
-    rescaled so that their gains' geometric mean is 1 and their offsets' mean 0. They map the
-    new texture to every frame exactly as before (``g' (s T + c) + b' = g T + b``)."""
+def normalized_colours(colour: np.ndarray) -> np.ndarray:
+    """Per-frame colours (n, 2, 3) rescaled so that the gains' geometric mean is 1 and the
+    offsets' mean 0 over the shot: a texture splatted with them takes the shot's average look.
+    They no longer map the texture they were fitted to, so they only steer the next splat; an
+    atlas stores :func:`frame_colours` of its final texture."""
     g, b = colour[:, 0].astype(np.float64), colour[:, 1].astype(np.float64)
-    s = np.exp(np.log(g).mean(0))
-    g = g / s
+    g = g / np.exp(np.log(g).mean(0))
     c = b.mean(0) / g.mean(0)
-    look = (texture * s + c).astype(np.float32)
-    return look, np.stack([g, b - g * c], axis=1).astype(np.float32)
+    return np.stack([g, b - g * c], axis=1).astype(np.float32)

@@ -17,11 +17,11 @@ per-frame affine colour in the reconstruction (``P_t ~ g_t * T(M_t(x)) + b_t``, 
 alternately the mean of every frame's colour-normalized pixels splatted into the atlas, and each
 frame's gains and offsets fitted against that texture. Without them, content seen by only a few
 frames (the edges of a pan) would keep those frames' flicker and the atlas would drift in
-brightness. After each fit, texture and colours move together to the shot's average look
-(:func:`~deflicker.method.atlas.colour.average_look`), and the stored colours are every frame
-fitted to the final texture, so they map the stored texture to every frame and a fade's ramp
-lives in them whole (:mod:`deflicker.method.slow_changes`); rescaling the colours alone had
-left the last pass's mapping another texture and flattened fades.
+brightness. Each splat takes the colours rescaled to the shot's average look
+(:func:`~deflicker.method.atlas.colour.normalized_colours`); the colours kept, and stored, are
+the fit of every frame to the texture as splatted, unrescaled: they map the stored texture to
+every frame, so a fade's ramp lives in them whole (:mod:`deflicker.method.slow_changes`).
+Stored rescaled, they had mapped another texture than the stored one and flattened fades.
 ``A_t`` samples the texture back through ``M_t``: temporally consistent (one texture for the
 shot) but structurally flawed (moving objects and mapping errors blur or ghost), which is what
 the neural filter expects.
@@ -52,7 +52,7 @@ from typing import Optional
 import cv2
 import numpy as np
 
-from deflicker.method.atlas.colour import average_look, frame_colours, identity_colour
+from deflicker.method.atlas.colour import frame_colours, identity_colour, normalized_colours
 from deflicker.method.atlas.mesh import Mesh, mesh_weights, motion_maps, sample_pairs, solve_mesh
 from deflicker.method.atlas.object_layer import MOVING, ObjectLayer, fit_object_layer
 from deflicker.method.atlas.registration import chain_similarities, register_nodes
@@ -317,15 +317,11 @@ def fit_fast(proxies: np.ndarray, flows: ShotFlows, settings: AtlasSettings, flo
                 registered.append(register_nodes(proxies[t], fitted, t, flow, display))
             nodes = np.stack([r[0] for r in registered])
             unregistered = np.stack([r[1] for r in registered])
-        texture, weight = splat_texture(proxies, nodes, canvas, colour, motion, display, cancel)
+        # The splat takes the colours rescaled to the shot's average look; the colours kept (for
+        # the registration and the stored atlas) are the fit to the texture just splatted.
+        texture, weight = splat_texture(proxies, nodes, canvas, normalized_colours(colour), motion, display, cancel)
         colour = frame_colours(proxies, FastAtlas(texture, weight, nodes, (h, w), motion), display, cancel)
-        # the pair together: colours rescaled alone would map another texture than the stored one
-        texture, colour = average_look(texture, colour)
         report(progress, 0.7 + 0.3 * (i + 1) / passes, "atlas: texture")
-    # Stored: each frame's own fit to the texture as stored. The robust fit is not affine
-    # invariant where a frame is mostly crushed (the end of a fade), so the rescaled one can
-    # sit in another optimum there.
-    colour = frame_colours(proxies, FastAtlas(texture, weight, nodes, (h, w), motion), display, cancel)
     if unregistered is not None:
         # Moving = unlike the mesh by both measures: the flow pairs' residual alone flags whole
         # background regions next to a fast object, the registration's alone flags local flicker.
