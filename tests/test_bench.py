@@ -290,3 +290,31 @@ def test_film_families_print_raw_ffmpeg_ours_and_their_targets(tmp_path, capsys)
     assert status["static regions: max |full - input| <= 1/255"] == "PASS"
     assert status["old film: Ewarp(full) <= 0.8x raw"] == "PASS"
     assert status["old film: detail kept(full) >= 0.95"] == "PASS"
+
+
+def test_fade_targets_measure_flicker_by_the_previous_frame_term(tmp_path, capsys):
+    """A fade's truth changes from frame to frame: against frame 0 even the clean clip differs by
+    the whole ramp. Its Ewarp targets compare Ewarp's previous-frame term (floor_prev,
+    raw_ewarp_prev, each row's ewarp_prev); the other families keep the whole Ewarp."""
+    code = main(["bench", "--out", str(tmp_path), "--size", "64x48", "--frames", "8", "--long-frames", "0",
+                 "--only", "fade_black_w3,global_w1", "--methods", "raw,clean"])
+    assert code == 0
+    results = json.loads((tmp_path / "bench.json").read_text())
+    fade = next(e for e in results["clips"] if e["family"] == "fade")
+    other = next(e for e in results["clips"] if e["family"] == "global")
+    assert fade["rows"]["clean"]["ewarp_prev"] == fade["floor_prev"]
+    assert fade["rows"]["raw"]["ewarp_prev"] == fade["raw_ewarp_prev"]
+    assert fade["floor_prev"] < 0.2 * fade["floor"]  # the rest is frame 0 against the whole ramp
+    assert "floor_prev" not in other and "raw_ewarp_prev" not in other
+    # An output that keeps the ramp and removes the flicker: its previous-frame term near the
+    # truth's, its whole Ewarp above the input's and ffmpeg's (as measured on this clip at 128x96).
+    for entry in (fade, other):
+        prev, whole = entry["rows"]["clean"]["ewarp_prev"], entry["raw_ewarp"]
+        entry["rows"]["full"] = {"ewarp": 1.2 * whole, "ewarp_prev": 1.1 * prev}
+        entry["rows"]["ffmpeg"] = {"ewarp": 1.1 * whole, "ewarp_prev": 0.75 * entry["rows"]["raw"]["ewarp_prev"]}
+    targets = {t.name: t for t in check_targets(results)}
+    for name in ("every clip: Ewarp(full) < Ewarp(ffmpeg)", "every clip: (raw - full) >= 0.6 (raw - floor)"):
+        assert targets[name].status == "FAIL" and "1/2 clips pass" in targets[name].measured, targets[name]
+        assert other["name"] in targets[name].measured  # the fade passes; the global clip is held to its whole Ewarp
+    assert removed_fraction(fade, "full") == pytest.approx(
+        (fade["raw_ewarp_prev"] - 1.1 * fade["floor_prev"]) / (fade["raw_ewarp_prev"] - fade["floor_prev"]))

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from deflicker.errors import InvalidSettingsError
-from deflicker.bench.metrics import estimate_truth, ewarp, ewarp_terms, floor, pair_error, psnr, score, ssim
+from deflicker.bench.metrics import estimate_truth, ewarp, ewarp_terms, floor, floor_prev, pair_error, psnr, score, ssim
 from deflicker.synth.clips import clip_names, make_clip, make_set
 
 
@@ -101,8 +101,9 @@ def test_psnr_and_ssim():
 def test_score_and_floor():
     clip = make_clip("global_w3_chelsea", size=(48, 64), frames=8)
     best = score(clip.clean, clip)
-    assert set(best) == {"ewarp", "psnr", "ssim", "detail"}  # "static" only on clips with a static region
+    assert set(best) == {"ewarp", "ewarp_prev", "psnr", "ssim", "detail"}  # "static" only on clips with a static region
     assert best["ewarp"] == floor(clip) and best["psnr"] == math.inf and best["ssim"] == pytest.approx(1.0)
+    assert best["ewarp_prev"] == floor_prev(clip) < best["ewarp"]  # the previous-frame term alone
     raw = score(clip.flickering, clip)
     assert raw["ewarp"] > 3 * best["ewarp"] and raw["psnr"] < 40 and raw["ssim"] < 1.0
     rgba = np.concatenate([clip.flickering, np.ones_like(clip.flickering[..., :1])], axis=-1)

@@ -60,6 +60,12 @@ def ewarp_terms(frames: Frames, flow_prev: np.ndarray, valid_prev: np.ndarray, f
     return prev, first
 
 
+#: Synthetic families whose truth itself changes from frame to frame (a fade): against frame 0
+#: even the clean clip differs by the whole ramp, so their Ewarp targets compare the
+#: previous-frame term alone ("ewarp_prev" of :func:`score`).
+TRUTH_CHANGES = ("fade",)
+
+
 def _mean_defined(values: np.ndarray) -> float:
     defined = values[np.isfinite(values)]
     return float(defined.mean()) if len(defined) else 0.0
@@ -166,7 +172,8 @@ def detail_kept(frames: Frames, inputs: Frames) -> float:
 
 
 def score(frames: Frames, clip: "SynthClip") -> dict[str, float]:
-    """{"ewarp", "psnr", "ssim", "detail"} of a method's output on a synthetic clip, and
+    """{"ewarp", "ewarp_prev" (its previous-frame term, :data:`TRUTH_CHANGES`), "psnr", "ssim",
+    "detail"} of a method's output on a synthetic clip, and
     "static" (:func:`static_error`) for clips with a static region. PSNR and SSIM compare with
     the clean clip, or with the processed clip itself when ``clip.target_is_clean`` is False
     (faithfulness to the processed look); detail (:func:`detail_kept`) with the input. Where the
@@ -176,7 +183,8 @@ def score(frames: Frames, clip: "SynthClip") -> dict[str, float]:
     reference = clip.clean if clip.target_is_clean else clip.flickering
     if x.shape != reference.shape:
         raise InvalidSettingsError(f"output is {x.shape} but clip {clip.name} is {reference.shape}")
-    out = {"ewarp": ewarp(x, clip.flow_prev, clip.valid_prev, clip.flow_first, clip.valid_first),
+    prev, first = ewarp_terms(x, clip.flow_prev, clip.valid_prev, clip.flow_first, clip.valid_first)
+    out = {"ewarp": _mean_defined(prev) + _mean_defined(first), "ewarp_prev": _mean_defined(prev),
            "psnr": psnr(x, reference), "ssim": ssim(x, reference), "detail": detail_kept(x, clip.flickering)}
     if clip.static is not None:
         out["static"] = static_error(x, clip.flickering, clip.static)
@@ -200,3 +208,8 @@ def repeated_frames(clean: Frames) -> list[tuple[int, int]]:
 def floor(clip: "SynthClip") -> float:
     """The clean clip's own Ewarp: what a perfect deflicker would score (interpolation error)."""
     return ewarp(clip.clean, clip.flow_prev, clip.valid_prev, clip.flow_first, clip.valid_first)
+
+
+def floor_prev(clip: "SynthClip") -> float:
+    """The clean clip's own previous-frame term of Ewarp (the mean of E_pair(t, t-1), "ewarp_prev")."""
+    return _mean_defined(ewarp_terms(clip.clean, clip.flow_prev, clip.valid_prev, clip.flow_first, clip.valid_first)[0])

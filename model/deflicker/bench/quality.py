@@ -100,15 +100,21 @@ def brightness(frames: np.ndarray) -> list[float]:
 
 def score_clip(clip: "SynthClip", methods: list[str], context: BenchContext,
                on_method: Optional[Any] = None) -> dict[str, Any]:
-    """Every method on one clip: the clip's entry of the results (rows, floor, brightness curves)."""
+    """Every method on one clip: the clip's entry of the results (rows, floor, brightness curves;
+    for families whose truth changes, ``metrics.TRUTH_CHANGES``, also the floor and the raw
+    input's Ewarp in the previous-frame term alone: floor_prev, raw_ewarp_prev)."""
     from deflicker.bench import metrics
     floor = float(metrics.floor(clip))
-    raw_ewarp = float(metrics.score(clip.flickering, clip)["ewarp"])
+    raw = metrics.score(clip.flickering, clip)
+    raw_ewarp = float(raw["ewarp"])
     entry: dict[str, Any] = {"name": clip.name, "family": clip.family, "frames": int(len(clip.flickering)),
                              "height": int(clip.flickering.shape[1]), "width": int(clip.flickering.shape[2]),
                              "target_is_clean": bool(clip.target_is_clean), "floor": floor, "raw_ewarp": raw_ewarp,
                              "rows": {}, "brightness": {"input": brightness(clip.flickering),
                                                         "clean": brightness(clip.clean)}}
+    if clip.family in metrics.TRUTH_CHANGES:  # their Ewarp targets compare the previous-frame term
+        entry["floor_prev"] = float(metrics.floor_prev(clip))
+        entry["raw_ewarp_prev"] = float(raw["ewarp_prev"])
     try:
         for name in methods:
             frames, row = _score_method(name, clip, context)

@@ -1,13 +1,17 @@
 """The targets of issues 3, 4 and 13, checked on the quality benchmark's results.
 
 Each check gives PASS, FAIL or SKIP (a method or clip it needs is missing) with the measured
-number. The benchmark reports them; it never fails because of them.
+number. The benchmark reports them; it never fails because of them. On families whose truth
+changes over time (``metrics.TRUTH_CHANGES``: fades) the per-clip Ewarp targets compare
+Ewarp's previous-frame term alone (:func:`ewarp_keys`).
 """
 from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
 from typing import Any, Callable, Optional
+
+from deflicker.bench.metrics import TRUTH_CHANGES
 
 #: The paper's protocol: global flicker shared over windows of W = 1, 3, 10 frames.
 PAPER_CLIPS = ("global_w1_", "global_w3_", "global_w10_")  # clip name prefixes
@@ -41,14 +45,26 @@ def _value(entry: dict[str, Any], method: str, key: str) -> Optional[float]:
     return float(row[key])
 
 
+def ewarp_keys(entry: dict[str, Any]) -> tuple[str, str, str]:
+    """(row key, raw key, floor key) of the Ewarp a clip's targets compare: on a family whose
+    truth changes over time (TRUTH_CHANGES) the previous-frame term alone ("ewarp_prev",
+    "raw_ewarp_prev", "floor_prev"): against frame 0 even the clean fade differs by its whole
+    ramp, and an output that kept the ramp would score worse than one that flattened it.
+    Elsewhere the whole Ewarp ("ewarp", "raw_ewarp", "floor")."""
+    if entry["family"] in TRUTH_CHANGES:
+        return "ewarp_prev", "raw_ewarp_prev", "floor_prev"
+    return "ewarp", "raw_ewarp", "floor"
+
+
 def removed_fraction(entry: dict[str, Any], method: str, floor: Optional[float] = None) -> Optional[float]:
-    """(raw - method) / (raw - floor) in Ewarp: the share of the flicker above the floor (the
-    clean clip's, or ``floor``) removed."""
-    ewarp = _value(entry, method, "ewarp")
-    span = entry["raw_ewarp"] - (entry["floor"] if floor is None else floor)
+    """(raw - method) / (raw - floor) in Ewarp (:func:`ewarp_keys`): the share of the flicker
+    above the floor (the clean clip's, or ``floor``) removed."""
+    key, raw_key, floor_key = ewarp_keys(entry)
+    ewarp = _value(entry, method, key)
+    span = entry[raw_key] - (entry[floor_key] if floor is None else floor)
     if ewarp is None or span <= 0:
         return None
-    return (entry["raw_ewarp"] - ewarp) / span
+    return (entry[raw_key] - ewarp) / span
 
 
 def _paper_clips(clips: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -191,7 +207,7 @@ def _with_look_bound(target: Target, processed: list[dict[str, Any]], ours: str)
         bound = removed_fraction(entry, "look")
         if bound is None or bound >= 0.6:
             continue
-        mine = removed_fraction(entry, ours, floor=_value(entry, "look", "ewarp"))
+        mine = removed_fraction(entry, ours, floor=_value(entry, "look", ewarp_keys(entry)[0]))
         share = "" if mine is None else f", {ours} removes {mine:.3f} of (raw - look)"
         notes.append(f"{entry['name']}: the flicker-free look itself removes {bound:.3f}{share}")
     if not notes:
@@ -200,7 +216,9 @@ def _with_look_bound(target: Target, processed: list[dict[str, Any]], ours: str)
 
 
 def _ratio(entry: dict[str, Any], a: str, b: str) -> Optional[float]:
-    va, vb = _value(entry, a, "ewarp"), _value(entry, b, "ewarp")
+    """Ewarp (:func:`ewarp_keys`) of method ``a`` over method ``b``'s."""
+    key = ewarp_keys(entry)[0]
+    va, vb = _value(entry, a, key), _value(entry, b, key)
     return None if va is None or vb is None or vb <= 0 else va / vb
 
 

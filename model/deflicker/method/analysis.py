@@ -34,7 +34,7 @@ from deflicker.method.warp import inside_mask, warp
 log = logging.getLogger(__name__)
 
 #: Bumped whenever the analysis or its stored layout changes (old cache entries recompute).
-FORMAT_VERSION = 15
+FORMAT_VERSION = 16
 
 Atlas = Union[FastAtlas, Any]  # FastAtlas or deflicker.method.atlas.neural.NeuralAtlas
 

@@ -26,7 +26,7 @@ ANALYSIS_CONSTANTS: dict[str, tuple[str, tuple[str, ...]]] = {
     "geometry": ("deflicker.method.atlas.geometry", ("PAIR_POINTS", "HUBER", "TUKEY")),
     "mesh": ("deflicker.method.atlas.mesh", ("MESH_WINDOW", "MESH_OVERLAP", "ANCHOR")),
     "registration": ("deflicker.method.atlas.registration", ("REGISTER_PRESET", "REGISTER_STIFFNESS")),
-    "colour": ("deflicker.method.atlas.colour", ("FLAT_CHANNEL", "COLOUR_PASSES", "COLOUR_TUKEY")),
+    "colour": ("deflicker.method.atlas.colour", ("FLAT_CHANNEL", "COLOUR_PASSES", "COLOUR_TUKEY", "MIN_FREE")),
     "atlas": ("deflicker.method.atlas.fast", ("MAX_CANVAS", "CENSORED_SEEN", "MOTION_OK", "AGREE_LOW", "FLAT",
                                              "GAIN_PASSES", "REGISTER_PASSES", "OBJECT_BETTER")),
     "object": ("deflicker.method.atlas.object_layer", ("MOVING", "MIN_SHARE", "MIN_POINTS", "MAX_CANVAS",

@@ -20,6 +20,10 @@ FLAT_CHANNEL = 0.01
 #: balance (grey-world) through the shot; the biweight follows the true gains to ~0.5%.
 COLOUR_PASSES = 6
 COLOUR_TUKEY = 4.685
+#: Share of a channel's samples that must be uncensored for its affine fit. With fewer (the
+#: black end of a fade) nothing holds the reweighted fit, which ran off to offsets of -800;
+#: such a channel keeps the gain alone that its start gives (1 where no sample is free).
+MIN_FREE = 0.02
 
 
 def identity_colour(n: int) -> np.ndarray:
@@ -57,11 +61,13 @@ def robust_channel_affine(a: np.ndarray, p: np.ndarray, display: bool = True) ->
     prediction that contradicts it. Leaving clipped pixels out instead keeps the darker ones
     alone, whose narrow spread of ``a`` (against A_t's own errors) flattened the gain: a frame
     with 40% of its red clipped got a red gain of 0.6 and an offset of 0.4 (truth 1.5 and 0).
+    A channel with under MIN_FREE of its samples uncensored keeps its start.
     """
     high, low = censored(p) if display else (np.zeros(p.shape, bool), np.zeros(p.shape, bool))
     free = ~(high | low)
     start = free & (a > 0.02)
     g = np.array([np.median(p[start[:, c], c] / a[start[:, c], c]) if start[:, c].any() else 1.0 for c in range(3)])
+    alone = g.copy()
     b = np.zeros(3)
     for _ in range(COLOUR_PASSES):
         pred = g * a + b
@@ -71,24 +77,30 @@ def robust_channel_affine(a: np.ndarray, p: np.ndarray, display: bool = True) ->
                           for c in range(3)]) + 1e-4
         weight = np.clip(1.0 - (res / (COLOUR_TUKEY * scale)) ** 2, 0.0, 1.0) ** 2
         g, b = fit_channel_affine(a, target, weight)
-    return g, b
+    few = free.mean(0) < MIN_FREE
+    return np.where(few, alone, g), np.where(few, 0.0, b)
 
 
 def frame_colours(proxies: np.ndarray, atlas: "FastAtlas", display: bool = True,
                   cancel: Optional[CancelCheck] = None) -> np.ndarray:
     """Per-frame, per-channel affine colour (n, 2, 3): gains g_t and offsets b_t with
-    P_t ~ g_t * A_t + b_t (:func:`robust_channel_affine`; clipped and crushed values of
-    ``display``-referred proxies censored), normalized so that the gains' geometric mean is 1
-    and the offsets' mean 0 over the shot (the texture keeps the shot's average look)."""
+    P_t ~ g_t * A_t + b_t against the atlas's texture as it is (:func:`robust_channel_affine`;
+    clipped and crushed values of ``display``-referred proxies censored)."""
     colour = identity_colour(len(proxies)).astype(np.float64)
     for t in range(len(proxies)):
         check_cancel(cancel)
         a = atlas.frame(t)[::2, ::2].reshape(-1, 3).astype(np.float64)  # every 4th pixel: 6 unknowns
         p = proxies[t][::2, ::2].reshape(-1, 3).astype(np.float64)
         colour[t] = robust_channel_affine(a, p, display)
-    g, b = colour[:, 0], colour[:, 1]
-    s = np.exp(np.log(g).mean(0))
-    g = g / s
+    return colour.astype(np.float32)
+
+
+def normalized_colours(colour: np.ndarray) -> np.ndarray:
+    """Per-frame colours (n, 2, 3) rescaled so that the gains' geometric mean is 1 and the
+    offsets' mean 0 over the shot: a texture splatted with them takes the shot's average look.
+    They no longer map the texture they were fitted to, so they only steer the next splat; an
+    atlas stores :func:`frame_colours` of its final texture."""
+    g, b = colour[:, 0].astype(np.float64), colour[:, 1].astype(np.float64)
+    g = g / np.exp(np.log(g).mean(0))
     c = b.mean(0) / g.mean(0)
     return np.stack([g, b - g * c], axis=1).astype(np.float32)
-

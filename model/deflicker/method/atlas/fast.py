@@ -15,10 +15,16 @@ positions and solved exactly (sparse least squares, a few iteratively reweighted
 The texture is then the minimizer of the RGB reconstruction loss given the mapping, with a
 per-frame affine colour in the reconstruction (``P_t ~ g_t * T(M_t(x)) + b_t``, per channel):
 alternately the mean of every frame's colour-normalized pixels splatted into the atlas, and each
-frame's gains and offsets fitted against the texture. Without them, content seen by only a few
+frame's gains and offsets fitted against that texture. Without them, content seen by only a few
 frames (the edges of a pan) would keep those frames' flicker and the atlas would drift in
-brightness. ``A_t`` samples it back through ``M_t``: temporally consistent (one texture for the shot) but structurally flawed (moving
-objects and mapping errors blur or ghost), which is what the neural filter expects.
+brightness. Each splat takes the colours rescaled to the shot's average look
+(:func:`~deflicker.method.atlas.colour.normalized_colours`); the colours kept, and stored, are
+the fit of every frame to the texture as splatted, unrescaled: they map the stored texture to
+every frame, so a fade's ramp lives in them whole (:mod:`deflicker.method.slow_changes`).
+Stored rescaled, they had mapped another texture than the stored one and flattened fades.
+``A_t`` samples the texture back through ``M_t``: temporally consistent (one texture for the
+shot) but structurally flawed (moving objects and mapping errors blur or ghost), which is what
+the neural filter expects.
 
 Chained flows drift (a small bias per frame adds up over a shot), so the fit ends with
 passes that register every frame directly to the texture (the role of the paper's
@@ -46,7 +52,7 @@ from typing import Optional
 import cv2
 import numpy as np
 
-from deflicker.method.atlas.colour import frame_colours, identity_colour
+from deflicker.method.atlas.colour import frame_colours, identity_colour, normalized_colours
 from deflicker.method.atlas.mesh import Mesh, mesh_weights, motion_maps, sample_pairs, solve_mesh
 from deflicker.method.atlas.object_layer import MOVING, ObjectLayer, fit_object_layer
 from deflicker.method.atlas.registration import chain_similarities, register_nodes
@@ -311,7 +317,9 @@ def fit_fast(proxies: np.ndarray, flows: ShotFlows, settings: AtlasSettings, flo
                 registered.append(register_nodes(proxies[t], fitted, t, flow, display))
             nodes = np.stack([r[0] for r in registered])
             unregistered = np.stack([r[1] for r in registered])
-        texture, weight = splat_texture(proxies, nodes, canvas, colour, motion, display, cancel)
+        # The splat takes the colours rescaled to the shot's average look; the colours kept (for
+        # the registration and the stored atlas) are the fit to the texture just splatted.
+        texture, weight = splat_texture(proxies, nodes, canvas, normalized_colours(colour), motion, display, cancel)
         colour = frame_colours(proxies, FastAtlas(texture, weight, nodes, (h, w), motion), display, cancel)
         report(progress, 0.7 + 0.3 * (i + 1) / passes, "atlas: texture")
     if unregistered is not None:
