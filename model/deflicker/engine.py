@@ -434,7 +434,7 @@ def _with_alpha(colour: np.ndarray, frame: np.ndarray) -> np.ndarray:
     """The rendered colour (H, W, 3) float32, a new array, as the output frame: itself for an
     RGB frame, with the frame's alpha added for RGBA (H, W, 4)."""
     if frame.shape[2] == 3:
-        return colour
+        return colour.astype(np.float32, copy=False)
     out = np.empty(frame.shape, dtype=np.float32)
     out[..., :3] = colour
     out[..., 3:] = frame[..., 3:]
