@@ -453,8 +453,9 @@ def render_in_order(session: Session, n: int, cancel: Optional[CancelCheck] = No
                     workers: Optional[int] = None) -> Iterator[tuple[int, np.ndarray]]:
     """(t, frame) for t = 0..n-1, rendered by a small thread pool a few frames ahead.
 
-    At most ``workers`` + 1 frames are in flight: the one handed out and the ``workers`` being
-    rendered (or done and waiting), so memory stays bounded at any frame size. Render is pure, so
+    At most ``workers`` + 1 frames are queued (rendering, or done and waiting for their turn; one
+    more than the workers, so a worker that finishes early starts the next frame), besides the
+    one handed out: memory stays bounded at any frame size. Render is pure, so
     the pool changes only the speed, never the pixels. ``cancel`` is polled between frames and by
     an analysis a render has to redo.
     """
@@ -464,12 +465,12 @@ def render_in_order(session: Session, n: int, cancel: Optional[CancelCheck] = No
 
     workers = workers or render_workers()
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="deflicker-render") as pool:
-        pending = {t: pool.submit(session.render, t, cancel=cancel) for t in range(min(n, workers))}
+        pending = {t: pool.submit(session.render, t, cancel=cancel) for t in range(min(n, workers + 1))}
         try:
             for t in range(n):
                 check_cancel(cancel)
                 out = pending.pop(t).result()
-                ahead = t + workers
+                ahead = t + workers + 1
                 if ahead < n:
                     pending[ahead] = pool.submit(session.render, ahead, cancel=cancel)
                 yield t, out
