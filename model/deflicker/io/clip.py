@@ -136,21 +136,25 @@ class Clip:
     def __getitem__(self, index: int) -> np.ndarray:
         if not 0 <= index < len(self):
             raise IndexError(f"frame {index} outside 0..{len(self) - 1}")
-        with self._lock:
-            pixels = self._cache.get(index)
-            if pixels is not None:
+        with self._lock:  # the decoder and the cache; conversions run outside, in parallel
+            cached = self._cache.get(index)
+            if cached is not None:
                 self._cache.move_to_end(index)
-                return to_float(pixels) if pixels.dtype.kind == "u" else pixels.copy()  # callers may modify theirs
-            pixels = self._read(self._start + index)
-            frame = check_frame(to_float(pixels), self.info, index)
+            else:
+                pixels = self._read(self._start + index)
+        if cached is not None:
+            return to_float(cached) if cached.dtype.kind == "u" else cached.copy()  # callers may modify theirs
+        frame = check_frame(to_float(pixels), self.info, index)
+        with self._lock:
             self._keep(index, pixels if pixels.dtype.kind == "u" else frame.copy())
         return frame
 
     def _keep(self, index: int, pixels: np.ndarray) -> None:
         """Cache a frame's pixels, evicting the least recently used beyond CACHE_BYTES (the
         newest frame is kept whatever its size)."""
+        previous = self._cache.pop(index, None)  # two threads may have decoded the same frame
+        self._cached_bytes += pixels.nbytes - (0 if previous is None else previous.nbytes)
         self._cache[index] = pixels
-        self._cached_bytes += pixels.nbytes
         while self._cached_bytes > CACHE_BYTES and len(self._cache) > 1:
             self._cached_bytes -= self._cache.popitem(last=False)[1].nbytes
 
