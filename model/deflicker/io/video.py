@@ -126,7 +126,10 @@ class VideoClip(Clip):
         if not container.streams.video:
             container.close()
             raise VideoIOError(f"{self.path} has no video stream")
-        container.streams.video[0].thread_type = "AUTO"
+        stream = container.streams.video[0]
+        # FFV1 decodes its slices in parallel; frame threads would each hold a whole frame (130 MB
+        # more at 16-bit 4K) and decode it no faster. Other codecs thread as FFmpeg sees fit.
+        stream.thread_type = "SLICE" if stream.codec_context.name == "ffv1" else "AUTO"
         return container
 
     def _index(self) -> tuple[list[int], list[int]]:
