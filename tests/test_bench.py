@@ -141,7 +141,7 @@ def test_bad_options_exit_2_with_one_line(tmp_path, capsys, argv, word):
     assert len(err.splitlines()) == 1 and word in err and "Traceback" not in err
 
 
-@pytest.mark.parametrize("suite", ["quality", "speed", "flow", "plugin"])
+@pytest.mark.parametrize("suite", ["quality", "speed", "flow", "plugin", "run"])
 def test_an_output_folder_that_refuses_files_is_refused_before_any_work(capsys, suite):
     # /proc: the mode bits say writable to root, yet no file can be made there
     assert main(["bench", suite, "--out", "/proc/deflicker-bench", *TINY]) == 3
@@ -161,6 +161,24 @@ def test_speed_suite_at_a_tiny_size(tmp_path, capsys):
     assert sum(ln.startswith("64x48") for ln in text.splitlines()) == 2
     assert "linear growth at 64x48" in text and "SKIP  render queue at 1080p" in text
     assert (tmp_path / "flow.json").exists() and "brightness normalization" in text  # --flow
+
+
+def test_run_suite_measures_a_real_deflicker_run(tmp_path, capsys):
+    assert main(["bench", "run", "--size", "64x48", "--run-frames", "6", "--out", str(tmp_path)]) == 0
+    text = capsys.readouterr().out
+    row = json.loads((tmp_path / "run.json").read_text())["row"]
+    assert row["returncode"] == 0 and "error" not in row, row
+    assert 50 < row["peak_mb"] < 2048  # a Python process with numpy and torch loaded, far below the target
+    assert "PASS  deflicker run peak memory <= 2048 MB at 64x48 x 6 frames" in text
+
+
+def test_run_target_fails_above_2_gb_and_on_errors():
+    from deflicker.bench.run import run_target
+
+    row = {"size": "4K", "frames": 40, "peak_mb": 2100.0}
+    assert run_target(row).startswith("FAIL") and "2100 MB" in run_target(row)
+    assert run_target({**row, "peak_mb": 1900.0}).startswith("PASS")
+    assert run_target({**row, "error": "boom"}).startswith("FAIL")
 
 
 def test_flow_suite(tmp_path, capsys):

@@ -88,13 +88,15 @@ def test_fill_clipped_takes_the_guide_only_where_the_input_clipped():
     image = np.clip(scene * 1.4, 0.0, 1.0)  # an over-exposed frame: part of it clipped
     corrected = image / np.float32(1.4)  # a perfect colour correction still holds flat clipped areas
     guide = cv2.resize(scene, (30, 20), interpolation=cv2.INTER_AREA)  # proxy-size, from other frames
-    out = fill_clipped(corrected, image, guide)
+    work = corrected.copy()
+    out = fill_clipped(work, image, guide)
+    assert out is work  # filled in place, no full-size copy
     clipped = image.max(-1) >= 1.0
     assert clipped.mean() > 0.1
     assert np.abs(out - scene)[clipped].mean() < 0.5 * np.abs(corrected - scene)[clipped].mean()
     far = cv2.erode((image.max(-1) < 0.9).astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
     np.testing.assert_array_equal(out[far], corrected[far])  # unclipped pixels untouched
-    np.testing.assert_array_equal(fill_clipped(corrected, image, guide, strength=0.0), corrected)
+    np.testing.assert_array_equal(fill_clipped(corrected.copy(), image, guide, strength=0.0), corrected)
     unclipped = scene * 0.9
     assert fill_clipped(unclipped, unclipped, guide) is unclipped  # nothing clipped: no work, no copy
 

@@ -245,3 +245,24 @@ def test_flat_flickering_clip_is_one_shot_and_keeps_its_level(tmp_path):
     means = np.stack([session.render(t) for t in range(8)]).mean(axis=(1, 2, 3))
     assert np.ptp(means) < 0.01 * np.ptp(frames.mean(axis=(1, 2, 3)))
     assert abs(means.mean() - frames.mean()) < 0.05
+
+
+def test_render_in_order_keeps_at_most_workers_plus_one_frames_queued(clip, tmp_path):
+    from deflicker.engine import render_in_order
+
+    session = _session(clip[1], cache_dir=tmp_path)
+    session.analyze()
+    started: list[int] = []
+    render = session.render
+
+    def counting_render(t, **kwargs):
+        started.append(t)
+        return render(t, **kwargs)
+
+    session.render = counting_render  # the real renders, counted as the pool starts them
+    workers, consumed = 2, 0
+    for t, frame in render_in_order(session, len(session), workers=workers):
+        assert t == consumed and np.array_equal(frame, render(t))  # in order, the same pixels
+        consumed += 1
+        assert max(started) <= t + workers + 1  # queued beyond the frame handed out: workers + 1
+    assert sorted(started) == list(range(len(session)))

@@ -457,3 +457,25 @@ def test_every_output_error_is_found_before_any_frame(tmp_path, name, error, mes
         write_clip(tmp_path / path, _never(), fps=24.0, **codec)
     assert "\n" not in str(info.value)
     assert not list(tmp_path.iterdir())
+
+
+def test_frame_cache_is_bounded_in_bytes_and_keeps_frames_as_stored(tmp_path, monkeypatch):
+    from deflicker.io import clip as clip_module
+
+    frames = smooth_clip(8, 16, 24)
+    write_clip(tmp_path / "c.mkv", frames, fps=24.0, bit_depth=16)
+    frame_bytes = 16 * 24 * 3 * 2  # uint16, as decoded
+    monkeypatch.setattr(clip_module, "CACHE_BYTES", 3 * frame_bytes)
+    with open_clip(tmp_path / "c.mkv") as clip:
+        first = [clip[i] for i in range(len(clip))]
+        assert list(clip._cache) == [5, 6, 7]  # the least recently used went first, by bytes
+        assert all(p.dtype == np.uint16 for p in clip._cache.values())
+        assert clip._cached_bytes == 3 * frame_bytes
+        again = clip[6]  # from the cache: the same pixels as decoded, float32, a private copy
+        assert again.dtype == np.float32
+        np.testing.assert_array_equal(again, first[6])
+        np.testing.assert_array_equal(again, quantized(frames[6], 16))
+        again[:] = 0
+        np.testing.assert_array_equal(clip[6], first[6])
+        np.testing.assert_array_equal(clip[0], first[0])  # evicted, decoded again: the same
+        assert list(clip._cache) == [7, 6, 0]

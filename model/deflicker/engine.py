@@ -294,17 +294,15 @@ class Session:
         # A repeated frame renders as its first occurrence, pixels included, so the output
         # repeats it exactly even where lossy coding made the input's repeats differ.
         c = int(analysis.canonical[t])
-        frame = source[c]
-        out = np.array(frame, dtype=np.float32, copy=True)
-        image = rgb(frame)
+        frame = source[c]  # may be a host's buffer or a cached array: never written to
+        image = rgb(frame)  # the frame itself when it is contiguous RGB float32
         from deflicker.method.slow_changes import apply_trend, trend_coefficients
 
         trend = None if stage == "refine-only" else self._slow_trend(analysis, c, s)
         if stage == "atlas":
             atlas = analysis.atlas_frame(c, size=frame.shape[:2], proxy=_checked_proxy(analysis, c, frame))
             atlas = (atlas if trend is None else apply_trend(atlas, trend)) * analysis.scale
-            out[..., :3] = image + s.strength * (atlas - image)
-            return out
+            return _with_alpha(image + s.strength * (atlas - image), frame)
         coeffs, guide = self._coefficients(analysis, source, c, s, stage, frame)
         from deflicker.method.correction import apply_affine, fill_clipped
         from deflicker.method.static_regions import keep_static
@@ -319,8 +317,7 @@ class Session:
                 fill = apply_trend(fill, trend)
                 bound = None if bound is None else trend_coefficients(bound, trend)
             corrected = fill_clipped(corrected, image, fill, strength=s.strength, bound=bound)
-        out[..., :3] = keep_static(corrected, image, analysis.static_mask(c), display=display)
-        return out
+        return _with_alpha(keep_static(corrected, image, analysis.static_mask(c), display=display), frame)
 
     def _slow_trend(self, analysis: "ClipAnalysis", t: int, s: Settings) -> Optional[np.ndarray]:
         """The slow trend (2, 3: gains, offsets) of ``analysis``'s frame t's colour that the render keeps (Keep
@@ -433,6 +430,17 @@ class Session:
         return prepared
 
 
+def _with_alpha(colour: np.ndarray, frame: np.ndarray) -> np.ndarray:
+    """The rendered colour (H, W, 3) float32, a new array, as the output frame: itself for an
+    RGB frame, with the frame's alpha added for RGBA (H, W, 4)."""
+    if frame.shape[2] == 3:
+        return colour.astype(np.float32, copy=False)
+    out = np.empty(frame.shape, dtype=np.float32)
+    out[..., :3] = colour
+    out[..., 3:] = frame[..., 3:]
+    return out
+
+
 def _checked_proxy(analysis: "ClipAnalysis", i: int, frame: np.ndarray) -> np.ndarray:
     """The analysis proxy of source frame i, once the frame is checked to be the one the
     analysis was made from (ContentMismatch otherwise; :mod:`deflicker.method.content`)."""
@@ -445,8 +453,11 @@ def render_in_order(session: Session, n: int, cancel: Optional[CancelCheck] = No
                     workers: Optional[int] = None) -> Iterator[tuple[int, np.ndarray]]:
     """(t, frame) for t = 0..n-1, rendered by a small thread pool a few frames ahead.
 
-    Render is pure, so the pool changes only the speed, never the pixels. ``cancel`` is polled
-    between frames and by an analysis a render has to redo.
+    At most ``workers`` + 1 frames are queued (rendering, or done and waiting for their turn; one
+    more than the workers, so a worker that finishes early starts the next frame), besides the
+    one handed out: memory stays bounded at any frame size. Render is pure, so
+    the pool changes only the speed, never the pixels. ``cancel`` is polled between frames and by
+    an analysis a render has to redo.
     """
     from concurrent.futures import ThreadPoolExecutor
 
@@ -454,12 +465,12 @@ def render_in_order(session: Session, n: int, cancel: Optional[CancelCheck] = No
 
     workers = workers or render_workers()
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="deflicker-render") as pool:
-        pending = {t: pool.submit(session.render, t, cancel=cancel) for t in range(min(n, 2 * workers))}
+        pending = {t: pool.submit(session.render, t, cancel=cancel) for t in range(min(n, workers + 1))}
         try:
             for t in range(n):
                 check_cancel(cancel)
                 out = pending.pop(t).result()
-                ahead = t + 2 * workers
+                ahead = t + workers + 1
                 if ahead < n:
                     pending[ahead] = pool.submit(session.render, ahead, cancel=cancel)
                 yield t, out

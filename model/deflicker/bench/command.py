@@ -1,4 +1,4 @@
-"""``deflicker bench [quality|speed|flow|plugin|segments]``: the benchmarks behind the issues' targets.
+"""``deflicker bench [quality|speed|flow|plugin|segments|run]``: the benchmarks behind the issues' targets.
 
 - ``quality`` (default): every method (raw, clean, ffmpeg, the engine's stages) on every
   synthetic clip in one process; one table per clip and per flicker family, ``bench.json``,
@@ -10,6 +10,8 @@
 - ``plugin``: the OFX plugin's per-frame overhead over the engine (``deflicker.bench.plugin``).
 - ``segments``: frames read and time to the first frame of a 200- and a 2000-frame clip
   (``--frames SHORT,LONG``) through the plugin's model server (``deflicker.bench.segments``).
+- ``run``: peak memory of an end-to-end ``deflicker run`` (``--size``, default 4K, and
+  ``--run-frames``, default 40) against issue 16's 2 GB (``deflicker.bench.run``).
 
 The benchmark reports; it exits 0 whether targets pass or fail.
 """
@@ -29,7 +31,7 @@ from deflicker.settings import ANALYSIS_SIZE_RANGE, parse_size
 
 log = logging.getLogger(__name__)
 
-SUITES = ("quality", "speed", "flow", "plugin", "segments")
+SUITES = ("quality", "speed", "flow", "plugin", "segments", "run")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -37,7 +39,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("suite", nargs="?", default="quality", choices=SUITES, help="which benchmark (default quality)")
     parser.add_argument("--out", type=Path, default=Path("out/bench"), help="folder for bench.json, bench.md, plots")
     parser.add_argument("--data", type=Path, default=None, help="clips written by `deflicker synth` (default: generate)")
-    parser.add_argument("--size", default=None, help="WxH of generated clips (quality/flow 128x96; plugin 1080p)")
+    parser.add_argument("--size", default=None,
+                        help="WxH of generated clips (quality/flow 128x96; plugin 1080p; run 4k)")
     parser.add_argument("--frames", default=None,
                         help="frames per clip (quality/flow/plugin 24); speed: comma list (default 100,1000)")
     parser.add_argument("--long-frames", type=int, default=600, help="frames of the long-drift clip, 0 skips it "
@@ -51,6 +54,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sizes", default="1080p,4k", help="speed: comma list of sizes (1080p, 4k, WxH)")
     parser.add_argument("--render-frames", type=int, default=5, help="speed: frames timed for render per size")
     parser.add_argument("--flow", action="store_true", help="speed: also run the flow benchmark")
+    parser.add_argument("--run-frames", type=int, default=40, help="run: frames of the clip (default 40)")
 
 
 def _analysis_size(value: int) -> int:
@@ -93,6 +97,12 @@ def run_command(args: argparse.Namespace) -> int:
         run_segments(args.out, short=short, long=long, size=parse_size(args.size or "128x96"),
                      analysis_size=min(args.analysis_size, 128))
         return 0
+    if args.suite == "run":
+        from deflicker.bench.run import run_run
+
+        if args.run_frames < 2:
+            raise InvalidSettingsError(f"--run-frames must be at least 2, not {args.run_frames}")
+        return run_run(args, size=parse_size(args.size or "4k"), frames=args.run_frames)
     return _plugin(args)
 
 

@@ -1,5 +1,6 @@
 """What every file-backed clip shares: frame-range selection, the frames' timing, a small LRU of
-decoded frames, iteration, closing, and the conversion between integer pixels and float frames.
+decoded frames (kept as the file stores them, bounded in bytes), iteration, closing, and the
+conversion between integer pixels and float frames.
 """
 from __future__ import annotations
 
@@ -12,29 +13,41 @@ from typing import Iterator, Optional, Sequence
 
 import numpy as np
 
+from deflicker.bands import row_bands
 from deflicker.errors import InvalidSettingsError, VideoIOError
 from deflicker.io.source import ClipInfo, check_frame
 
 MAXVAL = {8: 255, 16: 65535}
-CACHE_BYTES = 512 * 1024 * 1024  # upper bound for the decoded-frame LRU of one clip
+#: Upper bound, in bytes, of the decoded frames one clip keeps (as stored: a 16-bit 4K frame is
+#: 50 MB, five of them fit).
+CACHE_BYTES = 256 * 1024 * 1024
 
 
 def to_float(pixels: np.ndarray) -> np.ndarray:
-    """uint8 / uint16 pixels -> float32 in [0, 1]; float pixels -> float32 as stored."""
-    if pixels.dtype == np.uint8:
-        return pixels.astype(np.float32) / np.float32(255.0)
-    if pixels.dtype == np.uint16:
-        return pixels.astype(np.float32) / np.float32(65535.0)
+    """uint8 / uint16 pixels -> float32 in [0, 1] (a new array); float pixels -> float32 as
+    stored (the array itself when it is float32)."""
+    if pixels.dtype == np.uint8 or pixels.dtype == np.uint16:
+        out = pixels.astype(np.float32)
+        out /= np.float32(MAXVAL[8 if pixels.dtype == np.uint8 else 16])  # in place: one frame-sized array
+        return out
     if pixels.dtype.kind == "f":
         return pixels.astype(np.float32, copy=False)
     raise VideoIOError(f"unsupported pixel type {pixels.dtype}")
 
 
 def quantize(frame: np.ndarray, bit_depth: int) -> np.ndarray:
-    """Float frame -> uint8 (8) or uint16 (16): clip to [0, 1], scale, round half to even."""
-    maxval = MAXVAL[bit_depth]
-    dtype = np.uint8 if bit_depth == 8 else np.uint16
-    return np.rint(np.clip(frame, 0.0, 1.0) * np.float32(maxval)).astype(dtype)
+    """Float frame -> uint8 (8) or uint16 (16): clip to [0, 1], scale, round half to even.
+
+    Converts a band of rows at a time (:mod:`deflicker.bands`): its float temporaries are a
+    few MB at any frame size.
+    """
+    maxval = np.float32(MAXVAL[bit_depth])
+    out = np.empty(frame.shape, dtype=np.uint8 if bit_depth == 8 else np.uint16)
+    for rows in row_bands(frame.shape[0], frame.shape[1]):
+        band = np.clip(frame[rows], 0.0, 1.0)
+        band *= maxval
+        out[rows] = np.rint(band, out=band)
+    return out
 
 
 def bit_depth_of(pixels: np.ndarray) -> int:
@@ -88,9 +101,10 @@ class Clip:
     """A lazily decoded, random-access clip (a :class:`deflicker.io.source.FrameSource`).
 
     Subclasses give the whole file's :class:`ClipInfo`, its frames' ``stamps`` in ``time_base``
-    units (default: frame numbers at 1/fps) and ``_read(i) -> (H, W, C) float32`` for file
-    frame ``i``; this class maps ``clip[i]`` onto frame ``start + i``, validates and caches
-    frames, and is thread safe. ``timing`` says when the selected frames are shown: the first
+    units (default: frame numbers at 1/fps) and ``_read(i) -> (H, W, C)`` pixels as the file
+    stores them (uint8, uint16 or float) for file frame ``i``; this class maps ``clip[i]`` onto
+    frame ``start + i``, validates frames, keeps the last CACHE_BYTES of them in that storage
+    type and hands out float32 copies; it is thread safe. ``timing`` says when the selected frames are shown: the first
     at ``origin`` (default: the file's first stamp), the others at their distances from it;
     ``audio`` names the file whose audio streams go with them (None: no audio). Use it as a
     context manager (or call ``close``).
@@ -108,13 +122,12 @@ class Clip:
                              time_base=time_base or 1 / frame_rate(info.fps),
                              offset=stamps[self._start] - (stamps[0] if origin is None else origin),
                              end=stamps[stop] if stop < len(stamps) else None)
-        frame_bytes = max(1, info.width * info.height * info.channels * 4)
-        self._cache_size = int(min(16, max(2, CACHE_BYTES // frame_bytes)))
         self._cache: OrderedDict[int, np.ndarray] = OrderedDict()
+        self._cached_bytes = 0
         self._lock = threading.Lock()
 
     def _read(self, index: int) -> np.ndarray:
-        """File frame ``index`` as (H, W, C) float32."""
+        """File frame ``index`` as (H, W, C) pixels in their storage type (uint8, uint16, float)."""
         raise NotImplementedError
 
     def __len__(self) -> int:
@@ -123,16 +136,27 @@ class Clip:
     def __getitem__(self, index: int) -> np.ndarray:
         if not 0 <= index < len(self):
             raise IndexError(f"frame {index} outside 0..{len(self) - 1}")
-        with self._lock:
-            frame = self._cache.get(index)
-            if frame is None:
-                frame = check_frame(self._read(self._start + index), self.info, index)
-                self._cache[index] = frame
-                if len(self._cache) > self._cache_size:
-                    self._cache.popitem(last=False)
-            else:
+        with self._lock:  # the decoder and the cache; conversions run outside, in parallel
+            cached = self._cache.get(index)
+            if cached is not None:
                 self._cache.move_to_end(index)
-        return frame.copy()  # callers may modify their frame; the cached one stays intact
+            else:
+                pixels = self._read(self._start + index)
+        if cached is not None:
+            return to_float(cached) if cached.dtype.kind == "u" else cached.copy()  # callers may modify theirs
+        frame = check_frame(to_float(pixels), self.info, index)
+        with self._lock:
+            self._keep(index, pixels if pixels.dtype.kind == "u" else frame.copy())
+        return frame
+
+    def _keep(self, index: int, pixels: np.ndarray) -> None:
+        """Cache a frame's pixels, evicting the least recently used beyond CACHE_BYTES (the
+        newest frame is kept whatever its size)."""
+        previous = self._cache.pop(index, None)  # two threads may have decoded the same frame
+        self._cached_bytes += pixels.nbytes - (0 if previous is None else previous.nbytes)
+        self._cache[index] = pixels
+        while self._cached_bytes > CACHE_BYTES and len(self._cache) > 1:
+            self._cached_bytes -= self._cache.popitem(last=False)[1].nbytes
 
     def frame_number(self, index: int) -> int:
         """The number of frame ``index`` in its file: its position there, counted from 0."""
@@ -144,6 +168,7 @@ class Clip:
     def close(self) -> None:
         """Release the file handles and cached frames (idempotent)."""
         self._cache.clear()
+        self._cached_bytes = 0
 
     def __enter__(self) -> "Clip":
         return self

@@ -15,7 +15,7 @@ import numpy as np
 
 from deflicker.errors import VideoIOError
 from deflicker.io.atomic import is_pattern, move_in, remove_files, temp_dir_in
-from deflicker.io.clip import Clip, bit_depth_of, to_float
+from deflicker.io.clip import Clip, bit_depth_of
 from deflicker.io.image_file import IMAGE_EXTS, read_image, storable_depth, write_image
 from deflicker.io.target import FrameNames, check_frames_free
 from deflicker.io.source import ClipInfo
@@ -112,13 +112,14 @@ class SequenceClip(Clip):
         return self.numbers[super().frame_number(index)]
 
     def _read(self, index: int) -> np.ndarray:
-        """Frame ``index`` as float32; a frame of another size is a :class:`VideoIOError` naming it."""
+        """Frame ``index`` as stored (uint8, uint16 or float); a frame of another size is a
+        :class:`VideoIOError` naming it."""
         file = self.files[index]
         pixels = read_image(file)
         if pixels.shape != (self.info.height, self.info.width, self.info.channels):
             raise VideoIOError(f"{file} is {pixels.shape[1]}x{pixels.shape[0]}x{pixels.shape[2]}, the sequence "
                                f"is {self.info.width}x{self.info.height}x{self.info.channels} (mixed sizes)")
-        return to_float(pixels)
+        return pixels
 
 
 class SequenceWriter:

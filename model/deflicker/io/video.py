@@ -20,7 +20,7 @@ import av
 import numpy as np
 
 from deflicker.errors import VideoIOError
-from deflicker.io.clip import Clip, frame_rate, to_float
+from deflicker.io.clip import Clip, frame_rate
 from deflicker.io.source import ClipInfo
 
 log = logging.getLogger(__name__)
@@ -126,7 +126,10 @@ class VideoClip(Clip):
         if not container.streams.video:
             container.close()
             raise VideoIOError(f"{self.path} has no video stream")
-        container.streams.video[0].thread_type = "AUTO"
+        stream = container.streams.video[0]
+        # FFV1 decodes its slices in parallel; frame threads would each hold a whole frame (130 MB
+        # more at 16-bit 4K) and decode it no faster. Other codecs thread as FFmpeg sees fit.
+        stream.thread_type = "SLICE" if stream.codec_context.name == "ffv1" else "AUTO"
         return container
 
     def _index(self) -> tuple[list[int], list[int]]:
@@ -209,9 +212,9 @@ class VideoClip(Clip):
         return later < len(self._keyframes) and self._keyframes[later] <= index
 
     def _read(self, index: int) -> np.ndarray:
-        """Decode file frame ``index`` exactly, as float32 in [0, 1]."""
+        """Decode file frame ``index`` exactly, as uint8 or uint16 pixels."""
         try:
-            return to_float(self._decode(index))
+            return self._decode(index)
         except av.FFmpegError as exc:
             self._frames = None
             raise VideoIOError(f"{self.path}: cannot decode frame {index} ({exc}); the file is damaged "

@@ -12,6 +12,7 @@ from typing import Optional
 import cv2
 import numpy as np
 
+from deflicker.bands import row_bands
 from deflicker.errors import InvalidSettingsError
 
 #: Identity transform as a 12-vector (M = I, b = 0).
@@ -51,19 +52,23 @@ def _upsample(coeffs: np.ndarray, shape: tuple[int, int], dst: np.ndarray) -> np
 def _transform(image: np.ndarray, coeffs: np.ndarray, scale: float) -> np.ndarray:
     """sum_k M_ck * image_k + b_c * scale with coefficients upsampled to the image, (H, W, 3) float32.
 
-    Works on interleaved channels with cv2 (multiply, channel sum, merge) and one reused
-    full-size buffer: several times faster than splitting a 1080p frame into planes.
+    Works on interleaved channels with cv2 (multiply, channel sum) and one reused full-size
+    buffer of upsampled coefficients (the upsampling is whole-frame, cv2's own bits); the
+    products and sums are made a row band at a time (:mod:`deflicker.bands`), straight into
+    the output, so no other full-size temporary exists.
     """
     shape = image.shape[:2]
     buf = np.empty(image.shape, dtype=np.float32)
-    sums = []
+    out = np.empty(image.shape, dtype=np.float32)
     for c in range(3):
         gains = _upsample(coeffs[..., 3 * c:3 * c + 3], shape, buf)
-        cv2.multiply(gains, image, dst=gains)
-        sums.append(cv2.transform(gains, _SUM3))
-    out = cv2.merge(sums)
+        for rows in row_bands(*shape):
+            band = cv2.multiply(gains[rows], image[rows], dst=gains[rows])
+            out[rows, :, c] = cv2.transform(band, _SUM3)
     offsets = _upsample(coeffs[..., 9:12] * np.float32(scale), shape, buf)
-    return cv2.add(out, offsets, dst=out)
+    for rows in row_bands(*shape):
+        out[rows] += offsets[rows]
+    return out
 
 
 def apply_affine(image: np.ndarray, coeffs: np.ndarray, *, scale: float = 1.0, strength: float = 1.0) -> np.ndarray:
@@ -117,16 +122,25 @@ def fill_clipped(corrected: np.ndarray, image: np.ndarray, guide: np.ndarray, *,
     bound: under local flicker it rightly moves past the global fit (forcing that bound there
     cost the mains clip 8% in Ewarp). ``corrected`` and ``image`` are (H, W, 3) full
     resolution, ``guide`` (h, w, 3) at proxy resolution, upsampled only when a pixel needs it.
-    Returns (H, W, 3) float32 (``corrected`` itself when nothing is clipped).
+    Returns ``corrected`` itself, (H, W, 3) float32, filled in place a row band at a time.
     """
     if float(image.max()) <= 1.0 - CLIP_RAMP and float(image.min()) >= CLIP_RAMP:
         return corrected  # the common case, without a full-size temporary
-    high = np.clip((image - (1.0 - CLIP_RAMP)) / (CLIP_RAMP / 2), 0.0, 1.0)
-    low = np.clip((CLIP_RAMP - image) / (CLIP_RAMP / 2), 0.0, 1.0)
     shape = image.shape[:2]
     up = cv2.resize(np.ascontiguousarray(guide, dtype=np.float32), (shape[1], shape[0]), interpolation=cv2.INTER_LINEAR)
+    for rows in row_bands(*shape):  # per pixel: band temporaries only, written into ``corrected``
+        _fill_band(corrected[rows], image[rows], up[rows], strength, bound)
+    return corrected
+
+
+def _fill_band(corrected: np.ndarray, image: np.ndarray, up: np.ndarray, strength: float,
+               bound: Optional[np.ndarray]) -> None:
+    """:func:`fill_clipped` on a band of rows, in place in ``corrected``; ``up`` is the guide
+    upsampled to the band."""
+    high = np.clip((image - (1.0 - CLIP_RAMP)) / (CLIP_RAMP / 2), 0.0, 1.0)
+    low = np.clip((CLIP_RAMP - image) / (CLIP_RAMP / 2), 0.0, 1.0)
     target = corrected + np.float32(strength) * (up - corrected)
     dark = corrected if bound is None else np.minimum(corrected, colour_bound(image, bound, strength))
     filled = np.where(high > 0, np.maximum(corrected, target), dark)
     weight = np.maximum(high, low)
-    return (corrected + weight * (filled - corrected)).astype(np.float32)
+    corrected[...] = (corrected + weight * (filled - corrected)).astype(np.float32)

@@ -18,6 +18,7 @@ from typing import Optional
 import cv2
 import numpy as np
 
+from deflicker.bands import row_bands
 from deflicker.method.atlas.texture import clipped_amount
 from deflicker.method.correction import CLIP_RAMP
 
@@ -73,10 +74,12 @@ def passthrough_weight(mask: np.ndarray, image: np.ndarray, *, display: bool) ->
 def keep_static(corrected: np.ndarray, image: np.ndarray, mask: Optional[np.ndarray], *, display: bool) -> np.ndarray:
     """``corrected`` (H, W, 3) with frame ``image``'s own pixels blended back in by the
     pass-through weight of the shot's proxy ``mask``; exactly ``image`` where the weight is 1.
-    Returns ``corrected`` itself when there is no static region."""
+    Returns ``corrected`` itself, blended in place a row band at a time (:mod:`deflicker.bands`)."""
     weight = None if mask is None else passthrough_weight(mask, image, display=display)
     if weight is None:
         return corrected
-    out = (corrected + weight[..., None] * (image - corrected)).astype(np.float32)
-    np.copyto(out, image, where=(weight >= 1.0)[..., None])
-    return out
+    for rows in row_bands(*image.shape[:2]):
+        w, src, band = weight[rows, :, None], image[rows], corrected[rows]
+        band[...] = (band + w * (src - band)).astype(np.float32)
+        np.copyto(band, src, where=w >= 1.0)
+    return corrected
