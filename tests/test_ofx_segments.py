@@ -2,8 +2,8 @@
 reads one segment, GetFramesNeeded declares it, and an analysis cancelled from the host's
 progress bar resumes on the next render (issue 15 point 1).
 
-The clip: 600 frames of 64x48, so three segments of 200 (the plugin's default) with spans
-[0, 212), [188, 412), [388, 600); frame 300 lies inside the middle one, away from any blend.
+The clip: 2,000 frames of 64x48 (the issue's long clip), so ten segments of 200 (the plugin's
+default); frame 1,100 lies inside the sixth, span [988, 1212), away from any blend.
 """
 from __future__ import annotations
 
@@ -19,8 +19,8 @@ from deflicker.method.clip_key import fingerprint_frames
 from deflicker.method.segments import segment_grid
 from deflicker.settings import Settings
 
-FRAMES = 600
-T = 300
+FRAMES = 2000
+T = 1100
 SMALL = ("--param", "analysis_size=64")
 
 
