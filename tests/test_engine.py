@@ -248,7 +248,7 @@ def test_flat_flickering_clip_is_one_shot_and_keeps_its_level(tmp_path):
 
 
 def test_render_in_order_keeps_at_most_workers_plus_one_frames_queued(clip, tmp_path):
-    from deflicker.engine import render_in_order
+    from deflicker.render_queue import render_in_order
 
     session = _session(clip[1], cache_dir=tmp_path)
     session.analyze()

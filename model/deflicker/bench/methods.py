@@ -5,7 +5,7 @@
 the flicker-free processed look of a processed clip (:func:`deflicker.synth.clips.flicker_free_look`;
 a method returns None where it does not apply), ``ffmpeg``
 is ffmpeg's ``deflicker`` filter run by a real ffmpeg process, and the engine methods render
-one :data:`deflicker.engine.STAGES` stage each from one shared analysis per clip.
+one :data:`deflicker.method.frame_render.STAGES` stage each from one shared analysis per clip.
 Add a method with :func:`register_method`.
 """
 from __future__ import annotations

@@ -9,7 +9,7 @@ process. Baselines from the same run: the cost of synthesizing a frame, and ffmp
 
 Render is timed two ways: *random access* (one frame asked for alone, as a host scrubbing the
 timeline does: its whole refinement window is filtered and its flows estimated from cold) and
-*render queue* (the first frames in order through :func:`deflicker.engine.render_in_order` with
+*render queue* (the first frames in order through :func:`deflicker.render_queue.render_in_order` with
 one worker per core of the issue's 2-core machine, what a host's render queue or ``deflicker
 run`` does: each frame's filter and flows are computed once and shared by its neighbours).
 The 1080p target applies to the render queue; both are printed.
@@ -155,7 +155,7 @@ def render_queue_timing(session: Any, fetched: list[int], synth_s: float) -> dic
     """Seconds per frame of the first QUEUE_FRAMES frames rendered in order by QUEUE_WORKERS
     workers (a fresh session: nothing memoized), gross and net of the frames' synthesis (which
     runs in the workers too, so it is shared among them)."""
-    from deflicker.engine import render_in_order
+    from deflicker.render_queue import render_in_order
 
     session.analyze()  # a cache hit: the analysis is not what is timed
     n = min(len(session), QUEUE_FRAMES)

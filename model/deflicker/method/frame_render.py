@@ -1,0 +1,230 @@
+"""One frame rendered with one analysis: :class:`FrameRenderer`, the stages in order.
+
+The atlas frame (the ``atlas`` stage) or the filter's coefficients, the stateless refinement over a
+window of neighbours (:mod:`deflicker.method.refine`), the correction (:mod:`deflicker.method.correction`),
+the kept slow trend (:mod:`deflicker.method.slow_changes`) and the static regions
+(:mod:`deflicker.method.static_regions`). Pure: the same analysis, source frames and settings give
+the same bytes in any order and from any thread; the memos only save work.
+:class:`deflicker.engine.Session` picks the analysis (segments, blending, re-analysis on a mismatch).
+"""
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any, Callable, Optional
+
+import numpy as np
+
+from deflicker.io.source import FrameSource
+from deflicker.method.image import rgb
+from deflicker.settings import Settings
+
+if TYPE_CHECKING:  # torch-heavy modules load lazily
+    from deflicker.method.analysis import ClipAnalysis, Guide
+    from deflicker.method.filter import NeuralFilter
+
+#: Pipeline variants a Session can render: the product and the benchmark's ablations.
+STAGES = ("full", "filter", "atlas", "refine-only")
+
+#: DIS preset of the refinement's render-time flows: they span at most ``refine.window`` frames and
+#: only steer a smooth correction; on the synthetic set "ultrafast" scores as "medium" does in
+#: under half the time (the analysis flows keep ``FlowSettings.preset``).
+REFINE_FLOW_PRESET = "ultrafast"
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    """A frame's proxy and its filter coefficients (both at proxy resolution)."""
+
+    proxy: np.ndarray
+    coeffs: np.ndarray
+    guide: Optional["Guide"] = None  # the filter's guide, None for the identity
+
+
+def window(analysis: "ClipAnalysis", t: int, s: Settings, stage: str = "full") -> list[int]:
+    """Frames of ``analysis``'s span whose analysis-time proxies rendering its frame t uses,
+    in order (t's canonical frame included)."""
+    c = int(analysis.canonical[t])
+    use_window = stage == "refine-only" or (stage == "full" and s.local_refinement)
+    k = s.refine.window if use_window else 0
+    start, end = analysis.shot_range(c)
+    return list(range(max(start, c - k), min(end, c + k + 1)))
+
+
+class FrameRenderer:
+    """Renders frames with any analysis of one clip; memoizes prepared frames, window flows and
+    slow trends (keys carry the analysis's id). Thread-safe."""
+
+    #: Prepared frames and window flows kept (a few hundred KB each).
+    MEMO_SIZE = 96
+
+    def __init__(self, filter_model: Callable[[Settings], "NeuralFilter"], fps: float):
+        """``filter_model`` gives the neural filter for a settings' weights and device; ``fps``
+        is the clip's frame rate (the span of Keep slow changes)."""
+        self._filter_model = filter_model
+        self._fps = fps
+        self._memo: OrderedDict[tuple, Any] = OrderedDict()
+        self._trends: dict[tuple, np.ndarray] = {}  # (analysis id, shot, span) -> kept trend; a few floats a frame
+        self._memo_lock = threading.Lock()
+
+    def forget(self) -> None:
+        """An analysis was replaced: renders in flight keep theirs (memo keys carry its id), the
+        memo starts over (an id may be reused once the old analysis is gone)."""
+        with self._memo_lock:
+            self._memo.clear()
+            self._trends.clear()
+
+    def render(self, analysis: "ClipAnalysis", source: FrameSource, t: int, s: Settings, stage: str) -> np.ndarray:
+        """Frame t of ``source`` (the span ``analysis`` was made from) rendered with it;
+        ContentMismatch when a frame it reads is not one the analysis was made from."""
+        if s.strength == 0.0:
+            return np.array(source[t], dtype=np.float32, copy=True)
+        # A repeated frame renders as its first occurrence, pixels included, so the output
+        # repeats it exactly even where lossy coding made the input's repeats differ.
+        c = int(analysis.canonical[t])
+        frame = source[c]  # may be a host's buffer or a cached array: never written to
+        image = rgb(frame)  # the frame itself when it is contiguous RGB float32
+        from deflicker.method.slow_changes import apply_trend, trend_coefficients
+
+        trend = None if stage == "refine-only" else self._slow_trend(analysis, c, s)
+        if stage == "atlas":
+            atlas = analysis.atlas_frame(c, size=frame.shape[:2], proxy=_checked_proxy(analysis, c, frame))
+            atlas = (atlas if trend is None else apply_trend(atlas, trend)) * analysis.scale
+            return _with_alpha(image + s.strength * (atlas - image), frame)
+        coeffs, guide = self._coefficients(analysis, source, c, s, stage, frame)
+        from deflicker.method.correction import apply_affine, fill_clipped
+        from deflicker.method.static_regions import keep_static
+
+        display = analysis.scale == 1.0
+        if trend is not None:
+            coeffs = trend_coefficients(coeffs, trend)
+        corrected = apply_affine(image, coeffs, scale=analysis.scale, strength=s.strength)
+        if guide is not None and display:
+            fill, bound = guide.image, analysis.colour_coefficients(c)
+            if trend is not None:
+                fill = apply_trend(fill, trend)
+                bound = None if bound is None else trend_coefficients(bound, trend)
+            corrected = fill_clipped(corrected, image, fill, strength=s.strength, bound=bound)
+        return _with_alpha(keep_static(corrected, image, analysis.static_mask(c), display=display), frame)
+
+    def _slow_trend(self, analysis: "ClipAnalysis", t: int, s: Settings) -> Optional[np.ndarray]:
+        """The slow trend (2, 3: gains, offsets) of ``analysis``'s frame t's colour that the render keeps (Keep
+        slow changes, :mod:`deflicker.method.slow_changes`), None when off or the atlas has no colour fit.
+        One smoothing per shot and span, kept for the session (pure)."""
+        from deflicker.method.atlas.fast import FastAtlas
+        from deflicker.method.slow_changes import slow_colour, span_frames
+
+        span = span_frames(int(s.keep_slow), self._fps)
+        shot = analysis.shot_index(t)
+        atlas = analysis.atlases[shot]
+        if span <= 0 or not isinstance(atlas, FastAtlas):
+            return None
+        key = (id(analysis), shot, span)
+        with self._memo_lock:
+            trend = self._trends.get(key)
+        if trend is None:
+            start, end = analysis.shot_range(t)
+            means = analysis.frame_means if analysis.scale == 1.0 else None  # black and white exist on display clips
+            trend = slow_colour(atlas.colour, span, None if means is None else means[start:end])
+            with self._memo_lock:
+                self._trends[key] = trend
+        return trend[t - int(analysis.shots[shot])]
+
+    def _coefficients(self, analysis: "ClipAnalysis", source: FrameSource, t: int, s: Settings, stage: str,
+                      frame: np.ndarray) -> tuple[np.ndarray, Optional["Guide"]]:
+        """Final proxy-resolution coefficients of frame t (filter, stateless refinement, then the
+        atlas's low frequencies in shots with local flicker) and its filter guide (None without
+        the filter); ``frame`` is source frame t, already read (a host fetch is not repeated)."""
+        from deflicker.method.refine import atlas_low_frequency, refine_coefficients
+
+        c = int(analysis.canonical[t])
+        frames = window(analysis, t, s, stage)
+        prepared = {i: self._prepared(analysis, source, i, s, identity=(stage == "refine-only"),
+                                      frame=frame if i == t else None) for i in frames}
+        own = prepared[c]
+        coeffs = own.coeffs
+        level = analysis.local_level(c)
+        if len(frames) > 1:
+            flows = {i: self._flow(analysis, c, i, own.proxy, prepared[i].proxy, s) for i in frames if i != c}
+            # Shots whose flicker the per-frame colour explains need no local correction from the
+            # neighbours, only their agreement: a tighter outlier test there (half at level 0).
+            refine = replace(s.refine, outlier=s.refine.outlier * (0.5 + 0.5 * level))
+            coeffs = refine_coefficients(c, {i: p.coeffs for i, p in prepared.items()},
+                                         {i: p.proxy for i, p in prepared.items()}, flows, refine)
+        if own.guide is not None and level > 0.0:
+            coeffs = atlas_low_frequency(coeffs, own.proxy, own.guide.image, own.guide.represented, level)
+        return coeffs, own.guide
+
+    def _flow(self, analysis: "ClipAnalysis", c: int, i: int, proxy_c: np.ndarray, proxy_i: np.ndarray,
+              s: Settings) -> tuple[np.ndarray, np.ndarray]:
+        """(f_{c->i}, valid) between two proxies of the window (forward-backward checked)."""
+        from deflicker.method.warp import consistency_mask
+
+        fw = self._dis(analysis, c, i, proxy_c, proxy_i, s)
+        return fw, consistency_mask(fw, self._dis(analysis, i, c, proxy_i, proxy_c, s))
+
+    def _dis(self, analysis: "ClipAnalysis", a: int, b: int, proxy_a: np.ndarray, proxy_b: np.ndarray,
+             s: Settings) -> np.ndarray:
+        """f_{a->b}, memoized: frame b's render needs the same flows the other way round (pure)."""
+        from deflicker.method.flow import estimate_flow
+
+        key = (id(analysis), "flow", a, b, s.flow)
+        with self._memo_lock:
+            hit = self._memo.get(key)
+        if hit is None:
+            hit = estimate_flow(proxy_a, proxy_b, replace(s.flow, preset=REFINE_FLOW_PRESET))
+            with self._memo_lock:
+                self._memo[key] = hit
+                self._trim_locked()
+        return hit  # type: ignore[no-any-return]
+
+    def _trim_locked(self) -> None:
+        while len(self._memo) > self.MEMO_SIZE:
+            self._memo.popitem(last=False)
+
+    def _prepared(self, analysis: "ClipAnalysis", source: FrameSource, i: int, s: Settings, *, identity: bool,
+                  frame: Optional[np.ndarray] = None) -> _Prepared:
+        """Proxy and filter coefficients of source frame i (``frame``, when the caller read it),
+        memoized (pure: same inputs, same bytes); the frame checked against its digest first."""
+        from deflicker.method.correction import identity_coefficients
+        from deflicker.method.filter import predict_coefficients
+
+        key = (id(analysis), i, identity, s.filter, s.device)
+        with self._memo_lock:
+            hit = self._memo.get(key)
+            if hit is not None:
+                self._memo.move_to_end(key)
+                return hit
+        proxy = _checked_proxy(analysis, i, source[i] if frame is None else frame)
+        if identity:
+            prepared = _Prepared(proxy, identity_coefficients(*proxy.shape[:2]))
+        else:
+            model = self._filter_model(s)
+            guide = analysis.guide(i, proxy)
+            coeffs = predict_coefficients(model, proxy, guide.image, guide.confidence, locality=s.filter.locality,
+                                          reference=analysis.colour_coefficients(i), local_level=analysis.local_level(i))
+            prepared = _Prepared(proxy, coeffs, guide)
+        with self._memo_lock:
+            self._memo[key] = prepared
+            self._trim_locked()
+        return prepared
+
+
+def _with_alpha(colour: np.ndarray, frame: np.ndarray) -> np.ndarray:
+    """The rendered colour (H, W, 3) float32, a new array, as the output frame: itself for an
+    RGB frame, with the frame's alpha added for RGBA (H, W, 4)."""
+    if frame.shape[2] == 3:
+        return colour.astype(np.float32, copy=False)
+    out = np.empty(frame.shape, dtype=np.float32)
+    out[..., :3] = colour
+    out[..., 3:] = frame[..., 3:]
+    return out
+
+
+def _checked_proxy(analysis: "ClipAnalysis", i: int, frame: np.ndarray) -> np.ndarray:
+    """The analysis proxy of source frame i, once the frame is checked to be the one the
+    analysis was made from (ContentMismatch otherwise; :mod:`deflicker.method.content`)."""
+    if analysis.content is not None:
+        analysis.content.check(i, frame)
+    return analysis.proxy(frame)

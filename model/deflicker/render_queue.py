@@ -1,0 +1,48 @@
+"""The ordered renderer: :func:`render_in_order` renders a clip's frames on a small thread pool and
+hands them out in order (the CLI's output, the benchmark's render queue)."""
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, Iterator, Optional
+
+import numpy as np
+
+from deflicker.progress import CancelCheck
+
+if TYPE_CHECKING:
+    from deflicker.engine import Session
+
+
+def render_workers() -> int:
+    """Frames the CLI renders at once: the machine's cores, at most 8."""
+    return max(1, min(8, os.cpu_count() or 1))
+
+
+def render_in_order(session: "Session", n: int, cancel: Optional[CancelCheck] = None,
+                    workers: Optional[int] = None) -> Iterator[tuple[int, np.ndarray]]:
+    """(t, frame) for t = 0..n-1, rendered by a small thread pool a few frames ahead.
+
+    At most ``workers`` + 1 frames are queued (rendering, or done and waiting for their turn; one
+    more than the workers, so a worker that finishes early starts the next frame), besides the
+    one handed out: memory stays bounded at any frame size. Render is pure, so
+    the pool changes only the speed, never the pixels. ``cancel`` is polled between frames and by
+    an analysis a render has to redo.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    from deflicker.progress import check_cancel
+
+    workers = workers or render_workers()
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="deflicker-render") as pool:
+        pending = {t: pool.submit(session.render, t, cancel=cancel) for t in range(min(n, workers + 1))}
+        try:
+            for t in range(n):
+                check_cancel(cancel)
+                out = pending.pop(t).result()
+                ahead = t + workers + 1
+                if ahead < n:
+                    pending[ahead] = pool.submit(session.render, ahead, cancel=cancel)
+                yield t, out
+        finally:
+            for future in pending.values():
+                future.cancel()
