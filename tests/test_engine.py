@@ -287,3 +287,16 @@ def test_render_is_stable_under_sub_code_value_changes(tmp_path):
     assert exact.cache_path == rounded.cache_path  # one analysis: the difference is the render's
     worst = max(np.abs(exact.render(t) - rounded.render(t)).max() for t in range(16))
     assert worst <= 1.0 / 255, f"{worst * 255:.2f} code values apart"
+
+
+@pytest.mark.xfail(strict=True, reason="float media whose code values change under half rounding: its render-time "
+                   "DIS flows still jump (DIS is not continuous in its input) and the local refinement moves the "
+                   "output by ~18/255; with local refinement off it moves by under 1/255")
+def test_render_of_float_media_is_stable_under_half_rounding(tmp_path):
+    _, frames = flicker_clip(n=12, h=96, w=128)
+    half = frames.astype(np.float16).astype(np.float32)
+    for refine in (False, True):
+        settings = Settings(analysis_size=128, local_refinement=refine)
+        exact, rounded = _session(frames, settings, tmp_path), _session(half, settings, tmp_path)
+        worst = max(np.abs(exact.render(t) - rounded.render(t)).max() for t in range(len(frames)))
+        assert worst <= 1.0 / 255, f"local_refinement={refine}: {worst * 255:.2f} code values apart"
