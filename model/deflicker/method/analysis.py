@@ -20,7 +20,7 @@ import cv2
 import numpy as np
 
 from deflicker.method.atlas.fast import FastAtlas, ShotFlows, fit_fast
-from deflicker.method.content import DIGEST_SIZE, ContentDigests, content_digest
+from deflicker.method.content import CODE_SCALE, DIGEST_SIZE, ContentDigests, code_values, content_digest
 from deflicker.errors import ModelLoadError
 from deflicker.method.flow import flow_input, flow_pair, flows_both
 from deflicker.method.image import local_contrast, local_correlation, proxy_shape, resize, rgb
@@ -123,6 +123,19 @@ class ClipAnalysis:
     def proxy(self, frame: np.ndarray) -> np.ndarray:
         """The analysis proxy of a full-resolution frame, (h, w, 3) float32 proxy units."""
         p = resize(rgb(frame), self.shape)
+        return p if self.scale == 1.0 else p / np.float32(self.scale)
+
+    def flow_proxy(self, frame: np.ndarray) -> np.ndarray:
+        """The proxy of a full-resolution frame's 8-bit code values (:func:`~deflicker.method.content.code_values`),
+        (h, w, 3) float32 proxy units: what render-time flows are estimated on.
+
+        DIS is not continuous in its input: frames that differ by a fraction of a code value (the
+        same media as 8-bit, half or float) gave flows pixels apart, and 8-bit media rendered
+        up to 9/255 apart with local refinement on. Frames with the same code values get the
+        same flows, bit for bit.
+        """
+        codes = code_values(frame).astype(np.float32) * np.float32(1.0 / CODE_SCALE)
+        p = resize(codes, self.shape)
         return p if self.scale == 1.0 else p / np.float32(self.scale)
 
     def atlas_frame(self, t: int, size: Optional[tuple[int, int]] = None,

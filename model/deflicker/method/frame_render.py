@@ -35,9 +35,10 @@ REFINE_FLOW_PRESET = "ultrafast"
 
 @dataclass(frozen=True)
 class _Prepared:
-    """A frame's proxy and its filter coefficients (both at proxy resolution)."""
+    """A frame's proxy, the proxy its render-time flows read and its filter coefficients (all at proxy resolution)."""
 
     proxy: np.ndarray
+    flow_proxy: np.ndarray
     coeffs: np.ndarray
     guide: Optional["Guide"] = None  # the filter's guide, None for the identity
 
@@ -146,7 +147,7 @@ class FrameRenderer:
         coeffs = own.coeffs
         level = analysis.local_level(c)
         if len(frames) > 1:
-            flows = {i: self._flow(analysis, c, i, own.proxy, prepared[i].proxy, s) for i in frames if i != c}
+            flows = {i: self._flow(analysis, c, i, own.flow_proxy, prepared[i].flow_proxy, s) for i in frames if i != c}
             # Shots whose flicker the per-frame colour explains need no local correction from the
             # neighbours, only their agreement: a tighter outlier test there (half at level 0).
             refine = replace(s.refine, outlier=s.refine.outlier * (0.5 + 0.5 * level))
@@ -185,7 +186,7 @@ class FrameRenderer:
 
     def _prepared(self, analysis: "ClipAnalysis", source: FrameSource, i: int, s: Settings, *, identity: bool,
                   frame: Optional[np.ndarray] = None) -> _Prepared:
-        """Proxy and filter coefficients of source frame i (``frame``, when the caller read it),
+        """Proxy, flow proxy and filter coefficients of source frame i (``frame``, when the caller read it),
         memoized (pure: same inputs, same bytes); the frame checked against its digest first."""
         from deflicker.method.correction import identity_coefficients
         from deflicker.method.filter import predict_coefficients
@@ -196,15 +197,16 @@ class FrameRenderer:
             if hit is not None:
                 self._memo.move_to_end(key)
                 return hit
-        proxy = _checked_proxy(analysis, i, source[i] if frame is None else frame)
+        frame = source[i] if frame is None else frame
+        proxy, flow_proxy = _checked_proxy(analysis, i, frame), analysis.flow_proxy(frame)
         if identity:
-            prepared = _Prepared(proxy, identity_coefficients(*proxy.shape[:2]))
+            prepared = _Prepared(proxy, flow_proxy, identity_coefficients(*proxy.shape[:2]))
         else:
             model = self._filter_model(s)
             guide = analysis.guide(i, proxy)
             coeffs = predict_coefficients(model, proxy, guide.image, guide.confidence, locality=s.filter.locality,
                                           reference=analysis.colour_coefficients(i), local_level=analysis.local_level(i))
-            prepared = _Prepared(proxy, coeffs, guide)
+            prepared = _Prepared(proxy, flow_proxy, coeffs, guide)
         with self._memo_lock:
             self._memo[key] = prepared
             self._trim_locked()
