@@ -60,3 +60,55 @@ def test_banded_keep_static_equals_the_whole_frame_blend():
     out = keep_static(corrected.copy(), image, mask, display=True)
     np.testing.assert_array_equal(out, expected)
     np.testing.assert_array_equal(out[:130], image[:130])
+
+
+def test_scratch_frames_reuse_a_returned_buffer_and_never_share_a_held_one():
+    from deflicker.bands import ScratchFrames
+
+    pool = ScratchFrames(keep=1)
+    shape = (1200, 1920, 3)  # 27 MB of float32: pooled
+    with pool.take(shape) as a:
+        with pool.take(shape) as b:
+            assert not np.shares_memory(a, b)  # both held: two buffers
+        a_id = a.ctypes.data
+    with pool.take(shape) as c:
+        assert c.ctypes.data in (a_id, b.ctypes.data)  # a returned one, not a fresh allocation
+        assert c.shape == shape and c.dtype == np.float32
+    with pool.take((1200, 1920, 3), np.int16) as d:
+        assert d.dtype == np.int16 and not np.shares_memory(c, d)  # pooled per dtype
+    with pool.take((10, 10, 3)) as small, pool.take((10, 10, 3)) as small2:
+        assert not np.shares_memory(small, small2)
+    with pool.take((1300, 1920, 3)) as other:  # another frame size: the old buffers go
+        assert other.shape == (1300, 1920, 3)
+    with pool.take(shape) as e:
+        assert e.ctypes.data not in (a_id, b.ctypes.data, c.ctypes.data)
+
+
+def test_renders_through_reused_scratch_buffers_do_not_leak_between_frames():
+    from deflicker.method.correction import IDENTITY, apply_affine, fill_clipped
+
+    rng = np.random.default_rng(5)
+    shape = (1600, 2048, 3)  # above the pool's minimum: its buffers are reused across the calls
+    images = [rng.uniform(-0.05, 1.05, shape).astype(np.float32) for _ in range(2)]
+    coeffs = [(IDENTITY + 0.1 * rng.standard_normal((90, 128, 12))).astype(np.float32) for _ in range(2)]
+    guide = rng.uniform(0, 1, (90, 128, 3)).astype(np.float32)
+    first = [fill_clipped(apply_affine(im, c), im, guide) for im, c in zip(images, coeffs)]
+    again = [fill_clipped(apply_affine(im, c), im, guide) for im, c in reversed(list(zip(images, coeffs)))][::-1]
+    for a, b in zip(first, again):
+        np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(first[0], first[1])
+
+
+def test_keep_static_with_scattered_static_pixels_equals_the_whole_frame_blend():
+    from deflicker.method.static_regions import keep_static, passthrough_weight
+
+    rng = np.random.default_rng(6)
+    image = rng.uniform(0.0, 1.0, (1080, 1920, 3)).astype(np.float32)
+    mask = rng.uniform(size=(72, 128)) < 0.01  # clipped texels here and there
+    image[rng.uniform(size=image.shape[:2]) < 0.02] = 1.0
+    corrected = rng.uniform(0.0, 1.0, image.shape).astype(np.float32)
+    weight = passthrough_weight(mask, image, display=True)[..., None]
+    expected = (corrected + weight * (image - corrected)).astype(np.float32)
+    np.copyto(expected, image, where=weight >= 1.0)
+    assert 0.0 < float((weight > 0).mean()) < 0.5
+    np.testing.assert_array_equal(keep_static(corrected.copy(), image, mask, display=True), expected)

@@ -10,7 +10,11 @@ work must be per pixel; resampling (``cv2.resize``) stays whole-frame.
 from __future__ import annotations
 
 import math
+import threading
+from contextlib import contextmanager
 from typing import Iterator
+
+import numpy as np
 
 #: Pixels a band holds, about (1 Mpixel: 12 MB for an RGB float32 band).
 BAND_PIXELS = 1 << 20
@@ -31,3 +35,45 @@ def row_bands(height: int, width: int, pixels: int = BAND_PIXELS) -> Iterator[sl
     rows = band_rows(width, pixels)
     for top in range(0, height, rows):
         yield slice(top, min(height, top + rows))
+
+
+class ScratchFrames:
+    """Full-frame scratch buffers handed out and taken back, so a render's frame-sized
+    temporaries are not fresh allocations each frame (above glibc's 32 MB mmap ceiling, as 4K
+    frames are, each one is mapped and page-faulted anew: ~50 ms per 4K float frame, and the
+    faults of two render threads serialize in the kernel). At most ``keep`` idle buffers of each
+    dtype stay, only of the latest frame size asked for. Thread-safe."""
+
+    #: Smaller arrays are plain allocations (proxy-size work never displaces frame-size buffers).
+    MIN_BYTES = 16 << 20
+
+    def __init__(self, keep: int = 2):
+        self._keep = keep
+        self._idle: dict[tuple[tuple[int, ...], str], list[np.ndarray]] = {}
+        self._lock = threading.Lock()
+
+    @contextmanager
+    def take(self, shape: tuple[int, ...], dtype: type = np.float32) -> Iterator[np.ndarray]:
+        """An array of ``shape`` and ``dtype`` (contents undefined), the caller's until the block ends."""
+        key = (tuple(shape), np.dtype(dtype).str)
+        if math.prod(shape) * np.dtype(dtype).itemsize < self.MIN_BYTES:
+            yield np.empty(shape, dtype=dtype)  # malloc reuses small blocks itself
+            return
+        with self._lock:
+            for other in [k for k in self._idle if k[0][:2] != key[0][:2]]:
+                del self._idle[other]  # another frame size: its buffers go
+            idle = self._idle.get(key)
+            buf = idle.pop() if idle else None
+        if buf is None:
+            buf = np.empty(shape, dtype=dtype)
+        try:
+            yield buf
+        finally:
+            with self._lock:
+                idle = self._idle.setdefault(key, [])
+                if len(idle) < self._keep:
+                    idle.append(buf)
+
+
+#: The process's scratch frames (the render's upsampled coefficients, its flow proxies' input).
+FRAME_SCRATCH = ScratchFrames()

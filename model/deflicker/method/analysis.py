@@ -19,6 +19,7 @@ from typing import Any, NamedTuple, Optional, Union
 import cv2
 import numpy as np
 
+from deflicker.bands import FRAME_SCRATCH
 from deflicker.method.atlas.fast import FastAtlas, ShotFlows, fit_fast
 from deflicker.method.content import CODE_SCALE, DIGEST_SIZE, ContentDigests, code_values, content_digest
 from deflicker.errors import ModelLoadError
@@ -134,8 +135,12 @@ class ClipAnalysis:
         up to 9/255 apart with local refinement on. Frames with the same code values get the
         same flows, bit for bit.
         """
-        codes = code_values(frame).astype(np.float32) * np.float32(1.0 / CODE_SCALE)
-        p = resize(codes, self.shape)
+        size = (*frame.shape[:2], 3)
+        with FRAME_SCRATCH.take(size, np.int16) as ints, FRAME_SCRATCH.take(size) as codes:  # no fresh full-size arrays
+            np.multiply(code_values(frame, out=ints), np.float32(1.0 / CODE_SCALE), out=codes)
+            p = resize(codes, self.shape)
+            if np.shares_memory(p, codes):  # a frame the proxy's size: resize handed the buffer back
+                p = p.copy()
         return p if self.scale == 1.0 else p / np.float32(self.scale)
 
     def atlas_frame(self, t: int, size: Optional[tuple[int, int]] = None,

@@ -24,10 +24,12 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from typing import Optional
 
 import cv2
 import numpy as np
 
+from deflicker.bands import FRAME_SCRATCH
 from deflicker.errors import ModelLoadError
 
 #: Bytes of one frame's digest.
@@ -40,22 +42,24 @@ class ContentMismatch(ModelLoadError):
     """A frame of the clip is not the frame the analysis was made from."""
 
 
-def code_values(frame: np.ndarray) -> np.ndarray:
+def code_values(frame: np.ndarray, out: Optional[np.ndarray] = None) -> np.ndarray:
     """A frame's colour as 8-bit code values: (H, W, C) float in clip units (C = 3 or 4, alpha
-    dropped) -> (H, W, 3) int16, ``round(x * 255)`` (half to even) saturated to the int16 range."""
+    dropped) -> (H, W, 3) int16, ``round(x * 255)`` (half to even) saturated to the int16 range;
+    written into ``out`` (H, W, 3) int16 when given."""
     colour = cv2.cvtColor(frame, cv2.COLOR_RGBA2RGB) if frame.shape[2] == 4 else frame[..., :3]
     colour = np.asarray(colour, np.float32)
     # one fused pass: saturate_cast<short>(x * 255 + x * 0 + 0), rounded like np.rint
-    codes: np.ndarray = cv2.addWeighted(colour, CODE_SCALE, colour, 0.0, 0.0, dtype=cv2.CV_16S)
+    codes: np.ndarray = cv2.addWeighted(colour, CODE_SCALE, colour, 0.0, 0.0, dst=out, dtype=cv2.CV_16S)
     return codes.reshape(frame.shape[0], frame.shape[1], 3)
 
 
 def code_thumbnail(frame: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     """A frame's code values area-resized, in integers, to ``shape`` (h, w): (h, w, 3) int16."""
-    codes = code_values(frame)
-    if codes.shape[:2] == tuple(shape):
-        return codes
-    return cv2.resize(codes, (shape[1], shape[0]), interpolation=cv2.INTER_AREA).reshape(shape[0], shape[1], 3)
+    if frame.shape[:2] == tuple(shape):
+        return code_values(frame)
+    with FRAME_SCRATCH.take((*frame.shape[:2], 3), np.int16) as codes:  # no fresh full-size array
+        code_values(frame, out=codes)
+        return cv2.resize(codes, (shape[1], shape[0]), interpolation=cv2.INTER_AREA).reshape(shape[0], shape[1], 3)
 
 
 def content_digest(frame: np.ndarray, shape: tuple[int, int]) -> np.ndarray:

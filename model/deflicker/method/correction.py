@@ -12,7 +12,7 @@ from typing import Optional
 import cv2
 import numpy as np
 
-from deflicker.bands import row_bands
+from deflicker.bands import FRAME_SCRATCH, row_bands
 from deflicker.errors import InvalidSettingsError
 
 #: Identity transform as a 12-vector (M = I, b = 0).
@@ -52,22 +52,22 @@ def _upsample(coeffs: np.ndarray, shape: tuple[int, int], dst: np.ndarray) -> np
 def _transform(image: np.ndarray, coeffs: np.ndarray, scale: float) -> np.ndarray:
     """sum_k M_ck * image_k + b_c * scale with coefficients upsampled to the image, (H, W, 3) float32.
 
-    Works on interleaved channels with cv2 (multiply, channel sum) and one reused full-size
-    buffer of upsampled coefficients (the upsampling is whole-frame, cv2's own bits); the
+    Works on interleaved channels with cv2 (multiply, channel sum) and one full-size buffer of
+    upsampled coefficients, reused across frames (the upsampling is whole-frame, cv2's own bits); the
     products and sums are made a row band at a time (:mod:`deflicker.bands`), straight into
     the output, so no other full-size temporary exists.
     """
     shape = image.shape[:2]
-    buf = np.empty(image.shape, dtype=np.float32)
     out = np.empty(image.shape, dtype=np.float32)
-    for c in range(3):
-        gains = _upsample(coeffs[..., 3 * c:3 * c + 3], shape, buf)
+    with FRAME_SCRATCH.take(image.shape) as buf:
+        for c in range(3):
+            gains = _upsample(coeffs[..., 3 * c:3 * c + 3], shape, buf)
+            for rows in row_bands(*shape):
+                band = cv2.multiply(gains[rows], image[rows], dst=gains[rows])
+                out[rows, :, c] = cv2.transform(band, _SUM3)
+        offsets = _upsample(coeffs[..., 9:12] * np.float32(scale), shape, buf)
         for rows in row_bands(*shape):
-            band = cv2.multiply(gains[rows], image[rows], dst=gains[rows])
-            out[rows, :, c] = cv2.transform(band, _SUM3)
-    offsets = _upsample(coeffs[..., 9:12] * np.float32(scale), shape, buf)
-    for rows in row_bands(*shape):
-        out[rows] += offsets[rows]
+            out[rows] += offsets[rows]
     return out
 
 
@@ -127,9 +127,10 @@ def fill_clipped(corrected: np.ndarray, image: np.ndarray, guide: np.ndarray, *,
     if float(image.max()) <= 1.0 - CLIP_RAMP and float(image.min()) >= CLIP_RAMP:
         return corrected  # the common case, without a full-size temporary
     shape = image.shape[:2]
-    up = cv2.resize(np.ascontiguousarray(guide, dtype=np.float32), (shape[1], shape[0]), interpolation=cv2.INTER_LINEAR)
-    for rows in row_bands(*shape):  # per pixel: band temporaries only, written into ``corrected``
-        _fill_band(corrected[rows], image[rows], up[rows], strength, bound)
+    with FRAME_SCRATCH.take((*shape, 3)) as up:
+        _upsample(guide, shape, up)
+        for rows in row_bands(*shape):  # per pixel: band temporaries only, written into ``corrected``
+            _fill_band(corrected[rows], image[rows], up[rows], strength, bound)
     return corrected
 
 

@@ -74,12 +74,20 @@ def passthrough_weight(mask: np.ndarray, image: np.ndarray, *, display: bool) ->
 def keep_static(corrected: np.ndarray, image: np.ndarray, mask: Optional[np.ndarray], *, display: bool) -> np.ndarray:
     """``corrected`` (H, W, 3) with frame ``image``'s own pixels blended back in by the
     pass-through weight of the shot's proxy ``mask``; exactly ``image`` where the weight is 1.
-    Returns ``corrected`` itself, blended in place a row band at a time (:mod:`deflicker.bands`)."""
+    Returns ``corrected`` itself, blended in place a row band at a time (:mod:`deflicker.bands`), at
+    the pixels the weight touches only."""
     weight = None if mask is None else passthrough_weight(mask, image, display=display)
     if weight is None:
         return corrected
     for rows in row_bands(*image.shape[:2]):
-        w, src, band = weight[rows, :, None], image[rows], corrected[rows]
-        band[...] = (band + w * (src - band)).astype(np.float32)
-        np.copyto(band, src, where=w >= 1.0)
+        # Only the pixels the weight touches (bars and scattered clipped texels are a small share
+        # of a frame): the blend's cost follows the static area, not the frame size.
+        touched = np.flatnonzero(weight[rows] > 0.0)
+        if touched.size == 0:
+            continue
+        w = weight[rows].reshape(-1)[touched][:, None]
+        src = image[rows].reshape(-1, 3)[touched]
+        band = corrected[rows].reshape(-1, 3)
+        mixed = (band[touched] + w * (src - band[touched])).astype(np.float32)
+        band[touched] = np.where(w >= 1.0, src, mixed)
     return corrected
