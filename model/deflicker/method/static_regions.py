@@ -88,6 +88,6 @@ def keep_static(corrected: np.ndarray, image: np.ndarray, mask: Optional[np.ndar
         w = weight[rows].reshape(-1)[touched][:, None]
         src = image[rows].reshape(-1, 3)[touched]
         band = corrected[rows].reshape(-1, 3)
-        mixed = (band[touched] + w * (src - band[touched])).astype(np.float32)
-        band[touched] = np.where(w >= 1.0, src, mixed)
+        old = band[touched]
+        band[touched] = np.where(w >= 1.0, src, (old + w * (src - old)).astype(np.float32))
     return corrected
