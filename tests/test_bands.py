@@ -112,3 +112,37 @@ def test_keep_static_with_scattered_static_pixels_equals_the_whole_frame_blend()
     np.copyto(expected, image, where=weight >= 1.0)
     assert 0.0 < float((weight > 0).mean()) < 0.5
     np.testing.assert_array_equal(keep_static(corrected.copy(), image, mask, display=True), expected)
+
+
+@pytest.mark.parametrize("height,width", [(2160, 3840), (1081, 1283)])
+def test_banded_passthrough_weight_equals_the_whole_frame_one(height, width):
+    from deflicker.method.atlas.texture import clipped_amount
+    from deflicker.method.static_regions import passthrough_weight
+
+    rng = np.random.default_rng(7)
+    image = rng.uniform(-0.02, 1.02, (height, width, 3)).astype(np.float32)
+    image[: height // 8] = 0.0  # a letterbox bar: fully black pixels
+    mask = rng.uniform(size=(72, 128)) < 0.2
+    proxy = mask.astype(np.float32)
+    weight = cv2.resize(proxy, (width, height), interpolation=cv2.INTER_LINEAR)
+    ring = cv2.resize(cv2.dilate(proxy, np.ones((3, 3), np.uint8)), (width, height), interpolation=cv2.INTER_LINEAR)
+    extreme = np.maximum(clipped_amount(image.max(axis=-1))[1], clipped_amount(image.min(axis=-1))[0])
+    expected = np.maximum(weight, ring * extreme)
+    assert len(list(row_bands(height, width))) > 1 and not np.array_equal(expected, weight)
+    np.testing.assert_array_equal(passthrough_weight(mask, image, display=True), expected)
+
+
+@pytest.mark.parametrize("height,width,channels", [(2160, 3840, 3), (1081, 1283, 4)])
+def test_banded_flow_proxy_equals_the_whole_frame_code_values_resized(height, width, channels):
+    from deflicker.method.analysis import ClipAnalysis
+    from deflicker.method.content import CODE_SCALE, code_values
+    from deflicker.method.image import resize
+
+    class Proxy:  # what flow_proxy reads of an analysis
+        shape, scale = (216, 384), 1.0
+
+    rng = np.random.default_rng(8)
+    frame = rng.uniform(-0.1, 1.1, (height, width, channels)).astype(np.float32)
+    expected = resize(np.multiply(code_values(frame), np.float32(1.0 / CODE_SCALE)), Proxy.shape)
+    assert len(list(row_bands(height, width))) > 1
+    np.testing.assert_array_equal(ClipAnalysis.flow_proxy(Proxy(), frame), expected)  # type: ignore[arg-type]

@@ -163,20 +163,37 @@ def test_speed_suite_at_a_tiny_size(tmp_path, capsys):
     assert (tmp_path / "flow.json").exists() and "brightness normalization" in text  # --flow
 
 
-def test_run_suite_measures_a_real_deflicker_run(tmp_path, capsys):
+def test_run_suite_measures_a_real_deflicker_run_into_each_output(tmp_path, capsys):
+    from deflicker.bench.run import OUTPUTS
+
     assert main(["bench", "run", "--size", "64x48", "--run-frames", "6", "--out", str(tmp_path)]) == 0
     text = capsys.readouterr().out
-    row = json.loads((tmp_path / "run.json").read_text())["row"]
-    assert row["returncode"] == 0 and "error" not in row, row
-    assert 50 < row["peak_mb"] < 2048  # a Python process with numpy and torch loaded, far below the target
-    assert "PASS  deflicker run peak memory <= 2048 MB at 64x48 x 6 frames" in text
+    rows = json.loads((tmp_path / "run.json").read_text())["rows"]
+    assert [r["output"] for r in rows] == [label for label, _ in OUTPUTS]
+    for row in rows:
+        assert row["returncode"] == 0 and "error" not in row, row
+        # Python with numpy and torch loaded, far below the target; the reader and writer alone load no torch
+        assert 50 < row["io_peak_mb"] < row["peak_mb"] < 2048
+        assert f"PASS  deflicker run peak memory <= 2048 MB at 64x48 x 6 frames into {row['output']}" in text
+
+
+def test_copy_clip_writes_the_input_unchanged(tmp_path):
+    from deflicker.bench.run import copy_clip, write_photo_clip
+    from deflicker.io.files import open_clip
+
+    src = write_photo_clip(tmp_path / "in.mkv", (48, 64), 3)
+    copy_clip(str(src), str(tmp_path / "seq" / "f.%04d.tif"))
+    with open_clip(src) as a, open_clip(tmp_path / "seq" / "f.%04d.tif") as b:
+        assert len(b) == 3 and b.info.bit_depth == 16
+        for t in range(3):
+            np.testing.assert_array_equal(a[t], b[t])
 
 
 def test_run_target_fails_above_2_gb_and_on_errors():
     from deflicker.bench.run import run_target
 
-    row = {"size": "4K", "frames": 40, "peak_mb": 2100.0}
-    assert run_target(row).startswith("FAIL") and "2100 MB" in run_target(row)
+    row = {"size": "4K", "frames": 40, "output": "tif 16-bit", "peak_mb": 2100.0, "io_peak_mb": 600.0}
+    assert run_target(row).startswith("FAIL") and "2100 MB" in run_target(row) and "600 MB" in run_target(row)
     assert run_target({**row, "peak_mb": 1900.0}).startswith("PASS")
     assert run_target({**row, "error": "boom"}).startswith("FAIL")
 

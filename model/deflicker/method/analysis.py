@@ -19,7 +19,7 @@ from typing import Any, NamedTuple, Optional, Union
 import cv2
 import numpy as np
 
-from deflicker.bands import FRAME_SCRATCH
+from deflicker.bands import FRAME_SCRATCH, row_bands
 from deflicker.method.atlas.fast import FastAtlas, ShotFlows, fit_fast
 from deflicker.method.content import CODE_SCALE, DIGEST_SIZE, ContentDigests, code_values, content_digest
 from deflicker.errors import ModelLoadError
@@ -135,9 +135,9 @@ class ClipAnalysis:
         up to 9/255 apart with local refinement on. Frames with the same code values get the
         same flows, bit for bit.
         """
-        size = (*frame.shape[:2], 3)
-        with FRAME_SCRATCH.take(size, np.int16) as ints, FRAME_SCRATCH.take(size) as codes:  # no fresh full-size arrays
-            np.multiply(code_values(frame, out=ints), np.float32(1.0 / CODE_SCALE), out=codes)
+        with FRAME_SCRATCH.take((*frame.shape[:2], 3)) as codes:  # no fresh full-size array
+            for rows in row_bands(*frame.shape[:2]):  # the integer codes a band at a time
+                np.multiply(code_values(frame[rows]), np.float32(1.0 / CODE_SCALE), out=codes[rows])
             p = resize(codes, self.shape)
             if np.shares_memory(p, codes):  # a frame the proxy's size: resize handed the buffer back
                 p = p.copy()

@@ -67,7 +67,8 @@ def passthrough_weight(mask: np.ndarray, image: np.ndarray, *, display: bool) ->
     weight = cv2.resize(proxy, (w, h), interpolation=cv2.INTER_LINEAR)
     if display:
         ring = cv2.resize(cv2.dilate(proxy, np.ones((3, 3), np.uint8)), (w, h), interpolation=cv2.INTER_LINEAR)
-        weight = np.maximum(weight, ring * _extreme(image))
+        for rows in row_bands(h, w):  # how clipped a band at a time: its temporaries are a few MB, not frames
+            np.maximum(weight[rows], ring[rows] * _extreme(image[rows]), out=weight[rows])
     return weight  # type: ignore[no-any-return]
 
 
