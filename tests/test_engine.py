@@ -268,6 +268,27 @@ def test_render_in_order_keeps_at_most_workers_plus_one_frames_queued(clip, tmp_
     assert sorted(started) == list(range(len(session)))
 
 
+def test_render_in_order_finishes_each_frame_in_the_worker(clip, tmp_path):
+    import threading
+
+    from deflicker.io.clip import quantize
+    from deflicker.render_queue import render_in_order
+
+    session = _session(clip[1], cache_dir=tmp_path)
+    session.analyze()
+    threads: set[str] = set()
+
+    def finish(frame, t):
+        threads.add(threading.current_thread().name)
+        return t, quantize(frame, 16)
+
+    got = list(render_in_order(session, len(session), workers=2, finish=finish))
+    assert [t for t, _ in got] == [u for _, (u, _) in got] == list(range(len(session)))
+    for t, (_, pixels) in got:
+        np.testing.assert_array_equal(pixels, quantize(session.render(t), 16))
+    assert threads and all(name.startswith("deflicker-render") for name in threads)
+
+
 def test_render_is_stable_under_sub_code_value_changes(tmp_path):
     """The same 8-bit media handed over as float and rounded to half precision (under 1/8 of a
     code value apart) renders alike with local refinement on: its render-time flows must not

@@ -479,3 +479,45 @@ def test_frame_cache_is_bounded_in_bytes_and_keeps_frames_as_stored(tmp_path, mo
         np.testing.assert_array_equal(clip[6], first[6])
         np.testing.assert_array_equal(clip[0], first[0])  # evicted, decoded again: the same
         assert list(clip._cache) == [7, 6, 0]
+
+
+@pytest.mark.parametrize("name,bit_depth", [("out.mkv", 16), ("out.mkv", 8), ("seq/f.%04d.tif", 16), ("seq/f.%04d.exr", 32)])
+def test_prepared_frames_write_what_float_frames_write(tmp_path, name, bit_depth):
+    from deflicker.io.image_file import exr_available
+
+    if name.endswith(".exr") and not exr_available():
+        pytest.skip("no EXR support")
+    frames = smooth_clip(4, alpha=True) * np.float32(1.1) - np.float32(0.05)  # some out of [0, 1]
+    outputs = []
+    for kind in ("float", "prepared"):
+        path = tmp_path / kind / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with ClipWriter(path, fps=24, width=64, height=48, channels=4, bit_depth=bit_depth) as writer:
+            for t, frame in enumerate(frames):
+                if kind == "float":
+                    writer.write(frame)
+                else:
+                    pixels = writer.prepare(frame, t)
+                    assert pixels.dtype == {8: np.uint8, 16: np.uint16, 32: np.float32}[bit_depth]
+                    writer.write(pixels, prepared=True)
+        with open_clip(path) as clip:
+            outputs.append(np.stack(list(clip)))
+    np.testing.assert_array_equal(outputs[0], outputs[1])
+
+
+def test_prepare_refuses_a_bad_frame_by_its_index(tmp_path):
+    frame = smooth_clip(1)[0]
+    frame[3, 4, 1] = np.nan
+    with ClipWriter(tmp_path / "a.mkv", fps=24, width=64, height=48, channels=3, bit_depth=16) as writer:
+        with pytest.raises(VideoIOError, match="frame 7 contains NaN"):
+            writer.prepare(frame, 7)
+        writer.write(smooth_clip(1)[0])
+
+
+def test_quantize_keeps_stored_pixels_and_refuses_other_integers():
+    from deflicker.io.clip import quantize
+
+    pixels = np.arange(12, dtype=np.uint16).reshape(1, 4, 3)
+    assert quantize(pixels, 16) is pixels
+    with pytest.raises(VideoIOError, match="uint16"):
+        quantize(pixels, 8)

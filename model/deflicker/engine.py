@@ -270,7 +270,8 @@ def process(engine: Engine, src: Union[str, Path], dst: Union[str, Path], *,
 
     from deflicker.method.content import ContentMismatch
     from deflicker.render_queue import render_in_order
-    from deflicker.io.files import Clip, carried_over, check_output_path, frame_numbers, output_like, write_clip
+    from deflicker.io.clip import to_float
+    from deflicker.io.files import Clip, ClipWriter, carried_over, check_output_path, frame_numbers, output_like
     from deflicker.io.target import check_targets, output_target, refuse_existing
     from deflicker.progress import check_cancel, report as tell, scaled
     from deflicker.cli.report import ReportCollector
@@ -288,22 +289,27 @@ def process(engine: Engine, src: Union[str, Path], dst: Union[str, Path], *,
         n = len(session)
         collector = ReportCollector(n) if report else None
 
-        def frames():
-            for t, out in render_in_order(session, n, cancel):
-                if any(a is not b for a, b in zip(session.analyses, analysis)):
-                    raise ContentMismatch(f"the cached analysis was replaced at frame {t}")
-                if collector is not None:
-                    collector.add(t, session.source[t], out)
-                tell(progress, 0.5 + 0.5 * (t + 1) / n, f"frame {t + 1}/{n}")
-                yield out
+        info = session.source.info
+
+        def write() -> None:
+            with ClipWriter(dst, width=info.width, height=info.height, channels=info.channels, numbers=numbers,
+                            overwrite=overwrite, **kwargs) as writer:
+                # the workers convert their frames to the stored pixels: the queue holds those
+                for t, pixels in render_in_order(session, n, cancel, finish=writer.prepare):
+                    if any(a is not b for a, b in zip(session.analyses, analysis)):
+                        raise ContentMismatch(f"the cached analysis was replaced at frame {t}")
+                    if collector is not None:
+                        collector.add(t, session.source[t], to_float(pixels))
+                    tell(progress, 0.5 + 0.5 * (t + 1) / n, f"frame {t + 1}/{n}")
+                    writer.write(pixels, prepared=True)
 
         try:
-            write_clip(dst, frames(), numbers=numbers, overwrite=overwrite, **kwargs)
+            write()
         except ContentMismatch as exc:  # the partial output is gone; once more, every frame with the new analysis
             log.warning("%s: rendering every frame again", exc)
             analysis = session.analyze()
             collector = ReportCollector(n) if report else None
-            write_clip(dst, frames(), numbers=numbers, overwrite=overwrite, **kwargs)
+            write()
         t2 = time.perf_counter()
         if collector is not None and report:
             collector.save(report, title=Path(str(src)).name)

@@ -3,7 +3,7 @@ hands them out in order (the CLI's output, the benchmark's render queue)."""
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Iterator, Optional
+from typing import TYPE_CHECKING, Callable, Iterator, Optional
 
 import numpy as np
 
@@ -19,8 +19,11 @@ def render_workers() -> int:
 
 
 def render_in_order(session: "Session", n: int, cancel: Optional[CancelCheck] = None,
-                    workers: Optional[int] = None) -> Iterator[tuple[int, np.ndarray]]:
-    """(t, frame) for t = 0..n-1, rendered by a small thread pool a few frames ahead.
+                    workers: Optional[int] = None,
+                    finish: Optional[Callable[[np.ndarray, int], np.ndarray]] = None) -> Iterator[tuple[int, np.ndarray]]:
+    """(t, frame) for t = 0..n-1, rendered by a small thread pool a few frames ahead; with
+    ``finish``, (t, finish(frame, t)), called by the worker (an output's conversion to the pixels
+    it stores: queued frames then take the stored size, half a float frame's at 16 bits).
 
     At most ``workers`` + 1 frames are queued (rendering, or done and waiting for their turn; one
     more than the workers, so a worker that finishes early starts the next frame), besides the
@@ -33,15 +36,20 @@ def render_in_order(session: "Session", n: int, cancel: Optional[CancelCheck] = 
     from deflicker.progress import check_cancel
 
     workers = workers or render_workers()
+
+    def job(t: int) -> np.ndarray:
+        out = session.render(t, cancel=cancel)
+        return out if finish is None else finish(out, t)
+
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="deflicker-render") as pool:
-        pending = {t: pool.submit(session.render, t, cancel=cancel) for t in range(min(n, workers + 1))}
+        pending = {t: pool.submit(job, t) for t in range(min(n, workers + 1))}
         try:
             for t in range(n):
                 check_cancel(cancel)
                 out = pending.pop(t).result()
                 ahead = t + workers + 1
                 if ahead < n:
-                    pending[ahead] = pool.submit(session.render, ahead, cancel=cancel)
+                    pending[ahead] = pool.submit(job, ahead)
                 yield t, out
         finally:
             for future in pending.values():

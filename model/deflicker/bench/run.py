@@ -94,7 +94,7 @@ def run_target(row: dict[str, Any]) -> str:
 def run_run(args: argparse.Namespace, *, size: tuple[int, int], frames: int) -> int:
     """Make the clip, measure ``deflicker run`` on it into each output, print the rows and the
     targets, write run.json."""
-    rows = []
+    rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="deflicker-bench-run-") as tmp:
         folder = Path(tmp)
         print(f"run: writing {frames} frames of {size_label(size)} ...", file=sys.stderr, flush=True)

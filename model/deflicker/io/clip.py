@@ -36,13 +36,19 @@ def to_float(pixels: np.ndarray) -> np.ndarray:
 
 
 def quantize(frame: np.ndarray, bit_depth: int) -> np.ndarray:
-    """Float frame -> uint8 (8) or uint16 (16): clip to [0, 1], scale, round half to even.
+    """Float frame -> uint8 (8) or uint16 (16): clip to [0, 1], scale, round half to even; a
+    frame already of that type is returned as it is.
 
     Converts a band of rows at a time (:mod:`deflicker.bands`): its float temporaries are a
     few MB at any frame size.
     """
+    dtype = np.uint8 if bit_depth == 8 else np.uint16
+    if frame.dtype == dtype:
+        return frame
+    if frame.dtype.kind != "f":
+        raise VideoIOError(f"cannot store {frame.dtype} pixels as {bit_depth}-bit")
     maxval = np.float32(MAXVAL[bit_depth])
-    out = np.empty(frame.shape, dtype=np.uint8 if bit_depth == 8 else np.uint16)
+    out = np.empty(frame.shape, dtype=dtype)
     for rows in row_bands(frame.shape[0], frame.shape[1]):
         band = np.clip(frame[rows], 0.0, 1.0)
         band *= maxval

@@ -98,9 +98,14 @@ class VideoWriter:
             self.abort()
             raise
 
+    def stored(self, frame: np.ndarray) -> np.ndarray:
+        """A validated (H, W, C) float32 frame as the integer pixels this writer encodes."""
+        return quantize(frame, self._depth)
+
     def write(self, frame: np.ndarray) -> None:
-        """Encode one validated (H, W, C) float32 frame (at its input timestamp, if timed)."""
-        pixels = quantize(frame, self._depth)
+        """Encode one validated (H, W, C) float32 frame, or its :meth:`stored` pixels (at its
+        input timestamp, if timed)."""
+        pixels = self.stored(frame)
         if self._format in ("rgb24", "rgb48le") and self._channels == 4:
             pixels = pixels[..., :3]
         video_frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(pixels), format=self._format)

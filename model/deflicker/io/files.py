@@ -117,9 +117,16 @@ class ClipWriter:
         return SequenceWriter(self.target.frame_names(self.info.bit_depth), bit_depth=self.info.bit_depth,
                               channels=self.info.channels, numbers=numbers, overwrite=self.overwrite)
 
-    def write(self, frame: np.ndarray) -> None:
-        """Append one (H, W, C) float32 frame (checked for shape and NaN/inf)."""
-        self._backend.write(check_frame(frame, self.info, self.count))
+    def prepare(self, frame: np.ndarray, index: int) -> np.ndarray:
+        """Output frame ``index``, (H, W, C) float32, checked for shape and NaN/inf and converted to
+        the pixels the output stores (uint8 or uint16; float32 for 32-bit images). Pure and
+        thread-safe: render workers convert their frames before the queue holds them (a 16-bit
+        frame is half the bytes of a float one)."""
+        return self._backend.stored(check_frame(frame, self.info, index))
+
+    def write(self, frame: np.ndarray, *, prepared: bool = False) -> None:
+        """Append one (H, W, C) float32 frame, or (``prepared``) the pixels :meth:`prepare` made of one."""
+        self._backend.write(frame if prepared else self.prepare(frame, self.count))
         self.count += 1
 
     def close(self) -> None:
