@@ -66,7 +66,7 @@ def test_scratch_frames_reuse_a_returned_buffer_and_never_share_a_held_one():
     from deflicker.bands import ScratchFrames
 
     pool = ScratchFrames(keep=1)
-    shape = (1200, 1920, 3)  # 27 MB of float32: pooled
+    shape = (1600, 2048, 3)  # 39 MB of float32, 20 MB of int16: pooled
     with pool.take(shape) as a:
         with pool.take(shape) as b:
             assert not np.shares_memory(a, b)  # both held: two buffers
@@ -74,12 +74,14 @@ def test_scratch_frames_reuse_a_returned_buffer_and_never_share_a_held_one():
     with pool.take(shape) as c:
         assert c.ctypes.data in (a_id, b.ctypes.data)  # a returned one, not a fresh allocation
         assert c.shape == shape and c.dtype == np.float32
-    with pool.take((1200, 1920, 3), np.int16) as d:
-        assert d.dtype == np.int16 and not np.shares_memory(c, d)  # pooled per dtype
+    with pool.take(shape, np.int16) as d:  # the float buffer's first half
+        assert d.dtype == np.int16 and d.shape == shape and d.ctypes.data == c.ctypes.data
+        with pool.take(shape) as f:  # held: never shared
+            assert not np.shares_memory(d, f)
     with pool.take((10, 10, 3)) as small, pool.take((10, 10, 3)) as small2:
         assert not np.shares_memory(small, small2)
-    with pool.take((1300, 1920, 3)) as other:  # another frame size: the old buffers go
-        assert other.shape == (1300, 1920, 3)
+    with pool.take((1700, 2048, 3)) as other:  # another frame size: the old buffers go
+        assert other.shape == (1700, 2048, 3)
     with pool.take(shape) as e:
         assert e.ctypes.data not in (a_id, b.ctypes.data, c.ctypes.data)
 
@@ -146,3 +148,18 @@ def test_banded_flow_proxy_equals_the_whole_frame_code_values_resized(height, wi
     expected = resize(np.multiply(code_values(frame), np.float32(1.0 / CODE_SCALE)), Proxy.shape)
     assert len(list(row_bands(height, width))) > 1
     np.testing.assert_array_equal(ClipAnalysis.flow_proxy(Proxy(), frame), expected)  # type: ignore[arg-type]
+
+
+def test_scratch_frames_keep_the_largest_buffers_for_every_dtype():
+    from deflicker.bands import ScratchFrames
+
+    pool = ScratchFrames(keep=1)
+    shape = (1600, 2048, 3)
+    with pool.take(shape, np.int16) as ints:
+        small = ints.ctypes.data
+    with pool.take(shape) as floats:  # the idle int16 buffer is too small: a new one
+        assert floats.ctypes.data != small
+        large = floats.ctypes.data
+    with pool.take(shape, np.int16) as again, pool.take(shape, np.int16) as other:
+        assert again.ctypes.data == large and other.ctypes.data != large  # only the largest stayed
+        assert not np.shares_memory(again, other)

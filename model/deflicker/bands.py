@@ -41,38 +41,46 @@ class ScratchFrames:
     """Full-frame scratch buffers handed out and taken back, so a render's frame-sized
     temporaries are not fresh allocations each frame (above glibc's 32 MB mmap ceiling, as 4K
     frames are, each one is mapped and page-faulted anew: ~50 ms per 4K float frame, and the
-    faults of two render threads serialize in the kernel). At most ``keep`` idle buffers of each
-    dtype stay, only of the latest frame size asked for. Thread-safe."""
+    faults of two render threads serialize in the kernel).
+
+    Buffers are bytes, handed out as arrays of any dtype: an int16 frame reuses the first half of
+    a float32 one. At most ``keep`` idle buffers stay (the largest), only of the latest frame
+    size asked for. Thread-safe.
+    """
 
     #: Smaller arrays are plain allocations (proxy-size work never displaces frame-size buffers).
     MIN_BYTES = 16 << 20
 
     def __init__(self, keep: int = 2):
         self._keep = keep
-        self._idle: dict[tuple[tuple[int, ...], str], list[np.ndarray]] = {}
+        self._size: tuple[int, ...] = ()  # the frame size (h, w) the idle buffers were asked for
+        self._idle: list[np.ndarray] = []  # uint8 buffers
         self._lock = threading.Lock()
 
     @contextmanager
     def take(self, shape: tuple[int, ...], dtype: type = np.float32) -> Iterator[np.ndarray]:
-        """An array of ``shape`` and ``dtype`` (contents undefined), the caller's until the block ends."""
-        key = (tuple(shape), np.dtype(dtype).str)
-        if math.prod(shape) * np.dtype(dtype).itemsize < self.MIN_BYTES:
+        """An array of ``shape`` and ``dtype`` (contents undefined), the caller's until the block
+        ends: it shares no bytes with an array another caller holds."""
+        nbytes = math.prod(shape) * np.dtype(dtype).itemsize
+        if nbytes < self.MIN_BYTES:
             yield np.empty(shape, dtype=dtype)  # malloc reuses small blocks itself
             return
+        size = tuple(shape[:2])
         with self._lock:
-            for other in [k for k in self._idle if k[0][:2] != key[0][:2]]:
-                del self._idle[other]  # another frame size: its buffers go
-            idle = self._idle.get(key)
-            buf = idle.pop() if idle else None
+            if size != self._size:
+                self._size, self._idle = size, []  # another frame size: its buffers go
+            fits = [i for i, b in enumerate(self._idle) if b.nbytes >= nbytes]
+            buf = self._idle.pop(min(fits, key=lambda i: self._idle[i].nbytes)) if fits else None
         if buf is None:
-            buf = np.empty(shape, dtype=dtype)
+            buf = np.empty(nbytes, dtype=np.uint8)
         try:
-            yield buf
+            yield buf[:nbytes].view(dtype).reshape(shape)
         finally:
             with self._lock:
-                idle = self._idle.setdefault(key, [])
-                if len(idle) < self._keep:
-                    idle.append(buf)
+                if size == self._size:
+                    self._idle.append(buf)
+                    self._idle.sort(key=lambda b: -b.nbytes)
+                    del self._idle[self._keep:]  # the largest stay
 
 
 #: The process's scratch frames (the render's upsampled coefficients, its flow proxies' input).
