@@ -8,10 +8,12 @@ of :data:`OUTPUTS`: a 16-bit FFV1 ``.mkv`` and a 16-bit TIFF sequence. The peak 
 own maximum resident set (``ru_maxrss`` from ``os.wait4``), the figure the issue's target is
 about. Linux carries the parent's peak into a child's ``ru_maxrss`` (the child starts in the
 parent's address space), so the clip is written by a child process too and this process stays
-small; its own peak, the floor under every figure, is reported with them. The baseline, measured in the same run: the same clip decoded and written to the same
-output by the engine's reader and writer alone (:func:`copy_clip`), nothing between. The
-difference is what the deflicker itself adds; the baseline is what the codec and the I/O take
-(FFmpeg 8's FFV1 encoder alone reserves and touches about 1 GB for a 16-bit 4K packet).
+small; its own peak, the floor under every figure, is reported with them.
+
+The baseline, measured in the same run: the same clip decoded and written to the same output
+by the engine's reader and writer alone (:func:`copy_clip`), nothing between. The difference is
+what the deflicker itself adds; the baseline is what the codec and the I/O take (FFmpeg 8's
+FFV1 encoder alone reserves and touches about 1 GB for a 16-bit 4K packet).
 """
 from __future__ import annotations
 
@@ -77,11 +79,11 @@ def measure_run(src: Path, dst: Path, cache_dir: Path) -> dict[str, Any]:
     run = measure_child([sys.executable, "-m", "deflicker", "run", str(src), "-o", str(dst),
                          "--cache-dir", str(cache_dir), "--overwrite"])
     dst.parent.mkdir(parents=True, exist_ok=True)
-    io = measure_child([sys.executable, "-c", "import sys; from deflicker.bench.run import copy_clip; "
+    copy = measure_child([sys.executable, "-c", "import sys; from deflicker.bench.run import copy_clip; "
                         "copy_clip(*sys.argv[1:])", str(src), str(dst.with_name("copy-" + dst.name))])
-    row = {**run, "io_peak_mb": io["peak_mb"], "io_seconds": io["seconds"]}
-    if "error" in io and "error" not in row:
-        row["error"] = f"the reader and writer alone: {io['error']}"
+    row = {**run, "io_peak_mb": copy["peak_mb"], "io_seconds": copy["seconds"]}
+    if "error" in copy and "error" not in row:
+        row["error"] = f"the reader and writer alone: {copy['error']}"
     return row
 
 
