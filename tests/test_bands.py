@@ -163,3 +163,23 @@ def test_scratch_frames_keep_the_largest_buffers_for_every_dtype():
     with pool.take(shape, np.int16) as again, pool.take(shape, np.int16) as other:
         assert again.ctypes.data == large and other.ctypes.data != large  # only the largest stayed
         assert not np.shares_memory(again, other)
+
+
+@pytest.mark.parametrize("height,width", [(1080, 1920), (1081, 1283)])
+def test_banded_fill_clipped_equals_the_whole_frame_fill(height, width):
+    from deflicker.method.correction import IDENTITY, _band_colour_bound, _fill_band, colour_bound, fill_clipped
+
+    rng = np.random.default_rng(9)
+    image = rng.uniform(-0.05, 1.05, (height, width, 3)).astype(np.float32).clip(0.0, 1.0)  # clipped both ends
+    corrected = rng.uniform(0.0, 1.0, image.shape).astype(np.float32)
+    guide = rng.uniform(0.0, 1.0, (72, 128, 3)).astype(np.float32)
+    bound = (IDENTITY + 0.1 * rng.standard_normal(12)).astype(np.float32)
+    expected = corrected.copy()
+    up = cv2.resize(guide, (width, height), interpolation=cv2.INTER_LINEAR)
+    under = colour_bound(image, bound, 0.8)
+    _fill_band(expected, image, up, 0.8, under)  # the whole frame as one band
+    assert len(list(row_bands(height, width))) > 1  # really banded
+    for rows in row_bands(height, width):  # cv2.transform's scalar tail at a band's end included
+        np.testing.assert_array_equal(_band_colour_bound(image, rows, bound, 0.8), under[rows])
+    assert not np.array_equal(expected, corrected)
+    np.testing.assert_array_equal(fill_clipped(corrected, image, guide, strength=0.8, bound=bound), expected)

@@ -3,9 +3,12 @@ float temporaries are a few MB each instead of 100 MB.
 
 A band is a slice of whole rows, so a band of a C-contiguous frame is itself contiguous. Its
 first pixel sits at a multiple of ALIGN pixels from the frame's start: OpenCV's vector loops
-(``cv2.transform``, ``cv2.multiply``) then split a band into the same vector blocks and scalar
-tail as the whole frame, so a banded result is bit-identical to the whole-frame one. Banded
-work must be per pixel; resampling (``cv2.resize``) stays whole-frame.
+(``cv2.transform``, ``cv2.multiply``) then split a band into the same vector blocks as the
+whole frame, so a banded result is bit-identical to the whole-frame one. Only an array's last
+few pixels go through a scalar loop; where that loop rounds differently (``cv2.transform`` with
+inexact products), a band is computed a few pixels past its end and cut to it
+(:data:`deflicker.method.correction.TRANSFORM_TAIL`). Banded work must be per pixel; resampling
+(``cv2.resize``) stays whole-frame.
 """
 from __future__ import annotations
 

@@ -126,6 +126,12 @@ def _write_tiff(path: Path, pixels: np.ndarray) -> None:
     tifffile.imwrite(path, pixels, photometric="rgb", extrasamples=extra, compression="zlib")
 
 
+def stored_pixels(frame: np.ndarray, depth: int) -> np.ndarray:
+    """A float frame as the pixels an image of ``depth`` bits stores: float32 at 32 (the frame
+    itself when it is float32), else uint8 / uint16 (:func:`deflicker.io.clip.quantize`)."""
+    return frame.astype(np.float32, copy=False) if depth == 32 else quantize(frame, depth)
+
+
 def write_image(path: Path, frame: np.ndarray, bit_depth: int) -> None:
     """Store an (H, W, 3|4) float frame in the format of ``path``'s suffix (JPEG drops alpha)."""
     ext = path.suffix.lower()
@@ -135,7 +141,7 @@ def write_image(path: Path, frame: np.ndarray, bit_depth: int) -> None:
         return
     if ext in (".jpg", ".jpeg"):
         frame = frame[..., :3]
-    pixels = frame.astype(np.float32) if depth == 32 else quantize(frame, depth)
+    pixels = stored_pixels(frame, depth)
     try:
         if ext in (".tif", ".tiff"):
             _write_tiff(path, pixels)

@@ -15,8 +15,8 @@ import numpy as np
 
 from deflicker.errors import VideoIOError
 from deflicker.io.atomic import is_pattern, move_in, remove_files, temp_dir_in
-from deflicker.io.clip import Clip, bit_depth_of, quantize
-from deflicker.io.image_file import IMAGE_EXTS, read_image, storable_depth, write_image
+from deflicker.io.clip import Clip, bit_depth_of
+from deflicker.io.image_file import IMAGE_EXTS, read_image, storable_depth, stored_pixels, write_image
 from deflicker.io.target import FrameNames, check_frames_free
 from deflicker.io.source import ClipInfo
 
@@ -150,7 +150,7 @@ class SequenceWriter:
 
     def stored(self, frame: np.ndarray) -> np.ndarray:
         """A validated (H, W, C) float32 frame as the pixels the images store (uint8, uint16 or float32)."""
-        return frame if self.bit_depth == 32 else quantize(frame, self.bit_depth)
+        return stored_pixels(frame, self.bit_depth)
 
     def write(self, frame: np.ndarray) -> None:
         """Store one validated (H, W, C) float32 frame, or its :meth:`stored` pixels, under its number."""

@@ -67,7 +67,7 @@ def _transform(image: np.ndarray, coeffs: np.ndarray, scale: float) -> np.ndarra
                 out[rows, :, c] = cv2.transform(band, _SUM3)
         offsets = _upsample(coeffs[..., 9:12] * np.float32(scale), shape, buf)
         for rows in row_bands(*shape):
-            out[rows] += offsets[rows]
+            cv2.add(out[rows], offsets[rows], dst=out[rows])  # in place, without numpy's strided loop
     return out
 
 
@@ -130,18 +130,31 @@ def fill_clipped(corrected: np.ndarray, image: np.ndarray, guide: np.ndarray, *,
     with FRAME_SCRATCH.take((*shape, 3)) as up:
         _upsample(guide, shape, up)
         for rows in row_bands(*shape):  # per pixel: band temporaries only, written into ``corrected``
-            _fill_band(corrected[rows], image[rows], up[rows], strength, bound)
+            under = None if bound is None else _band_colour_bound(image, rows, bound, strength)
+            _fill_band(corrected[rows], image[rows], up[rows], strength, under)
     return corrected
 
 
+#: cv2.transform rounds the last few pixels of an array in a scalar loop, not quite as its vector
+#: loop does; a band's bound is computed this many pixels past the band (then cut to it), so
+#: every pixel of it is rounded as in the whole frame.
+TRANSFORM_TAIL = 64
+
+
+def _band_colour_bound(image: np.ndarray, rows: slice, colour: np.ndarray, strength: float) -> np.ndarray:
+    """:func:`colour_bound` of ``image[rows]``, bit for bit the whole frame's."""
+    stop = min(image.shape[0], rows.stop + -(-TRANSFORM_TAIL // image.shape[1]))
+    return colour_bound(image[rows.start:stop], colour, strength)[:rows.stop - rows.start]
+
+
 def _fill_band(corrected: np.ndarray, image: np.ndarray, up: np.ndarray, strength: float,
-               bound: Optional[np.ndarray]) -> None:
+               under: Optional[np.ndarray]) -> None:
     """:func:`fill_clipped` on a band of rows, in place in ``corrected``; ``up`` is the guide
-    upsampled to the band."""
+    upsampled to the band, ``under`` the band's :func:`colour_bound` (None: no bound)."""
     high = np.clip((image - (1.0 - CLIP_RAMP)) / (CLIP_RAMP / 2), 0.0, 1.0)
     low = np.clip((CLIP_RAMP - image) / (CLIP_RAMP / 2), 0.0, 1.0)
     target = corrected + np.float32(strength) * (up - corrected)
-    dark = corrected if bound is None else np.minimum(corrected, colour_bound(image, bound, strength))
+    dark = corrected if under is None else np.minimum(corrected, under)
     filled = np.where(high > 0, np.maximum(corrected, target), dark)
     weight = np.maximum(high, low)
     corrected[...] = (corrected + weight * (filled - corrected)).astype(np.float32)
