@@ -4,7 +4,7 @@ import cv2
 import numpy as np
 import pytest
 
-from deflicker.bands import ALIGN, band_rows, row_bands
+from deflicker.bands import ALIGN, TAIL_PIXELS, band_rows, row_bands, with_tail
 
 
 @pytest.mark.parametrize("height,width", [(2160, 3840), (1080, 1920), (721, 1283), (5, 7), (1, 1), (3000, 1024)])
@@ -20,6 +20,13 @@ def test_band_size_follows_the_pixel_budget():
     assert band_rows(3840) * 3840 <= 1 << 20 < (band_rows(3840) + 4) * 3840
     assert band_rows(1283) == 1024  # odd width: the alignment sets the rows
     assert band_rows(4096, pixels=1) == 1
+
+
+def test_with_tail_reaches_past_the_band_by_the_tail_within_the_frame():
+    assert with_tail(slice(0, 8), 64, 1024) == slice(0, 9)  # one more row holds the tail
+    wide = with_tail(slice(10, 20), 100, 7)
+    assert wide.start == 10 and (wide.stop - 20) * 7 >= TAIL_PIXELS > (wide.stop - 21) * 7
+    assert with_tail(slice(56, 64), 64, 1024) == slice(56, 64)  # the frame's last band: its tail is the frame's
 
 
 def _whole_frame_transform(image, coeffs, scale):

@@ -7,7 +7,7 @@ first pixel sits at a multiple of ALIGN pixels from the frame's start: OpenCV's 
 whole frame, so a banded result is bit-identical to the whole-frame one. Only an array's last
 few pixels go through a scalar loop; where that loop rounds differently (``cv2.transform`` with
 inexact products), a band is computed a few pixels past its end and cut to it
-(:data:`deflicker.method.correction.TRANSFORM_TAIL`). Banded work must be per pixel; resampling
+(:func:`with_tail`). Banded work must be per pixel; resampling
 (``cv2.resize``) stays whole-frame.
 """
 from __future__ import annotations
@@ -23,6 +23,8 @@ import numpy as np
 BAND_PIXELS = 1 << 20
 #: Every band starts this many pixels (a multiple) after the frame's first.
 ALIGN = 1024
+#: More pixels than OpenCV's vector loops leave to their scalar loop at an array's end.
+TAIL_PIXELS = 64
 
 
 def band_rows(width: int, pixels: int = BAND_PIXELS) -> int:
@@ -38,6 +40,13 @@ def row_bands(height: int, width: int, pixels: int = BAND_PIXELS) -> Iterator[sl
     rows = band_rows(width, pixels)
     for top in range(0, height, rows):
         yield slice(top, min(height, top + rows))
+
+
+def with_tail(rows: slice, height: int, width: int) -> slice:
+    """A band's rows and the next ones holding TAIL_PIXELS more pixels (within the frame's
+    ``height``): computed on these and cut back to ``rows``, the band's last pixels are rounded
+    by the vector loop, as in the whole frame."""
+    return slice(rows.start, min(height, rows.stop + -(-TAIL_PIXELS // width)))
 
 
 class ScratchFrames:

@@ -12,7 +12,7 @@ from typing import Optional
 import cv2
 import numpy as np
 
-from deflicker.bands import FRAME_SCRATCH, row_bands
+from deflicker.bands import FRAME_SCRATCH, row_bands, with_tail
 from deflicker.errors import InvalidSettingsError
 
 #: Identity transform as a 12-vector (M = I, b = 0).
@@ -135,16 +135,10 @@ def fill_clipped(corrected: np.ndarray, image: np.ndarray, guide: np.ndarray, *,
     return corrected
 
 
-#: cv2.transform rounds the last few pixels of an array in a scalar loop, not quite as its vector
-#: loop does; a band's bound is computed this many pixels past the band (then cut to it), so
-#: every pixel of it is rounded as in the whole frame.
-TRANSFORM_TAIL = 64
-
-
 def _band_colour_bound(image: np.ndarray, rows: slice, colour: np.ndarray, strength: float) -> np.ndarray:
-    """:func:`colour_bound` of ``image[rows]``, bit for bit the whole frame's."""
-    stop = min(image.shape[0], rows.stop + -(-TRANSFORM_TAIL // image.shape[1]))
-    return colour_bound(image[rows.start:stop], colour, strength)[:rows.stop - rows.start]
+    """:func:`colour_bound` of ``image[rows]``, bit for bit the whole frame's: computed past the
+    band's end (:func:`deflicker.bands.with_tail`), then cut to it."""
+    return colour_bound(image[with_tail(rows, *image.shape[:2])], colour, strength)[:rows.stop - rows.start]
 
 
 def _fill_band(corrected: np.ndarray, image: np.ndarray, up: np.ndarray, strength: float,
