@@ -158,10 +158,27 @@ def test_speed_suite_at_a_tiny_size(tmp_path, capsys):
     assert [r["frames"] for r in rows] == [8, 16] and all("error" not in r for r in rows), rows
     assert rows[0]["render_seconds_per_frame"] > 0 and "render_seconds_per_frame" not in rows[1]
     assert rows[0]["queue_seconds_per_frame"] >= rows[0]["queue_net_seconds_per_frame"] > 0
+    runs = rows[0]["queue_net_runs"]
+    assert len(runs) == 3 and runs == sorted(runs) and rows[0]["queue_net_seconds_per_frame"] == runs[1]  # the median
     assert all(r["analysis_seconds_per_frame"] > 0 and r["rss_mb"] > r["peak_mb"] >= 0 for r in rows)
     assert sum(ln.startswith("64x48") for ln in text.splitlines()) == 2
     assert "linear growth at 64x48" in text and "SKIP  render queue at 1080p" in text
     assert (tmp_path / "flow.json").exists() and "brightness normalization" in text  # --flow
+
+
+def test_speed_targets_judge_the_median_ratio_and_show_the_runs_extremes():
+    from deflicker.bench.speed import speed_targets
+
+    def row(h, w, runs):
+        return {"height": h, "width": w, "frames": 100, "analysis_seconds_per_frame": 0.2, "peak_mb": 1.0,
+                "rss_mb": 2.0, "render_net_seconds_per_frame": 0.5, "queue_seconds_per_frame": runs[1] + 0.01,
+                "queue_net_seconds_per_frame": runs[1], "queue_net_runs": runs}
+
+    lines = speed_targets([row(1080, 1920, [0.10, 0.12, 0.13]), row(2160, 3840, [0.27, 0.288, 0.33])])
+    line = next(ln for ln in lines if "render 4K / 1080p" in ln)
+    assert line.startswith("PASS") and "2.40x" in line and "extremes 2.08-3.30x" in line, line
+    lines = speed_targets([row(1080, 1920, [0.10, 0.12, 0.13]), row(2160, 3840, [0.29, 0.31, 0.33])])
+    assert next(ln for ln in lines if "render 4K / 1080p" in ln).startswith("FAIL")  # 2.58x
 
 
 def test_run_suite_measures_a_real_deflicker_run_into_each_output(tmp_path):
