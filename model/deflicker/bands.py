@@ -7,8 +7,7 @@ first pixel sits at a multiple of ALIGN pixels from the frame's start: OpenCV's 
 whole frame, so a banded result is bit-identical to the whole-frame one. Only an array's last
 few pixels go through a scalar loop; where that loop rounds differently (``cv2.transform`` with
 inexact products), a band is computed a few pixels past its end and cut to it
-(:func:`with_tail`). Banded work must be per pixel; resampling
-(``cv2.resize``) stays whole-frame.
+(:func:`with_tail`). Banded work must be per pixel; resampling (``cv2.resize``) stays whole-frame.
 """
 from __future__ import annotations
 
