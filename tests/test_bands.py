@@ -4,7 +4,8 @@ import cv2
 import numpy as np
 import pytest
 
-from deflicker.bands import ALIGN, TAIL_PIXELS, band_rows, row_bands, with_tail
+from deflicker.bands import (ALIGN, TAIL_PIXELS, area_bands, band_rows, banded_upsampling, row_bands, row_grid,
+                             row_upsampler, upsampled_rows, with_tail)
 
 
 @pytest.mark.parametrize("height,width", [(2160, 3840), (1080, 1920), (721, 1283), (5, 7), (1, 1), (3000, 1024)])
@@ -41,19 +42,87 @@ def _whole_frame_transform(image, coeffs, scale):
     return cv2.add(cv2.merge(sums), offsets)
 
 
-@pytest.mark.parametrize("height,width", [(1080, 1920), (1500, 1283)])
-def test_banded_transform_equals_the_whole_frame_bit_for_bit(height, width):
+@pytest.mark.parametrize("height,width,proxy", [
+    (1080, 1920, (72, 128)), (1500, 1283, (100, 85)), (2160, 3840, (144, 256)), (1080, 1920, (144, 256)),  # banded
+    (1081, 1283, (72, 85))])  # 1081 / 72 rows: a grid is all 72, so upsampled whole-frame
+def test_banded_transform_equals_the_whole_frame_bit_for_bit(height, width, proxy):
+    from deflicker.bands import CACHE_BAND_PIXELS
     from deflicker.method.correction import IDENTITY, apply_affine
 
     rng = np.random.default_rng(3)
     image = rng.uniform(-0.1, 1.1, (height, width, 3)).astype(np.float32)
-    coeffs = (IDENTITY + 0.2 * rng.standard_normal((height // 15, width // 15, 12))).astype(np.float32)
-    assert len(list(row_bands(height, width))) > 1  # really banded
+    coeffs = (IDENTITY + 0.2 * rng.standard_normal((*proxy, 12))).astype(np.float32)
+    assert len(list(row_bands(height, width, CACHE_BAND_PIXELS))) > 1  # really banded
     np.testing.assert_array_equal(apply_affine(image, coeffs, scale=1.7), _whole_frame_transform(image, coeffs, 1.7))
 
 
+@pytest.mark.parametrize("src_height,height", [
+    (37, 37), (37, 74), (37, 111), (37, 37 * 15), (37, 37 * 16),  # whole factors
+    (144, 1080), (144, 2160), (135, 2160), (400, 1080), (540, 720), (107, 858)])  # 7.5, 15, 16, 2.7, 4/3, 858/107
+@pytest.mark.parametrize("channels", [1, 3, 4])
+def test_upsampled_rows_equal_the_whole_frame_upsampling_for_any_band(src_height, height, channels):
+    rng = np.random.default_rng(src_height + height)
+    src = rng.standard_normal((src_height, 53, channels)).astype(np.float32)[..., 0 if channels == 1 else slice(None)]
+    shape = (height, 211)
+    whole = cv2.resize(src, (shape[1], shape[0]), interpolation=cv2.INTER_LINEAR)
+    edges = sorted({0, height, *rng.integers(1, height, 6).tolist()})  # bands starting and ending anywhere
+    for top, bottom in zip(edges, edges[1:]):
+        np.testing.assert_array_equal(upsampled_rows(src, shape, slice(top, bottom)), whole[top:bottom])
+
+
+def test_upsampling_is_banded_where_a_band_reads_a_few_source_rows_only():
+    assert row_grid(144, 1080) == (2, 15) and banded_upsampling(144, 1080)  # 1080p from the default proxy
+    assert row_grid(144, 2160) == (1, 15) and banded_upsampling(144, 2160)
+    assert row_grid(107, 858) == (107, 858) and not banded_upsampling(107, 858)  # scope: the whole source
+    rng = np.random.default_rng(2)
+    for src_height, height in ((107, 858), (144, 1080)):
+        src = rng.standard_normal((src_height, 85, 3)).astype(np.float32)
+        shape = (height, 1283)
+        whole = cv2.resize(src, (shape[1], shape[0]), interpolation=cv2.INTER_LINEAR)
+        up = row_upsampler(src, shape)
+        for rows in row_bands(*shape, pixels=1 << 16):
+            np.testing.assert_array_equal(up(rows), whole[rows])
+
+
+@pytest.mark.parametrize("shape,small", [((2160, 3840), (144, 256)), ((1080, 1920), (144, 256)),
+                                         ((1080, 1000), (400, 333)), ((858, 2048), (107, 256)), ((5, 7), (5, 7))])
+def test_area_bands_are_whole_grids_whose_downsampling_is_the_whole_frames(shape, small):
+    rng = np.random.default_rng(shape[0])
+    frame = rng.uniform(-0.1, 1.1, (*shape, 3)).astype(np.float32)
+    whole = cv2.resize(frame, small[::-1], interpolation=cv2.INTER_AREA)
+    bands = list(area_bands(shape, small, pixels=1 << 18))
+    assert np.concatenate([np.arange(r.start, r.stop) for r, _ in bands]).tolist() == list(range(shape[0]))
+    assert np.concatenate([np.arange(s.start, s.stop) for _, s in bands]).tolist() == list(range(small[0]))
+    q, p = row_grid(small[0], shape[0])
+    grids = max(1, (1 << 18) // (shape[1] * p))  # a band is one grid at least
+    assert all((r.stop - r.start) == grids * p and (o.stop - o.start) == grids * q for r, o in bands[:-1])
+    assert (len(bands) == 1) == (shape[0] == 858 or shape[0] * shape[1] <= 1 << 18)  # 858 onto 107: no shorter grid
+    for rows, out in bands:
+        part = cv2.resize(frame[rows], (small[1], out.stop - out.start), interpolation=cv2.INTER_AREA)
+        np.testing.assert_array_equal(part.reshape(-1, small[1], 3), whole[out])
+
+
+@pytest.mark.parametrize("height,width,channels", [(2160, 3840, 3), (1080, 1920, 4), (858, 2048, 3)])
+def test_banded_code_thumbnail_equals_the_whole_frame_code_values_resized(height, width, channels):
+    from deflicker.method.content import code_thumbnail, code_values
+    from deflicker.method.image import proxy_shape
+
+    rng = np.random.default_rng(10)
+    frame = rng.uniform(-0.1, 1.1, (height, width, channels)).astype(np.float32)
+    small = proxy_shape(height, width, 256)
+    expected = cv2.resize(code_values(frame), small[::-1], interpolation=cv2.INTER_AREA)
+    np.testing.assert_array_equal(code_thumbnail(frame, small), expected)
+
+
+def _passthrough_weight(mask, image):
+    """The pass-through weight of a display-referred frame, its bands put together (H, W)."""
+    from deflicker.method.static_regions import passthrough_bands
+
+    return np.concatenate([band for _, band in passthrough_bands(mask, image, display=True)])
+
+
 def test_banded_keep_static_equals_the_whole_frame_blend():
-    from deflicker.method.static_regions import keep_static, passthrough_weight
+    from deflicker.method.static_regions import keep_static
 
     rng = np.random.default_rng(4)
     image = rng.uniform(0.0, 1.0, (1080, 1920, 3)).astype(np.float32)
@@ -61,7 +130,7 @@ def test_banded_keep_static_equals_the_whole_frame_blend():
     corrected = rng.uniform(0.0, 1.0, image.shape).astype(np.float32)
     mask = np.zeros((72, 128), bool)
     mask[:9] = True
-    weight = passthrough_weight(mask, image, display=True)[..., None]
+    weight = _passthrough_weight(mask, image)[..., None]
     expected = (corrected + weight * (image - corrected)).astype(np.float32)
     np.copyto(expected, image, where=weight >= 1.0)
     out = keep_static(corrected.copy(), image, mask, display=True)
@@ -109,14 +178,14 @@ def test_renders_through_reused_scratch_buffers_do_not_leak_between_frames():
 
 
 def test_keep_static_with_scattered_static_pixels_equals_the_whole_frame_blend():
-    from deflicker.method.static_regions import keep_static, passthrough_weight
+    from deflicker.method.static_regions import keep_static
 
     rng = np.random.default_rng(6)
     image = rng.uniform(0.0, 1.0, (1080, 1920, 3)).astype(np.float32)
     mask = rng.uniform(size=(72, 128)) < 0.01  # clipped texels here and there
     image[rng.uniform(size=image.shape[:2]) < 0.02] = 1.0
     corrected = rng.uniform(0.0, 1.0, image.shape).astype(np.float32)
-    weight = passthrough_weight(mask, image, display=True)[..., None]
+    weight = _passthrough_weight(mask, image)[..., None]
     expected = (corrected + weight * (image - corrected)).astype(np.float32)
     np.copyto(expected, image, where=weight >= 1.0)
     assert 0.0 < float((weight > 0).mean()) < 0.5
@@ -126,7 +195,6 @@ def test_keep_static_with_scattered_static_pixels_equals_the_whole_frame_blend()
 @pytest.mark.parametrize("height,width", [(2160, 3840), (1081, 1283)])
 def test_banded_passthrough_weight_equals_the_whole_frame_one(height, width):
     from deflicker.method.atlas.texture import clipped_amount
-    from deflicker.method.static_regions import passthrough_weight
 
     rng = np.random.default_rng(7)
     image = rng.uniform(-0.02, 1.02, (height, width, 3)).astype(np.float32)
@@ -138,7 +206,7 @@ def test_banded_passthrough_weight_equals_the_whole_frame_one(height, width):
     extreme = np.maximum(clipped_amount(image.max(axis=-1))[1], clipped_amount(image.min(axis=-1))[0])
     expected = np.maximum(weight, ring * extreme)
     assert len(list(row_bands(height, width))) > 1 and not np.array_equal(expected, weight)
-    np.testing.assert_array_equal(passthrough_weight(mask, image, display=True), expected)
+    np.testing.assert_array_equal(_passthrough_weight(mask, image), expected)
 
 
 @pytest.mark.parametrize("height,width,channels", [(2160, 3840, 3), (1081, 1283, 4)])

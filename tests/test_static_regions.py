@@ -10,7 +10,7 @@ from deflicker.engine import Engine
 from deflicker.io.files import open_clip, write_clip
 from deflicker.bench.metrics import detail_kept, ewarp, static_error
 from deflicker.io.source import ArraySource
-from deflicker.method.static_regions import STATIC_RANGE, keep_static, passthrough_weight, static_mask
+from deflicker.method.static_regions import STATIC_RANGE, keep_static, passthrough_bands, static_mask
 from deflicker.synth.clips import make_clip
 
 TOLERANCE = 1.0 / 255.0
@@ -44,11 +44,12 @@ def test_passthrough_weight_is_exact_up_to_the_bars_own_edge():
     image[13] = 0.25  # the bar's anti-aliased edge row
     proxy = np.zeros((24, 32), bool)
     proxy[:3] = True  # the proxy rows fully inside the bar (row 3 mixes bar and picture)
-    weight = passthrough_weight(proxy, image, display=True)
-    assert weight is not None and weight.shape == (h, w)
+    bands = list(passthrough_bands(proxy, image, display=True))
+    weight = np.concatenate([band for _, band in bands])
+    assert [r.start for r, _ in bands] == [0] and weight.shape == (h, w)
     assert (weight[:13] == 1.0).all()  # every bar pixel, up to its edge, passes through exactly
     assert (weight[20:] == 0.0).all()  # the picture is the correction's
-    assert passthrough_weight(np.zeros((24, 32), bool), image, display=True) is None
+    assert list(passthrough_bands(np.zeros((24, 32), bool), image, display=True)) == []
     corrected = image + np.float32(0.1)
     out = keep_static(corrected, image, proxy, display=True)
     np.testing.assert_array_equal(out[:13], image[:13])

@@ -19,9 +19,8 @@ from typing import Any, NamedTuple, Optional, Union
 import cv2
 import numpy as np
 
-from deflicker.bands import FRAME_SCRATCH, row_bands
 from deflicker.method.atlas.fast import FastAtlas, ShotFlows, fit_fast
-from deflicker.method.content import CODE_SCALE, DIGEST_SIZE, ContentDigests, code_values, content_digest
+from deflicker.method.content import CODE_SCALE, DIGEST_SIZE, ContentDigests, code_thumbnail, content_digest
 from deflicker.errors import ModelLoadError
 from deflicker.method.flow import flow_input, flow_pair, flows_both
 from deflicker.method.image import local_contrast, local_correlation, proxy_shape, resize, rgb
@@ -135,12 +134,7 @@ class ClipAnalysis:
         up to 9/255 apart with local refinement on. Frames with the same code values get the
         same flows, bit for bit.
         """
-        with FRAME_SCRATCH.take((*frame.shape[:2], 3)) as codes:  # no fresh full-size array
-            for rows in row_bands(*frame.shape[:2]):  # the integer codes a band at a time
-                np.multiply(code_values(frame[rows]), np.float32(1.0 / CODE_SCALE), out=codes[rows])
-            p = resize(codes, self.shape)
-            if np.shares_memory(p, codes):  # a frame the proxy's size: resize handed the buffer back
-                p = p.copy()
+        p = code_thumbnail(frame, self.shape, unit=1.0 / CODE_SCALE)
         return p if self.scale == 1.0 else p / np.float32(self.scale)
 
     def atlas_frame(self, t: int, size: Optional[tuple[int, int]] = None,

@@ -29,7 +29,7 @@ from typing import Optional
 import cv2
 import numpy as np
 
-from deflicker.bands import FRAME_SCRATCH
+from deflicker.bands import FRAME_SCRATCH, area_bands, row_bands
 from deflicker.errors import ModelLoadError
 
 #: Bytes of one frame's digest.
@@ -53,13 +53,26 @@ def code_values(frame: np.ndarray, out: Optional[np.ndarray] = None) -> np.ndarr
     return codes.reshape(frame.shape[0], frame.shape[1], 3)
 
 
-def code_thumbnail(frame: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """A frame's code values area-resized, in integers, to ``shape`` (h, w): (h, w, 3) int16."""
-    if frame.shape[:2] == tuple(shape):
-        return code_values(frame)
-    with FRAME_SCRATCH.take((*frame.shape[:2], 3), np.int16) as codes:  # no fresh full-size array
-        code_values(frame, out=codes)
-        return cv2.resize(codes, (shape[1], shape[0]), interpolation=cv2.INTER_AREA).reshape(shape[0], shape[1], 3)
+def code_thumbnail(frame: np.ndarray, shape: tuple[int, int], unit: Optional[float] = None) -> np.ndarray:
+    """A frame's code values area-resized to ``shape`` (h, w): (h, w, 3) int16, resized in
+    integers; with ``unit``, float32 ``codes * unit`` resized in floats (the flow proxy).
+
+    A band of rows at a time (:func:`~deflicker.bands.area_bands`, the whole frame's bits), so no
+    frame-size array exists; where a band is the whole frame (a height with no shorter grid),
+    its codes go to a reused scratch frame."""
+    dtype = np.int16 if unit is None else np.float32
+    thumb = np.empty((*shape, 3), dtype)
+    for rows, small in area_bands(frame.shape[:2], shape):
+        band = frame[rows]
+        with FRAME_SCRATCH.take(band.shape[:2] + (3,), dtype) as codes:
+            for sub in row_bands(*band.shape[:2]):
+                if unit is None:
+                    code_values(band[sub], out=codes[sub])
+                else:
+                    np.multiply(code_values(band[sub]), np.float32(unit), out=codes[sub])
+            size = (shape[1], small.stop - small.start)
+            thumb[small] = cv2.resize(codes, size, interpolation=cv2.INTER_AREA).reshape(size[1], size[0], 3)
+    return thumb
 
 
 def content_digest(frame: np.ndarray, shape: tuple[int, int]) -> np.ndarray:

@@ -12,7 +12,7 @@ from typing import Optional
 import cv2
 import numpy as np
 
-from deflicker.bands import FRAME_SCRATCH, row_bands, with_tail
+from deflicker.bands import CACHE_BAND_PIXELS, FRAME_SCRATCH, banded_upsampling, row_bands, row_upsampler, upsampled_rows, with_tail
 from deflicker.errors import InvalidSettingsError
 
 #: Identity transform as a 12-vector (M = I, b = 0).
@@ -52,23 +52,45 @@ def _upsample(coeffs: np.ndarray, shape: tuple[int, int], dst: np.ndarray) -> np
 def _transform(image: np.ndarray, coeffs: np.ndarray, scale: float) -> np.ndarray:
     """sum_k M_ck * image_k + b_c * scale with coefficients upsampled to the image, (H, W, 3) float32.
 
-    Works on interleaved channels with cv2 (multiply, channel sum) and one full-size buffer of
-    upsampled coefficients, reused across frames (the upsampling is whole-frame, cv2's own bits); the
-    products and sums are made a row band at a time (:mod:`deflicker.bands`), straight into
-    the output, so no other full-size temporary exists.
+    Works on interleaved channels with cv2 (multiply, channel sum, merge) a row band at a time
+    (:mod:`deflicker.bands`), the coefficients upsampled for that band alone (:func:`upsampled_rows`),
+    so the band's work stays in the cache and no full-size temporary exists. Where banding the
+    upsampling does not pay (:func:`~deflicker.bands.banded_upsampling`), and at the coefficients'
+    own size (a proxy: nothing to upsample), :func:`_transform_whole` gives the same bits.
     """
+    shape = image.shape[:2]
+    if coeffs.shape[:2] == shape or not banded_upsampling(coeffs.shape[0], shape[0]):
+        return _transform_whole(image, coeffs, scale)
+    gains = [np.ascontiguousarray(coeffs[..., 3 * c:3 * c + 3], dtype=np.float32) for c in range(3)]
+    offsets = np.ascontiguousarray(coeffs[..., 9:12] * np.float32(scale), dtype=np.float32)
+    out = np.empty(image.shape, dtype=np.float32)
+    for rows in row_bands(shape[0], shape[1], CACHE_BAND_PIXELS):
+        band = out[rows]
+        cv2.merge([_channel(upsampled_rows(g, shape, rows), image[rows]) for g in gains], dst=band)
+        cv2.add(band, upsampled_rows(offsets, shape, rows), dst=band)
+    return out
+
+
+def _transform_whole(image: np.ndarray, coeffs: np.ndarray, scale: float) -> np.ndarray:
+    """:func:`_transform` with each coefficient triple upsampled over the whole frame at once, into
+    one full-size buffer reused across frames (the products and sums still a band at a time)."""
     shape = image.shape[:2]
     out = np.empty(image.shape, dtype=np.float32)
     with FRAME_SCRATCH.take(image.shape) as buf:
         for c in range(3):
             gains = _upsample(coeffs[..., 3 * c:3 * c + 3], shape, buf)
             for rows in row_bands(*shape):
-                band = cv2.multiply(gains[rows], image[rows], dst=gains[rows])
-                out[rows, :, c] = cv2.transform(band, _SUM3)
+                out[rows, :, c] = _channel(gains[rows], image[rows])
         offsets = _upsample(coeffs[..., 9:12] * np.float32(scale), shape, buf)
         for rows in row_bands(*shape):
             cv2.add(out[rows], offsets[rows], dst=out[rows])  # in place, without numpy's strided loop
     return out
+
+
+def _channel(gains: np.ndarray, image: np.ndarray) -> np.ndarray:
+    """One output channel, sum_k gains_k * image_k, (rows, W) float32; ``gains`` (rows, W, 3) is
+    overwritten with the products."""
+    return cv2.transform(cv2.multiply(gains, image, dst=gains), _SUM3)  # type: ignore[no-any-return]
 
 
 def apply_affine(image: np.ndarray, coeffs: np.ndarray, *, scale: float = 1.0, strength: float = 1.0) -> np.ndarray:
@@ -126,12 +148,10 @@ def fill_clipped(corrected: np.ndarray, image: np.ndarray, guide: np.ndarray, *,
     """
     if float(image.max()) <= 1.0 - CLIP_RAMP and float(image.min()) >= CLIP_RAMP:
         return corrected  # the common case, without a full-size temporary
-    shape = image.shape[:2]
-    with FRAME_SCRATCH.take((*shape, 3)) as up:
-        _upsample(guide, shape, up)
-        for rows in row_bands(*shape):  # per pixel: band temporaries only, written into ``corrected``
-            under = None if bound is None else _band_colour_bound(image, rows, bound, strength)
-            _fill_band(corrected[rows], image[rows], up[rows], strength, under)
+    up = row_upsampler(guide, image.shape[:2])
+    for rows in row_bands(*image.shape[:2]):  # per pixel: band temporaries only, written into ``corrected``
+        under = None if bound is None else _band_colour_bound(image, rows, bound, strength)
+        _fill_band(corrected[rows], image[rows], up(rows), strength, under)
     return corrected
 
 

@@ -6,19 +6,19 @@ in every frame of a shot, or constant over the whole shot, is content: no flicke
 so the correction must not lift it, the filter's guide must not paint other frames' structure
 into it, and the output must equal the input there. The analysis finds such regions per shot at
 proxy resolution (:func:`static_mask`); a render turns the shot's mask into a full-resolution
-pass-through weight (:func:`passthrough_weight`) and blends the input back in
+pass-through weight (:func:`passthrough_bands`) and blends the input back in
 (:func:`keep_static`). Inside the proxy mask the weight is 1; across the mask's edge (one proxy
 pixel) it stays 1 where the full-resolution pixel is itself black or white, so a bar is exact up
 to its own anti-aliased edge.
 """
 from __future__ import annotations
 
-from typing import Optional
+from typing import Iterator, Optional
 
 import cv2
 import numpy as np
 
-from deflicker.bands import row_bands
+from deflicker.bands import row_bands, row_upsampler
 from deflicker.method.atlas.texture import clipped_amount
 from deflicker.method.correction import CLIP_RAMP
 
@@ -57,36 +57,36 @@ def _extreme(image: np.ndarray) -> np.ndarray:
     return np.maximum(black, white)
 
 
-def passthrough_weight(mask: np.ndarray, image: np.ndarray, *, display: bool) -> Optional[np.ndarray]:
-    """Full-resolution pass-through weight (H, W) float32 in [0, 1] of a proxy ``mask`` (h, w)
-    for the (H, W, 3) frame ``image``; None where the mask is empty (nothing to keep)."""
+def passthrough_bands(mask: np.ndarray, image: np.ndarray, *,
+                      display: bool) -> Iterator[tuple[slice, np.ndarray]]:
+    """The full-resolution pass-through weight of a proxy ``mask`` (h, w) for the (H, W, 3) frame
+    ``image``, a row band at a time (:mod:`deflicker.bands`): (rows, (rows, W) float32 in [0, 1]),
+    nothing where the mask is empty (nothing to keep)."""
     if not mask.any():
-        return None
-    h, w = image.shape[:2]
+        return
+    shape = image.shape[:2]
     proxy = mask.astype(np.float32)
-    weight = cv2.resize(proxy, (w, h), interpolation=cv2.INTER_LINEAR)
-    if display:
-        ring = cv2.resize(cv2.dilate(proxy, np.ones((3, 3), np.uint8)), (w, h), interpolation=cv2.INTER_LINEAR)
-        for rows in row_bands(h, w):  # how clipped a band at a time: its temporaries are a few MB, not frames
-            np.maximum(weight[rows], ring[rows] * _extreme(image[rows]), out=weight[rows])
-    return weight  # type: ignore[no-any-return]
+    weight = row_upsampler(proxy, shape)
+    ring = row_upsampler(cv2.dilate(proxy, np.ones((3, 3), np.uint8)), shape) if display else None
+    for rows in row_bands(*shape):  # its temporaries are a few MB, not frames
+        band = weight(rows)
+        if ring is not None:  # how clipped: black or white pixels next to the mask pass through whole
+            np.maximum(band, ring(rows) * _extreme(image[rows]), out=band)
+        yield rows, band
 
 
 def keep_static(corrected: np.ndarray, image: np.ndarray, mask: Optional[np.ndarray], *, display: bool) -> np.ndarray:
     """``corrected`` (H, W, 3) with frame ``image``'s own pixels blended back in by the
-    pass-through weight of the shot's proxy ``mask``; exactly ``image`` where the weight is 1.
-    Returns ``corrected`` itself, blended in place a row band at a time (:mod:`deflicker.bands`), at
-    the pixels the weight touches only."""
-    weight = None if mask is None else passthrough_weight(mask, image, display=display)
-    if weight is None:
-        return corrected
-    for rows in row_bands(*image.shape[:2]):
+    pass-through weight of the shot's proxy ``mask`` (:func:`passthrough_bands`); exactly
+    ``image`` where the weight is 1. Returns ``corrected`` itself, blended in place a row band
+    at a time, at the pixels the weight touches only."""
+    for rows, weight in (() if mask is None else passthrough_bands(mask, image, display=display)):
         # Only the pixels the weight touches (bars and scattered clipped texels are a small share
         # of a frame): the blend's cost follows the static area, not the frame size.
-        touched = np.flatnonzero(weight[rows] > 0.0)
+        touched = np.flatnonzero(weight > 0.0)
         if touched.size == 0:
             continue
-        w = weight[rows].reshape(-1)[touched][:, None]
+        w = weight.reshape(-1)[touched][:, None]
         src = image[rows].reshape(-1, 3)[touched]
         band = corrected[rows].reshape(-1, 3)
         old = band[touched]
