@@ -9,7 +9,9 @@ few pixels go through a scalar loop; where that loop rounds differently (``cv2.t
 inexact products), a band is computed a few pixels past its end and cut to it
 (:func:`with_tail`). Banded work is per pixel, or a resampling whose bands are whole grids of
 the factor (:func:`row_grid`): a linear upsampling (:func:`upsampled_rows`) or an area
-downsampling (:func:`area_bands`), whose bands resampled alone give the whole frame's bits.
+downsampling (:func:`area_bands`), whose bands resampled alone give the whole frame's bits
+(a property of OpenCV's resampling, not a documented promise: tests/test_bands.py checks it
+against the whole-frame ``cv2.resize`` for the heights and factors that matter).
 """
 from __future__ import annotations
 
