@@ -282,6 +282,25 @@ def test_nan_frames_are_refused_on_read_and_write(tmp_path):
             clip[1]
 
 
+def test_frame_check_refuses_nan_and_inf_and_accepts_huge_finite_values():
+    from deflicker.io.source import ClipInfo, check_frame
+
+    info = ClipInfo(width=64, height=48, channels=3, frame_count=1, fps=24.0, bit_depth=32)
+    huge = np.full((48, 64, 3), 3e38, np.float32)  # finite, but its sum overflows to inf
+    with np.errstate(over="ignore"):
+        assert not np.isfinite(huge.sum())
+    assert check_frame(huge, info, 0) is huge
+    for bad in (np.inf, -np.inf, np.nan):
+        frame = np.zeros((48, 64, 3), np.float32)
+        frame[47, 63, 2] = bad
+        with pytest.raises(VideoIOError, match="frame 4 contains NaN or infinite"):
+            check_frame(frame, info, 4)
+        view = np.zeros((48, 80, 3), np.float32)[:, 8:72]  # a host buffer's strided rows
+        view[0, 0, 0] = bad
+        with pytest.raises(VideoIOError, match="frame 4 contains NaN or infinite"):
+            check_frame(view, info, 4, contiguous=False)
+
+
 # ---------------------------------------------------------------- output safety
 
 

@@ -57,7 +57,11 @@ def check_frame(frame: np.ndarray, info: ClipInfo, index: int, *, contiguous: bo
     if arr.ndim != 3 or arr.shape != info.shape:
         raise VideoIOError(f"frame {index} has shape {tuple(arr.shape)}, expected {info.shape}")
     arr = np.ascontiguousarray(arr, dtype=np.float32) if contiguous else arr.astype(np.float32, copy=False)
-    if not np.isfinite(arr).all():
+    # The sum is NaN or infinite when a pixel is (one pass, no frame-size temporary); only then,
+    # or when huge finite values overflow it, is every pixel looked at.
+    with np.errstate(over="ignore", invalid="ignore"):
+        total = arr.sum()
+    if not np.isfinite(total) and not np.isfinite(arr).all():
         raise VideoIOError(f"frame {index} contains NaN or infinite pixel values")
     return arr
 
