@@ -321,3 +321,32 @@ def test_render_of_float_media_is_stable_under_half_rounding(tmp_path):
         exact, rounded = _session(frames, settings, tmp_path), _session(half, settings, tmp_path)
         worst = max(np.abs(exact.render(t) - rounded.render(t)).max() for t in range(len(frames)))
         assert worst <= 1.0 / 255, f"local_refinement={refine}: {worst * 255:.2f} code values apart"
+
+
+@pytest.mark.parametrize("channels", [3, 4])
+def test_a_render_writes_only_into_frames_it_owns_and_gives_the_same_pixels(tmp_path, channels):
+    """A decoded file hands out frame copies the render writes its result into (no second
+    frame-size array); an in-memory or host frame is never written. Both give the same pixels,
+    letterbox and clipped highlights (every banded step) included."""
+    from deflicker.io.files import open_clip, write_clip
+    from deflicker.io.source import CallbackSource, owns_frames
+
+    _, noisy = flicker_clip(n=8, h=144, w=256, alpha=channels == 4)  # proxy 36x64: upsampled 4x, banded
+    noisy = noisy.copy()
+    noisy[:, :20, :, :3] = 0.0  # a letterbox bar
+    noisy[..., :3] = np.clip(noisy[..., :3] * 1.4, 0.0, 1.0)  # clipped highlights
+    path = write_clip(tmp_path / "c.%04d.tif", noisy, fps=24.0, bit_depth=32)
+    engine = Engine(SMALL, cache_dir=tmp_path / "cache")
+    with engine.open(path) as session:
+        assert owns_frames(session.source)
+        decoded = np.stack([session.source[t] for t in range(len(noisy))])
+        from_file = [session.render(t) for t in range(len(noisy))]
+    kept = decoded.copy()
+    held = engine.open(ArraySource(decoded))
+    fetched = engine.open(CallbackSource(held.source.info, lambda t: decoded[t]))
+    assert not owns_frames(held.source) and not owns_frames(fetched.source)
+    for t in range(len(noisy)):
+        np.testing.assert_array_equal(held.render(t), from_file[t])
+        np.testing.assert_array_equal(fetched.render(t), from_file[t])
+    np.testing.assert_array_equal(decoded, kept)  # the caller's frames are untouched
+    assert not np.array_equal(from_file[3][..., :3], decoded[3][..., :3])

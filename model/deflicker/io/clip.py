@@ -117,6 +117,8 @@ class Clip:
     """
 
     audio: Optional[Path] = None
+    #: Every frame handed out is a new array the caller owns (:func:`deflicker.io.source.owns_frames`).
+    hands_out_copies = True
 
     def __init__(self, info: ClipInfo, start: int = 0, end: Optional[int] = None, *,
                  stamps: Optional[Sequence[int]] = None, time_base: Optional[Fraction] = None,

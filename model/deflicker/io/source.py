@@ -46,6 +46,13 @@ class FrameSource(Protocol):
     def __getitem__(self, index: int) -> np.ndarray: ...
 
 
+def owns_frames(source: FrameSource) -> bool:
+    """True when every ``source[i]`` is a new array its caller owns and may overwrite (a decoded
+    file, :class:`deflicker.io.clip.Clip`, and ranges of one), not a host's buffer or an array
+    kept elsewhere (the ``hands_out_copies`` attribute such sources set)."""
+    return bool(getattr(source, "hands_out_copies", False))
+
+
 def check_frame(frame: np.ndarray, info: ClipInfo, index: int, *, contiguous: bool = True) -> np.ndarray:
     """Validate one decoded frame against the clip's info: shape and finiteness.
 
@@ -120,6 +127,11 @@ class SubSource:
 
     def __len__(self) -> int:
         return self.info.frame_count
+
+    @property
+    def hands_out_copies(self) -> bool:
+        """Whether its frames are new arrays the caller owns (:func:`owns_frames`): the clip's."""
+        return owns_frames(self.source)
 
     def __getitem__(self, index: int) -> np.ndarray:
         if not 0 <= index < len(self):

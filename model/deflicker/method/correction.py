@@ -7,7 +7,7 @@ them bilinearly keeps every full-resolution detail of the input. Values are neve
 """
 from __future__ import annotations
 
-from typing import Optional
+from typing import Callable, Optional, Union
 
 import cv2
 import numpy as np
@@ -49,26 +49,44 @@ def _upsample(coeffs: np.ndarray, shape: tuple[int, int], dst: np.ndarray) -> np
     return cv2.resize(src, (shape[1], shape[0]), dst=dst, interpolation=cv2.INTER_LINEAR)
 
 
-def _transform(image: np.ndarray, coeffs: np.ndarray, scale: float) -> np.ndarray:
-    """sum_k M_ck * image_k + b_c * scale with coefficients upsampled to the image, (H, W, 3) float32.
+#: A row band's result from the full-resolution image a step was made for: ``rows -> (rows, W, 3)``.
+RowsFn = Callable[[slice], np.ndarray]
 
-    Works on interleaved channels with cv2 (multiply, channel sum, merge) a row band at a time
-    (:mod:`deflicker.bands`), the coefficients upsampled for that band alone (:func:`upsampled_rows`),
-    so the band's work stays in the cache and no full-size temporary exists. Where banding the
-    upsampling does not pay (:func:`~deflicker.bands.banded_upsampling`), and at the coefficients'
-    own size (a proxy: nothing to upsample), :func:`_transform_whole` gives the same bits.
+
+def _transform(image: np.ndarray, coeffs: np.ndarray, scale: float) -> np.ndarray:
+    """sum_k M_ck * image_k + b_c * scale with coefficients upsampled to the image, (H, W, 3) float32:
+    the bands of :func:`_transform_rows` put together."""
+    transform = _transform_rows(image, coeffs, scale)
+    if isinstance(transform, np.ndarray):
+        return transform
+    out = np.empty(image.shape, dtype=np.float32)
+    for rows in row_bands(image.shape[0], image.shape[1], CACHE_BAND_PIXELS):
+        transform(rows, out[rows])
+    return out
+
+
+def _transform_rows(image: np.ndarray, coeffs: np.ndarray,
+                    scale: float) -> Union[np.ndarray, Callable[[slice, np.ndarray], np.ndarray]]:
+    """:func:`_transform` a row band at a time: ``(rows, out) -> out`` writes rows ``rows`` of the
+    result into ``out`` (rows, W, 3) float32, reading only ``image[rows]`` when called.
+
+    Works on interleaved channels with cv2 (multiply, channel sum, merge), the coefficients
+    upsampled for the band alone (:func:`upsampled_rows`), so the band's work stays in the cache
+    and no full-size temporary exists. Where banding the upsampling does not pay
+    (:func:`~deflicker.bands.banded_upsampling`), and at the coefficients' own size (a proxy:
+    nothing to upsample), the whole result instead (:func:`_transform_whole`, the same bits).
     """
     shape = image.shape[:2]
     if coeffs.shape[:2] == shape or not banded_upsampling(coeffs.shape[0], shape[0]):
         return _transform_whole(image, coeffs, scale)
     gains = [np.ascontiguousarray(coeffs[..., 3 * c:3 * c + 3], dtype=np.float32) for c in range(3)]
     offsets = np.ascontiguousarray(coeffs[..., 9:12] * np.float32(scale), dtype=np.float32)
-    out = np.empty(image.shape, dtype=np.float32)
-    for rows in row_bands(shape[0], shape[1], CACHE_BAND_PIXELS):
-        band = out[rows]
-        cv2.merge([_channel(upsampled_rows(g, shape, rows), image[rows]) for g in gains], dst=band)
-        cv2.add(band, upsampled_rows(offsets, shape, rows), dst=band)
-    return out
+
+    def rows_of(rows: slice, out: np.ndarray) -> np.ndarray:
+        cv2.merge([_channel(upsampled_rows(g, shape, rows), image[rows]) for g in gains], dst=out)
+        return cv2.add(out, upsampled_rows(offsets, shape, rows), dst=out)  # type: ignore[no-any-return]
+
+    return rows_of
 
 
 def _transform_whole(image: np.ndarray, coeffs: np.ndarray, scale: float) -> np.ndarray:
@@ -105,6 +123,19 @@ def apply_affine(image: np.ndarray, coeffs: np.ndarray, *, scale: float = 1.0, s
     if strength == 0.0:
         return image.copy()
     return _transform(image, blend_strength(coeffs, strength), scale)
+
+
+def affine_rows(image: np.ndarray, coeffs: np.ndarray, *, scale: float = 1.0, strength: float = 1.0) -> RowsFn:
+    """:func:`apply_affine` a row band at a time, the same bits: ``rows ->`` those rows of the
+    result, (rows, W, 3) float32 of its own (strength > 0; ``image`` contiguous float32), made from
+    ``image[rows]`` as it is when called, so a caller may write each band's result back into
+    ``image`` once it is made (where the whole result is made at once, it is made here, before any
+    band is asked for)."""
+    _check(image, coeffs)
+    transform = _transform_rows(image, blend_strength(coeffs, strength), scale)
+    if isinstance(transform, np.ndarray):
+        return lambda rows: transform[rows]  # type: ignore[index]
+    return lambda rows: transform(rows, np.empty((rows.stop - rows.start, *image.shape[1:]), np.float32))
 
 
 def apply_to_proxy(proxy: np.ndarray, coeffs: np.ndarray) -> np.ndarray:
@@ -146,13 +177,30 @@ def fill_clipped(corrected: np.ndarray, image: np.ndarray, guide: np.ndarray, *,
     resolution, ``guide`` (h, w, 3) at proxy resolution, upsampled only when a pixel needs it.
     Returns ``corrected`` itself, (H, W, 3) float32, filled in place a row band at a time.
     """
-    if float(image.max()) <= 1.0 - CLIP_RAMP and float(image.min()) >= CLIP_RAMP:
-        return corrected  # the common case, without a full-size temporary
-    up = row_upsampler(guide, image.shape[:2])
-    for rows in row_bands(*image.shape[:2]):  # per pixel: band temporaries only, written into ``corrected``
-        under = None if bound is None else _band_colour_bound(image, rows, bound, strength)
-        _fill_band(corrected[rows], image[rows], up(rows), strength, under)
+    fill = clipped_filler(image, guide, strength=strength, bound=bound)
+    if fill is not None:
+        for rows in row_bands(*image.shape[:2]):
+            fill(rows, corrected[rows])  # per pixel: band temporaries only, written into ``corrected``
     return corrected
+
+
+def clipped_filler(image: np.ndarray, guide: np.ndarray, *, strength: float = 1.0,
+                   bound: Optional[np.ndarray] = None) -> Optional[Callable[[slice, np.ndarray], None]]:
+    """:func:`fill_clipped` a row band at a time: ``(rows, corrected)`` fills the band's
+    corrected pixels (rows, W, 3) in place, reading ``image`` at those rows and the few after
+    them (:func:`_band_colour_bound`), so a caller writing results back into ``image`` must go
+    down the frame; None when nothing in ``image`` is near 0 or 1 (nothing to fill)."""
+    if float(image.max()) <= 1.0 - CLIP_RAMP and float(image.min()) >= CLIP_RAMP:
+        return None  # the common case, without a full-size temporary
+    up = row_upsampler(guide, image.shape[:2])
+
+    def fill(rows: slice, corrected: np.ndarray) -> None:
+        under = None if bound is None else _band_colour_bound(image, rows, bound, strength)
+        _fill_band(corrected, image[rows], up(rows), strength, under)
+
+    return fill
+
+
 
 
 def _band_colour_bound(image: np.ndarray, rows: slice, colour: np.ndarray, strength: float) -> np.ndarray:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Callable, Optional
 
 import numpy as np
 
-from deflicker.io.source import FrameSource
+from deflicker.io.source import FrameSource, owns_frames
 from deflicker.method.image import rgb
 from deflicker.settings import Settings
 
@@ -94,20 +94,34 @@ class FrameRenderer:
             atlas = (atlas if trend is None else apply_trend(atlas, trend)) * analysis.scale
             return _with_alpha(image + s.strength * (atlas - image), frame)
         coeffs, guide = self._coefficients(analysis, source, c, s, stage, frame)
-        from deflicker.method.correction import apply_affine, fill_clipped
-        from deflicker.method.static_regions import keep_static
+        from deflicker.bands import CACHE_BAND_PIXELS, row_bands
+        from deflicker.method.correction import affine_rows, clipped_filler
+        from deflicker.method.static_regions import static_keeper
 
         display = analysis.scale == 1.0
         if trend is not None:
             coeffs = trend_coefficients(coeffs, trend)
-        corrected = apply_affine(image, coeffs, scale=analysis.scale, strength=s.strength)
+        corrected = affine_rows(image, coeffs, scale=analysis.scale, strength=s.strength)
+        fill = None
         if guide is not None and display:
-            fill, bound = guide.image, analysis.colour_coefficients(c)
+            guide_image, bound = guide.image, analysis.colour_coefficients(c)
             if trend is not None:
-                fill = apply_trend(fill, trend)
+                guide_image = apply_trend(guide_image, trend)
                 bound = None if bound is None else trend_coefficients(bound, trend)
-            corrected = fill_clipped(corrected, image, fill, strength=s.strength, bound=bound)
-        return _with_alpha(keep_static(corrected, image, analysis.static_mask(c), display=display), frame)
+            fill = clipped_filler(image, guide_image, strength=s.strength, bound=bound)
+        keep = static_keeper(analysis.static_mask(c), image, display=display)
+        # The steps a row band at a time, down the frame: each band's result goes back into the
+        # frame itself where it is this render's own copy (no second frame-size array), as every
+        # step reads the frame only at and after the band it makes.
+        out = image if owns_frames(source) or not np.may_share_memory(image, frame) else np.empty_like(image)
+        for rows in row_bands(image.shape[0], image.shape[1], CACHE_BAND_PIXELS):
+            band = corrected(rows)
+            if fill is not None:
+                fill(rows, band)
+            if keep is not None:
+                keep(rows, band)
+            out[rows] = band
+        return _with_alpha(out, frame)
 
     def _slow_trend(self, analysis: "ClipAnalysis", t: int, s: Settings) -> Optional[np.ndarray]:
         """The slow trend (2, 3: gains, offsets) of ``analysis``'s frame t's colour that the render keeps (Keep

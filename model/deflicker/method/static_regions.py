@@ -13,7 +13,7 @@ to its own anti-aliased edge.
 """
 from __future__ import annotations
 
-from typing import Iterator, Optional
+from typing import Callable, Iterator, Optional
 
 import cv2
 import numpy as np
@@ -62,17 +62,29 @@ def passthrough_bands(mask: np.ndarray, image: np.ndarray, *,
     """The full-resolution pass-through weight of a proxy ``mask`` (h, w) for the (H, W, 3) frame
     ``image``, a row band at a time (:mod:`deflicker.bands`): (rows, (rows, W) float32 in [0, 1]),
     nothing where the mask is empty (nothing to keep)."""
+    weight = _weight_rows(mask, image, display=display)
+    if weight is not None:
+        for rows in row_bands(*image.shape[:2]):  # temporaries of a few MB
+            yield rows, weight(rows)
+
+
+def _weight_rows(mask: np.ndarray, image: np.ndarray, *, display: bool) -> Optional[Callable[[slice], np.ndarray]]:
+    """``rows ->`` the pass-through weight's rows (:func:`passthrough_bands`), reading ``image``
+    at those rows when called; None where the mask is empty."""
     if not mask.any():
-        return
+        return None
     shape = image.shape[:2]
     proxy = mask.astype(np.float32)
     weight = row_upsampler(proxy, shape)
     ring = row_upsampler(cv2.dilate(proxy, np.ones((3, 3), np.uint8)), shape) if display else None
-    for rows in row_bands(*shape):  # its temporaries are a few MB, not frames
+
+    def rows_of(rows: slice) -> np.ndarray:
         band = weight(rows)
         if ring is not None:  # how clipped: black or white pixels next to the mask pass through whole
             np.maximum(band, ring(rows) * _extreme(image[rows]), out=band)
-        yield rows, band
+        return band  # type: ignore[no-any-return]
+
+    return rows_of
 
 
 def keep_static(corrected: np.ndarray, image: np.ndarray, mask: Optional[np.ndarray], *, display: bool) -> np.ndarray:
@@ -80,15 +92,33 @@ def keep_static(corrected: np.ndarray, image: np.ndarray, mask: Optional[np.ndar
     pass-through weight of the shot's proxy ``mask`` (:func:`passthrough_bands`); exactly
     ``image`` where the weight is 1. Returns ``corrected`` itself, blended in place a row band
     at a time, at the pixels the weight touches only."""
-    for rows, weight in (() if mask is None else passthrough_bands(mask, image, display=display)):
+    keep = static_keeper(mask, image, display=display)
+    if keep is not None:
+        for rows in row_bands(*image.shape[:2]):
+            keep(rows, corrected[rows])
+    return corrected
+
+
+def static_keeper(mask: Optional[np.ndarray], image: np.ndarray, *,
+                  display: bool) -> Optional[Callable[[slice, np.ndarray], None]]:
+    """:func:`keep_static` a row band at a time: ``(rows, corrected)`` blends ``image``'s rows
+    into the band's corrected pixels (rows, W, 3) in place, reading ``image`` at those rows only;
+    None when the shot has no static regions."""
+    weight_of = None if mask is None else _weight_rows(mask, image, display=display)
+    if weight_of is None:
+        return None
+
+    def keep(rows: slice, corrected: np.ndarray) -> None:
         # Only the pixels the weight touches (bars and scattered clipped texels are a small share
         # of a frame): the blend's cost follows the static area, not the frame size.
+        weight = weight_of(rows)
         touched = np.flatnonzero(weight > 0.0)
         if touched.size == 0:
-            continue
+            return
         w = weight.reshape(-1)[touched][:, None]
         src = image[rows].reshape(-1, 3)[touched]
-        band = corrected[rows].reshape(-1, 3)
+        band = corrected.reshape(-1, 3)
         old = band[touched]
         band[touched] = np.where(w >= 1.0, src, (old + w * (src - old)).astype(np.float32))
-    return corrected
+
+    return keep
