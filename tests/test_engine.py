@@ -323,20 +323,22 @@ def test_render_of_float_media_is_stable_under_half_rounding(tmp_path):
         assert worst <= 1.0 / 255, f"local_refinement={refine}: {worst * 255:.2f} code values apart"
 
 
-@pytest.mark.parametrize("channels", [3, 4])
-def test_a_render_writes_only_into_frames_it_owns_and_gives_the_same_pixels(tmp_path, channels):
+@pytest.mark.parametrize("channels,analysis_size", [(3, 64), (4, 64), (3, 256)])
+def test_a_render_writes_only_into_frames_it_owns_and_gives_the_same_pixels(tmp_path, channels, analysis_size):
     """A decoded file hands out frame copies the render writes its result into (no second
     frame-size array); an in-memory or host frame is never written. Both give the same pixels,
-    letterbox and clipped highlights (every banded step) included."""
+    letterbox and clipped highlights (every banded step) included, and with a proxy the frame's
+    own size (256: a proxy kept for the neighbours' windows must not be the frame written into)."""
     from deflicker.io.files import open_clip, write_clip
     from deflicker.io.source import CallbackSource, owns_frames
 
     _, noisy = flicker_clip(n=8, h=144, w=256, alpha=channels == 4)  # proxy 36x64: upsampled 4x, banded
+    settings = Settings(analysis_size=analysis_size)
     noisy = noisy.copy()
     noisy[:, :20, :, :3] = 0.0  # a letterbox bar
     noisy[..., :3] = np.clip(noisy[..., :3] * 1.4, 0.0, 1.0)  # clipped highlights
     path = write_clip(tmp_path / "c.%04d.tif", noisy, fps=24.0, bit_depth=32)
-    engine = Engine(SMALL, cache_dir=tmp_path / "cache")
+    engine = Engine(settings, cache_dir=tmp_path / "cache")
     with engine.open(path) as session:
         assert owns_frames(session.source)
         decoded = np.stack([session.source[t] for t in range(len(noisy))])

@@ -121,9 +121,13 @@ class ClipAnalysis:
         return self.atlases[s], t - int(self.shots[s])
 
     def proxy(self, frame: np.ndarray) -> np.ndarray:
-        """The analysis proxy of a full-resolution frame, (h, w, 3) float32 proxy units."""
+        """The analysis proxy of a full-resolution frame, (h, w, 3) float32 proxy units: an array
+        of its own, never the frame's memory (a render writes its result into a frame it owns,
+        while the proxy stays memoized for its neighbours' windows)."""
         p = resize(rgb(frame), self.shape)
-        return p if self.scale == 1.0 else p / np.float32(self.scale)
+        if self.scale != 1.0:
+            return p / np.float32(self.scale)
+        return p.copy() if np.may_share_memory(p, frame) else p  # a frame the proxy's size
 
     def flow_proxy(self, frame: np.ndarray) -> np.ndarray:
         """The proxy of a full-resolution frame's 8-bit code values (:func:`~deflicker.method.content.code_values`),
