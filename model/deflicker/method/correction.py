@@ -7,7 +7,7 @@ them bilinearly keeps every full-resolution detail of the input. Values are neve
 """
 from __future__ import annotations
 
-from typing import Callable, Optional, Union
+from typing import Callable, Optional
 
 import cv2
 import numpy as np
@@ -49,36 +49,32 @@ def _upsample(coeffs: np.ndarray, shape: tuple[int, int], dst: np.ndarray) -> np
     return cv2.resize(src, (shape[1], shape[0]), dst=dst, interpolation=cv2.INTER_LINEAR)
 
 
-#: A row band's result from the full-resolution image a step was made for: ``rows -> (rows, W, 3)``.
-RowsFn = Callable[[slice], np.ndarray]
-
-
 def _transform(image: np.ndarray, coeffs: np.ndarray, scale: float) -> np.ndarray:
     """sum_k M_ck * image_k + b_c * scale with coefficients upsampled to the image, (H, W, 3) float32:
-    the bands of :func:`_transform_rows` put together."""
-    transform = _transform_rows(image, coeffs, scale)
-    if isinstance(transform, np.ndarray):
-        return transform
+    the bands of :func:`_banded_transform` put together, or :func:`_transform_whole`."""
+    rows_of = _banded_transform(image, coeffs, scale)
+    if rows_of is None:
+        return _transform_whole(image, coeffs, scale)
     out = np.empty(image.shape, dtype=np.float32)
     for rows in row_bands(image.shape[0], image.shape[1], CACHE_BAND_PIXELS):
-        transform(rows, out[rows])
+        rows_of(rows, out[rows])
     return out
 
 
-def _transform_rows(image: np.ndarray, coeffs: np.ndarray,
-                    scale: float) -> Union[np.ndarray, Callable[[slice, np.ndarray], np.ndarray]]:
+def _banded_transform(image: np.ndarray, coeffs: np.ndarray,
+                      scale: float) -> Optional[Callable[[slice, np.ndarray], np.ndarray]]:
     """:func:`_transform` a row band at a time: ``(rows, out) -> out`` writes rows ``rows`` of the
     result into ``out`` (rows, W, 3) float32, reading only ``image[rows]`` when called.
 
     Works on interleaved channels with cv2 (multiply, channel sum, merge), the coefficients
     upsampled for the band alone (:func:`upsampled_rows`), so the band's work stays in the cache
-    and no full-size temporary exists. Where banding the upsampling does not pay
-    (:func:`~deflicker.bands.banded_upsampling`), and at the coefficients' own size (a proxy:
-    nothing to upsample), the whole result instead (:func:`_transform_whole`, the same bits).
+    and no full-size temporary exists. None where banding the upsampling does not pay
+    (:func:`~deflicker.bands.banded_upsampling`) and at the coefficients' own size (a proxy:
+    nothing to upsample): there :func:`_transform_whole` gives the same bits.
     """
     shape = image.shape[:2]
     if coeffs.shape[:2] == shape or not banded_upsampling(coeffs.shape[0], shape[0]):
-        return _transform_whole(image, coeffs, scale)
+        return None
     gains = [np.ascontiguousarray(coeffs[..., 3 * c:3 * c + 3], dtype=np.float32) for c in range(3)]
     offsets = np.ascontiguousarray(coeffs[..., 9:12] * np.float32(scale), dtype=np.float32)
 
@@ -125,17 +121,20 @@ def apply_affine(image: np.ndarray, coeffs: np.ndarray, *, scale: float = 1.0, s
     return _transform(image, blend_strength(coeffs, strength), scale)
 
 
-def affine_rows(image: np.ndarray, coeffs: np.ndarray, *, scale: float = 1.0, strength: float = 1.0) -> RowsFn:
+def affine_rows(image: np.ndarray, coeffs: np.ndarray, *, scale: float = 1.0,
+                strength: float = 1.0) -> Callable[[slice], np.ndarray]:
     """:func:`apply_affine` a row band at a time, the same bits: ``rows ->`` those rows of the
     result, (rows, W, 3) float32 of its own (strength > 0; ``image`` contiguous float32), made from
     ``image[rows]`` as it is when called, so a caller may write each band's result back into
     ``image`` once it is made (where the whole result is made at once, it is made here, before any
     band is asked for)."""
     _check(image, coeffs)
-    transform = _transform_rows(image, blend_strength(coeffs, strength), scale)
-    if isinstance(transform, np.ndarray):
-        return lambda rows: transform[rows]  # type: ignore[index]
-    return lambda rows: transform(rows, np.empty((rows.stop - rows.start, *image.shape[1:]), np.float32))
+    coeffs = blend_strength(coeffs, strength)
+    rows_of = _banded_transform(image, coeffs, scale)
+    if rows_of is None:
+        whole = _transform_whole(image, coeffs, scale)
+        return lambda rows: whole[rows]  # type: ignore[no-any-return]
+    return lambda rows: rows_of(rows, np.empty((rows.stop - rows.start, *image.shape[1:]), np.float32))
 
 
 def apply_to_proxy(proxy: np.ndarray, coeffs: np.ndarray) -> np.ndarray:
@@ -199,8 +198,6 @@ def clipped_filler(image: np.ndarray, guide: np.ndarray, *, strength: float = 1.
         _fill_band(corrected, image[rows], up(rows), strength, under)
 
     return fill
-
-
 
 
 def _band_colour_bound(image: np.ndarray, rows: slice, colour: np.ndarray, strength: float) -> np.ndarray:
