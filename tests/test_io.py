@@ -500,6 +500,41 @@ def test_frame_cache_is_bounded_in_bytes_and_keeps_frames_as_stored(tmp_path, mo
         assert list(clip._cache) == [7, 6, 0]
 
 
+def test_threads_asking_for_one_frame_at_once_decode_it_once(tmp_path):
+    """Render workers read the same neighbour at the same moment: the second finds the first's
+    decoded pixels (kept before their float conversion), not the decoder again (a 4K frame is
+    seconds of decoding, and a second decode seeks the decoder back)."""
+    import threading
+
+    frames = smooth_clip(6, 16, 24)
+    write_clip(tmp_path / "c.mkv", frames, fps=24.0, bit_depth=16)
+    with open_clip(tmp_path / "c.mkv") as clip:
+        decoded: list[int] = []
+        read, barrier = clip._read, threading.Barrier(4)
+
+        def counted(index: int) -> np.ndarray:
+            decoded.append(index)
+            return read(index)
+
+        clip._read = counted  # type: ignore[method-assign]
+        results: dict[int, list[np.ndarray]] = {}
+
+        def reader(k: int) -> None:
+            barrier.wait()
+            results[k] = [clip[i] for i in (2, 3, 2)]
+
+        threads = [threading.Thread(target=reader, args=(k,)) for k in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    assert sorted(decoded) == [2, 3]
+    for got in results.values():
+        for frame, i in zip(got, (2, 3, 2)):
+            np.testing.assert_array_equal(frame, quantized(frames[i], 16))
+    assert len({id(frame) for got in results.values() for frame in got}) == 12  # each caller's own copy
+
+
 @pytest.mark.parametrize("name,bit_depth", [("out.mkv", 16), ("out.mkv", 8), ("seq/f.%04d.tif", 16), ("seq/f.%04d.exr", 32)])
 def test_prepared_frames_write_what_float_frames_write(tmp_path, name, bit_depth):
     from deflicker.io.image_file import exr_available

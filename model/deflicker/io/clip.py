@@ -145,16 +145,20 @@ class Clip:
         if not 0 <= index < len(self):
             raise IndexError(f"frame {index} outside 0..{len(self) - 1}")
         with self._lock:  # the decoder and the cache; conversions run outside, in parallel
-            cached = self._cache.get(index)
-            if cached is not None:
+            pixels = self._cache.get(index)
+            cached = pixels is not None
+            if cached:
                 self._cache.move_to_end(index)
             else:
                 pixels = self._read(self._start + index)
-        if cached is not None:
-            return to_float(cached) if cached.dtype.kind == "u" else cached.copy()  # callers may modify theirs
+                if pixels.dtype.kind == "u" and pixels.shape == self.info.shape:
+                    self._keep(index, pixels)  # now: a thread asking for it next finds it, not decodes it again
+        if cached:
+            return to_float(pixels) if pixels.dtype.kind == "u" else pixels.copy()  # callers may modify theirs
         frame = check_frame(to_float(pixels), self.info, index)
-        with self._lock:
-            self._keep(index, pixels if pixels.dtype.kind == "u" else frame.copy())
+        if pixels.dtype.kind != "u":  # float pixels are kept once checked
+            with self._lock:
+                self._keep(index, frame.copy())
         return frame
 
     def _keep(self, index: int, pixels: np.ndarray) -> None:
