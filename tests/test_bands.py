@@ -114,6 +114,30 @@ def test_banded_code_thumbnail_equals_the_whole_frame_code_values_resized(height
     np.testing.assert_array_equal(code_thumbnail(frame, small), expected)
 
 
+@pytest.mark.parametrize("height,width,channels", [(2160, 3840, 3), (1080, 1920, 4), (858, 2048, 3), (144, 256, 3)])
+@pytest.mark.parametrize("scale", [1.0, 2.5])
+def test_proxies_of_stored_pixels_are_those_of_the_float_frame(height, width, channels, scale):
+    """A render makes its neighbours' proxies from their pixels as the file stores them, a band
+    at a time: the analysis proxy, the flow proxy and the content digest are the float frame's
+    (the whole-frame resize of its colour), bit for bit."""
+    from deflicker.io.clip import to_float
+    from deflicker.method.analysis import ClipAnalysis
+    from deflicker.method.content import content_digest
+    from deflicker.method.image import proxy_shape, resize, rgb
+
+    rng = np.random.default_rng(height)
+    pixels = rng.integers(0, 65536, (height, width, channels), dtype=np.uint16)
+    frame = to_float(pixels)
+    small = proxy_shape(height, width, 256)
+    analysis = ClipAnalysis(shape=small, scale=scale, canonical=np.arange(1), shots=np.array([0, 1]), atlases=[])
+    expected = resize(rgb(frame), small) / np.float32(scale)
+    for given in (pixels, frame):
+        np.testing.assert_array_equal(analysis.proxy(given), expected)
+        assert not np.may_share_memory(analysis.proxy(given), given)
+    np.testing.assert_array_equal(analysis.flow_proxy(pixels), analysis.flow_proxy(frame))
+    np.testing.assert_array_equal(content_digest(pixels, small), content_digest(frame, small))
+
+
 def _passthrough_weight(mask, image):
     """The pass-through weight of a display-referred frame, its bands put together (H, W)."""
     from deflicker.method.static_regions import passthrough_bands

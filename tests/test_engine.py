@@ -352,3 +352,57 @@ def test_a_render_writes_only_into_frames_it_owns_and_gives_the_same_pixels(tmp_
         np.testing.assert_array_equal(fetched.render(t), from_file[t])
     np.testing.assert_array_equal(decoded, kept)  # the caller's frames are untouched
     assert not np.array_equal(from_file[3][..., :3], decoded[3][..., :3])
+
+
+@pytest.mark.parametrize("channels,analysis_size", [(3, 64), (4, 64), (3, 256)])
+def test_a_render_from_stored_pixels_gives_the_float_frames_pixels(tmp_path, channels, analysis_size):
+    """A 16-bit file's frames are read as the pixels it stores, a band of rows at a time (the
+    neighbours for their proxies, the frame itself for its correction): the same render as its
+    float frames give, letterbox, clipped highlights (every banded step) and alpha included, and
+    with a proxy the frame's own size (256). At an output's depth it is that render quantized."""
+    from deflicker.io.clip import quantize
+    from deflicker.io.files import write_clip
+
+    _, noisy = flicker_clip(n=8, h=144, w=256, alpha=channels == 4)
+    noisy = noisy.copy()
+    noisy[:, :20, :, :3] = 0.0  # a letterbox bar
+    noisy[..., :3] = np.clip(noisy[..., :3] * 1.4, 0.0, 1.0)  # clipped highlights
+    path = write_clip(tmp_path / "c.mkv", noisy, fps=24.0, bit_depth=16)
+    engine = Engine(Settings(analysis_size=analysis_size), cache_dir=tmp_path / "cache")
+    with engine.open(path) as session:
+        decoded = np.stack([session.source[t] for t in range(len(noisy))])
+        floats = [session.render(t) for t in range(len(noisy))]
+        stored = [session.render(t, depth=16) for t in reversed(range(len(noisy)))][::-1]
+        eight = session.render(3, depth=8)
+    held = engine.open(ArraySource(decoded))
+    for t in range(len(noisy)):
+        np.testing.assert_array_equal(held.render(t), floats[t])
+        assert stored[t].dtype == np.uint16 and stored[t].shape == decoded[t].shape
+        np.testing.assert_array_equal(stored[t], quantize(floats[t], 16))
+    assert eight.dtype == np.uint8
+    np.testing.assert_array_equal(eight, quantize(floats[3], 8))
+    assert not np.array_equal(floats[3][..., :3], decoded[3][..., :3])
+
+
+def test_a_render_at_an_outputs_depth_makes_no_float_frame(tmp_path):
+    """Rendered into the pixels its output stores, a frame of a 16-bit file takes its stored
+    pixels' bytes and a few bands' temporaries (tens of MB whatever the frame size): no float
+    frame (twice the bytes) is made, not of the frame, not of its neighbours (reading them as
+    floats, a render held two float frames and the output's pixels)."""
+    import tracemalloc
+
+    from deflicker.io.files import write_clip
+
+    _, frames = flicker_clip(n=6, h=1440, w=2560)
+    path = write_clip(tmp_path / "c.mkv", frames, fps=24.0, bit_depth=16)
+    with Engine(SMALL, cache_dir=tmp_path / "cache").open(path) as session:
+        session.analyze()
+        float_frame = frames[0].astype(np.float32).nbytes
+        tracemalloc.start()
+        try:
+            out = session.render(3, depth=16)
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+    assert out.dtype == np.uint16
+    assert out.nbytes <= peak < out.nbytes + float_frame, (peak, float_frame)

@@ -15,7 +15,7 @@ from deflicker.errors import InvalidSettingsError, VideoIOError
 from deflicker.io.clip import to_float
 from deflicker.io.image_file import read_image
 from deflicker.io.files import ClipWriter, check_output_path, frame_numbers, index_range, open_clip, output_like, write_clip
-from deflicker.io.source import FrameSource
+from deflicker.io.source import FrameSource, file_pixels
 
 
 def smooth_clip(n: int = 8, h: int = 48, w: int = 64, alpha: bool = False, seed: int = 0) -> np.ndarray:
@@ -257,6 +257,8 @@ def test_truncated_and_mismatched_frames_name_the_file(tmp_path):
             clip[2]
         with pytest.raises(VideoIOError, match=r"f.0003.png.*mixed sizes"):
             clip[3]
+        with pytest.raises(VideoIOError, match=r"f.0003.png.*mixed sizes"):
+            file_pixels(clip, 3)  # what a render reads of a neighbour
 
 
 def test_mixed_image_types_and_single_image_are_refused(tmp_path):
@@ -533,6 +535,42 @@ def test_threads_asking_for_one_frame_at_once_decode_it_once(tmp_path):
         for frame, i in zip(got, (2, 3, 2)):
             np.testing.assert_array_equal(frame, quantized(frames[i], 16))
     assert len({id(frame) for got in results.values() for frame in got}) == 12  # each caller's own copy
+
+
+@pytest.mark.parametrize("name,bit_depth", [("c.mkv", 16), ("c.mkv", 8), ("seq/f.%04d.exr", 32)])
+def test_file_pixels_are_the_stored_frame_shared_with_the_cache_and_read_only(tmp_path, name, bit_depth):
+    """What a render reads of a neighbour: the pixels as the file stores them (half a float
+    frame's bytes at 16 bits), the cache's own array, which no caller can change; float files
+    give their float frame. A range of the clip gives its own frames' pixels."""
+    from deflicker.io.image_file import exr_available
+    from deflicker.io.source import SubSource
+
+    if name.endswith(".exr") and not exr_available():
+        pytest.skip("no EXR support")
+    frames = smooth_clip(4, 16, 24)
+    write_clip(tmp_path / name, frames, fps=24.0, bit_depth=bit_depth)
+    with open_clip(tmp_path / name) as clip:
+        decoded: list[int] = []
+        read = clip._read
+
+        def counted(index: int) -> np.ndarray:
+            decoded.append(index)
+            return read(index)
+
+        clip._read = counted  # type: ignore[method-assign]
+        pixels = file_pixels(clip, 2)
+        again = file_pixels(SubSource(clip, 1, 4), 1)
+        np.testing.assert_array_equal(to_float(pixels), clip[2])
+        np.testing.assert_array_equal(again, pixels)
+        if bit_depth == 32:
+            assert pixels.dtype == np.float32 and pixels is not again
+            return
+        assert decoded == [2]  # one decode: both reads and the float frame found it in the cache
+        assert pixels.dtype == (np.uint16 if bit_depth == 16 else np.uint8)
+        np.testing.assert_array_equal(pixels, np.rint(np.clip(frames[2], 0, 1) * (2 ** bit_depth - 1)))
+        with pytest.raises(ValueError):
+            pixels[0, 0, 0] = 0
+        assert not again.flags.writeable
 
 
 @pytest.mark.parametrize("name,bit_depth", [("out.mkv", 16), ("out.mkv", 8), ("seq/f.%04d.tif", 16), ("seq/f.%04d.exr", 32)])

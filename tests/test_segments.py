@@ -9,6 +9,7 @@ from deflicker.engine import Engine
 from deflicker.errors import Cancelled, InvalidSettingsError
 from deflicker.io.source import ArraySource, SubSource
 from deflicker.method.clip_key import FINGERPRINT_FRAMES, fingerprint_frames
+from deflicker.io.clip import quantize
 from deflicker.method.segments import BLEND_FRAMES, SEGMENT_OVERLAP, blend, segment_grid
 from deflicker.server.model_server import ModelServer
 from deflicker.settings import Settings
@@ -89,6 +90,7 @@ def test_a_frame_near_a_cut_is_both_spans_renders_blended(two, tmp_path) -> None
             other = spans[1].render(t - b.first)
             want[..., :3] += np.float32(parts[1][1]) * (other[..., :3] - want[..., :3])
         assert np.array_equal(out, want), t
+        assert np.array_equal(session.render(t, depth=16), quantize(want, 16)), t  # an output's pixels
 
 
 def test_the_first_render_of_a_long_clip_reads_one_segment(long_clip, tmp_path) -> None:

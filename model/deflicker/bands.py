@@ -78,6 +78,24 @@ def area_bands(shape: tuple[int, int], small: tuple[int, int], pixels: int = BAN
         yield slice(top * p, bottom * p), slice(top * q, bottom * q)
 
 
+def area_downsample(frame: np.ndarray, shape: tuple[int, int], dtype: type,
+                    convert: Callable[[np.ndarray, np.ndarray], object]) -> np.ndarray:
+    """``frame`` (H, W, C) area-resampled (``cv2.resize``, INTER_AREA) down to ``shape`` (h, w) as
+    (h, w, 3) ``dtype``, the values resampled being ``convert(rows of frame, out)``'s: it writes a
+    few rows' (rows, W, 3) values into ``out``. A band at a time (:func:`area_bands`, the whole
+    frame's bits), so no frame-size array exists; where a band is the whole frame (a height with
+    no shorter grid), its values go to a reused scratch frame."""
+    small: np.ndarray = np.empty((*shape, 3), dtype)
+    for rows, out_rows in area_bands(frame.shape[:2], shape):
+        band = frame[rows]
+        with FRAME_SCRATCH.take(band.shape[:2] + (3,), dtype) as values:
+            for sub in row_bands(*band.shape[:2], CACHE_BAND_PIXELS):  # the conversion's temporaries: a few MB
+                convert(band[sub], values[sub])
+            size = (shape[1], out_rows.stop - out_rows.start)
+            small[out_rows] = cv2.resize(values, size, interpolation=cv2.INTER_AREA).reshape(size[1], size[0], 3)
+    return small
+
+
 def upsampled_rows(src: np.ndarray, shape: tuple[int, int], rows: slice) -> np.ndarray:
     """Rows ``rows`` of ``src`` (h, w[, C]) float32 upsampled linearly to ``shape`` = (H, W)
     (``cv2.resize``, INTER_LINEAR), bit for bit the whole frame's: only the source rows the band

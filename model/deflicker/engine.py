@@ -28,7 +28,7 @@ from deflicker.errors import InvalidSettingsError
 from deflicker.method.frame_render import STAGES, FrameRenderer, window
 from deflicker.progress import CancelCheck, Progress
 from deflicker.settings import Settings
-from deflicker.io.source import FrameSource
+from deflicker.io.source import FrameSource, check_frame
 
 if TYPE_CHECKING:  # torch-heavy modules load lazily
     from deflicker.method.analysis import ClipAnalysis
@@ -198,9 +198,12 @@ class Session:
         return blend(self.segments.grid, t)
 
     def render(self, t: int, settings: Optional[Settings] = None, *, stage: str = "full",
-               progress: Optional[Progress] = None, cancel: Optional[CancelCheck] = None) -> np.ndarray:
+               progress: Optional[Progress] = None, cancel: Optional[CancelCheck] = None,
+               depth: Optional[int] = None) -> np.ndarray:
         """Deflickered frame t, (H, W, C) float32, alpha untouched; analyses t's segment(s) first
-        if needed (``progress`` told, ``cancel`` polled).
+        if needed (``progress`` told, ``cancel`` polled). With ``depth`` (8 | 16), the pixels an
+        output of that depth stores (:func:`deflicker.io.clip.quantize` of that frame), made a band
+        of rows at a time: no float frame exists where the clip is a file of integer pixels.
 
         ``settings`` may change the render settings (:class:`~deflicker.settings.RenderSettings`),
         not the analysis settings; ``stage`` picks a benchmark ablation (see :data:`STAGES`). The shot's static
@@ -217,27 +220,29 @@ class Session:
             raise InvalidSettingsError(f"frame {t} is outside the clip (0..{len(self.source) - 1})")
         parts = self._blend(t)
         if len(parts) == 1:
-            return self._render_segment(parts[0][0].index, t, s, stage, progress, cancel)
+            return self._render_segment(parts[0][0].index, t, s, stage, progress, cancel, depth)
+        from deflicker.io.clip import quantize
+
         (a, _), (b, weight) = parts
         out = self._render_segment(a.index, t, s, stage, progress, cancel)
         later = self._render_segment(b.index, t, s, stage, progress, cancel)
         out[..., :3] += np.float32(weight) * (later[..., :3] - out[..., :3])  # exact where both agree
-        return out
+        return out if depth is None else quantize(check_frame(out, self.source.info, t), depth)
 
     def _render_segment(self, k: int, t: int, s: Settings, stage: str, progress: Optional[Progress],
-                        cancel: Optional[CancelCheck]) -> np.ndarray:
+                        cancel: Optional[CancelCheck], depth: Optional[int] = None) -> np.ndarray:
         """Frame t (of the clip) rendered with segment k's analysis, made or loaded if needed."""
         from deflicker.method.content import ContentMismatch
 
         source, local = self.segments.sources[k], t - self.segments.grid[k].first
         analysis = self.segments.get(k, progress, cancel)
         try:
-            return self._frames.render(analysis, source, local, s, stage)
+            return self._frames.render(analysis, source, local, s, stage, depth)
         except ContentMismatch as exc:
             log.warning("%s (%s): analysing the clip again", exc, self.segments.paths[k])
         analysis = self.segments.get(k, progress, cancel, replacing=analysis)
         try:
-            return self._frames.render(analysis, source, local, s, stage)
+            return self._frames.render(analysis, source, local, s, stage, depth)
         except ContentMismatch as exc:
             from deflicker.errors import VideoIOError
 
@@ -295,7 +300,7 @@ def process(engine: Engine, src: Union[str, Path], dst: Union[str, Path], *,
             with ClipWriter(dst, width=info.width, height=info.height, channels=info.channels, numbers=numbers,
                             overwrite=overwrite, **kwargs) as writer:
                 # the workers convert their frames to the stored pixels: the queue holds those
-                for t, pixels in render_in_order(session, n, cancel, finish=writer.prepare):
+                for t, pixels in render_in_order(session, n, cancel, depth=writer.stored_depth, finish=writer.prepare):
                     if any(a is not b for a, b in zip(session.analyses, analysis)):
                         raise ContentMismatch(f"the cached analysis was replaced at frame {t}")
                     if collector is not None:

@@ -19,11 +19,12 @@ def render_workers() -> int:
 
 
 def render_in_order(session: "Session", n: int, cancel: Optional[CancelCheck] = None,
-                    workers: Optional[int] = None,
+                    workers: Optional[int] = None, depth: Optional[int] = None,
                     finish: Optional[Callable[[np.ndarray, int], np.ndarray]] = None) -> Iterator[tuple[int, np.ndarray]]:
-    """(t, frame) for t = 0..n-1, rendered by a small thread pool a few frames ahead; with
-    ``finish``, (t, finish(frame, t)), called by the worker (an output's conversion to the pixels
-    it stores: queued frames then take the stored size, half a float frame's at 16 bits).
+    """(t, frame) for t = 0..n-1, rendered by a small thread pool a few frames ahead (with
+    ``depth``, as the pixels an output of that depth stores: :meth:`~deflicker.engine.Session.render`);
+    with ``finish``, (t, finish(frame, t)), called by the worker (an output's check and conversion
+    to the pixels it stores: queued frames then take the stored size, half a float frame's at 16 bits).
 
     At most ``workers`` + 1 frames are queued (rendering, or done and waiting for their turn; one
     more than the workers, so a worker that finishes early starts the next frame), besides the
@@ -38,7 +39,7 @@ def render_in_order(session: "Session", n: int, cancel: Optional[CancelCheck] = 
     workers = workers or render_workers()
 
     def job(t: int) -> np.ndarray:
-        out = session.render(t, cancel=cancel)
+        out = session.render(t, cancel=cancel, depth=depth)
         return out if finish is None else finish(out, t)
 
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="deflicker-render") as pool:

@@ -15,9 +15,11 @@ import numpy as np
 
 from deflicker.bands import row_bands
 from deflicker.errors import InvalidSettingsError, VideoIOError
-from deflicker.io.source import ClipInfo, check_frame
+from deflicker.io.source import ClipInfo, check_frame, check_shape
 
 MAXVAL = {8: 255, 16: 65535}
+#: The integer type of pixels stored at 8 and 16 bits.
+STORED_TYPES: dict[int, type] = {8: np.uint8, 16: np.uint16}
 #: Upper bound, in bytes, of the decoded frames one clip keeps (as stored: a 16-bit 4K frame is
 #: 50 MB, five of them fit).
 CACHE_BYTES = 256 * 1024 * 1024
@@ -42,13 +44,13 @@ def quantize(frame: np.ndarray, bit_depth: int) -> np.ndarray:
     Converts a band of rows at a time (:mod:`deflicker.bands`): its float temporaries are a
     few MB at any frame size.
     """
-    dtype = np.uint8 if bit_depth == 8 else np.uint16
+    dtype = STORED_TYPES[bit_depth]
     if frame.dtype == dtype:
         return frame
     if frame.dtype.kind != "f":
         raise VideoIOError(f"cannot store {frame.dtype} pixels as {bit_depth}-bit")
     maxval = np.float32(MAXVAL[bit_depth])
-    out = np.empty(frame.shape, dtype=dtype)
+    out: np.ndarray = np.empty(frame.shape, dtype=dtype)
     for rows in row_bands(frame.shape[0], frame.shape[1]):
         band = np.clip(frame[rows], 0.0, 1.0)
         band *= maxval
@@ -142,17 +144,7 @@ class Clip:
         return self.info.frame_count
 
     def __getitem__(self, index: int) -> np.ndarray:
-        if not 0 <= index < len(self):
-            raise IndexError(f"frame {index} outside 0..{len(self) - 1}")
-        with self._lock:  # the decoder and the cache; conversions run outside, in parallel
-            pixels = self._cache.get(index)
-            cached = pixels is not None
-            if cached:
-                self._cache.move_to_end(index)
-            else:
-                pixels = self._read(self._start + index)
-                if pixels.dtype.kind == "u" and pixels.shape == self.info.shape:
-                    self._keep(index, pixels)  # now: a thread asking for it next finds it, not decodes it again
+        pixels, cached = self._pixels(index)
         if cached:
             return to_float(pixels) if pixels.dtype.kind == "u" else pixels.copy()  # callers may modify theirs
         frame = check_frame(to_float(pixels), self.info, index)
@@ -160,6 +152,36 @@ class Clip:
             with self._lock:
                 self._keep(index, frame.copy())
         return frame
+
+    def file_pixels(self, index: int) -> np.ndarray:
+        """Frame ``index`` as the file stores it: uint8 / uint16 pixels, read-only (the cache's
+        own array, no copy), for work that reads a frame a band of rows at a time (:func:`to_float`
+        of a band gives those rows of ``self[index]`` bit for bit); a float file's frame as
+        ``self[index]`` gives it."""
+        pixels, cached = self._pixels(index)
+        if pixels.dtype.kind != "u":
+            return self[index]
+        if not cached:
+            check_shape(pixels, self.info, index)
+        view = pixels.view()
+        view.flags.writeable = False
+        return view
+
+    def _pixels(self, index: int) -> tuple[np.ndarray, bool]:
+        """(file frame ``start + index`` as the file stores it, whether it came from the cache):
+        decoded under the lock; integer pixels of the clip's shape are kept at once, so a thread
+        asking for the frame next finds it instead of decoding it again."""
+        if not 0 <= index < len(self):
+            raise IndexError(f"frame {index} outside 0..{len(self) - 1}")
+        with self._lock:  # the decoder and the cache; conversions run outside, in parallel
+            pixels = self._cache.get(index)
+            if pixels is not None:
+                self._cache.move_to_end(index)
+                return pixels, True
+            pixels = self._read(self._start + index)
+            if pixels.dtype.kind == "u" and pixels.shape == self.info.shape:
+                self._keep(index, pixels)
+        return pixels, False
 
     def _keep(self, index: int, pixels: np.ndarray) -> None:
         """Cache a frame's pixels, evicting the least recently used beyond CACHE_BYTES (the

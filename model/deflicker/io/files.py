@@ -25,7 +25,7 @@ from deflicker.io.image_file import IMAGE_EXTS, storable_depth
 from deflicker.io.sequence import SequenceClip, SequenceWriter, find_frames
 from deflicker.io.target import VIDEO, check_numbers, check_targets, folder_ext, output_kind, output_target, refuse_existing
 from deflicker.io.video import VideoClip
-from deflicker.io.source import ClipInfo, FrameSource, check_frame
+from deflicker.io.source import ClipInfo, FrameSource, check_frame, check_shape
 
 log = logging.getLogger(__name__)
 
@@ -117,11 +117,21 @@ class ClipWriter:
         return SequenceWriter(self.target.frame_names(self.info.bit_depth), bit_depth=self.info.bit_depth,
                               channels=self.info.channels, numbers=numbers, overwrite=self.overwrite)
 
+    @property
+    def stored_depth(self) -> Optional[int]:
+        """8 or 16 where the output stores integer pixels of that depth, None where it stores floats."""
+        depth = self._backend.stored_depth
+        return depth if depth in (8, 16) else None
+
     def prepare(self, frame: np.ndarray, index: int) -> np.ndarray:
         """Output frame ``index``, (H, W, C) float32, checked for shape and NaN/inf and converted to
-        the pixels the output stores (uint8 or uint16; float32 for 32-bit images). Pure and
+        the pixels the output stores (uint8 or uint16; float32 for 32-bit images); integer pixels of
+        :attr:`stored_depth` (a render made them) are checked for shape and kept. Pure and
         thread-safe: render workers convert their frames before the queue holds them (a 16-bit
         frame is half the bytes of a float one)."""
+        if frame.dtype.kind == "u":
+            check_shape(frame, self.info, index)
+            return self._backend.stored(frame)  # the same pixels, or a one-line error for another depth
         return self._backend.stored(check_frame(frame, self.info, index))
 
     def write(self, frame: np.ndarray, *, prepared: bool = False) -> None:

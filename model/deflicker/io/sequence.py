@@ -137,7 +137,7 @@ class SequenceWriter:
         ext = Path("frame" + names.suffix).suffix.lower()  # checked by io_target.output_kind
         if channels == 4 and ext in (".jpg", ".jpeg"):
             log.warning("JPEG has no alpha channel; alpha is dropped")
-        self.bit_depth = storable_depth(ext, bit_depth)
+        self.stored_depth = storable_depth(ext, bit_depth)  # 8, 16 or 32 (float)
         self._numbers = numbers
         self._overwrite = overwrite
         self._written: list[str] = []
@@ -150,7 +150,7 @@ class SequenceWriter:
 
     def stored(self, frame: np.ndarray) -> np.ndarray:
         """A validated (H, W, C) float32 frame as the pixels the images store (uint8, uint16 or float32)."""
-        return stored_pixels(frame, self.bit_depth)
+        return stored_pixels(frame, self.stored_depth)
 
     def write(self, frame: np.ndarray) -> None:
         """Store one validated (H, W, C) float32 frame, or its :meth:`stored` pixels, under its number."""
@@ -158,7 +158,7 @@ class SequenceWriter:
         if self._numbers is not None and count >= len(self._numbers):
             raise VideoIOError(f"more frames than the {len(self._numbers)} frame numbers given")
         name = self.names.name(count if self._numbers is None else self._numbers[count])
-        write_image(self._temp / name, frame, self.bit_depth)
+        write_image(self._temp / name, frame, self.stored_depth)
         self._written.append(name)
 
     def commit(self) -> None:

@@ -53,6 +53,20 @@ def owns_frames(source: FrameSource) -> bool:
     return bool(getattr(source, "hands_out_copies", False))
 
 
+def check_shape(frame: np.ndarray, info: ClipInfo, index: int) -> None:
+    """:class:`VideoIOError` naming frame ``index`` unless it has the clip's (H, W, C) shape."""
+    if frame.ndim != 3 or frame.shape != info.shape:
+        raise VideoIOError(f"frame {index} has shape {tuple(frame.shape)}, expected {info.shape}")
+
+
+def file_pixels(source: FrameSource, index: int) -> np.ndarray:
+    """Frame ``index`` of ``source`` as its file stores it where the source reads a file (integer
+    pixels, read-only: :meth:`deflicker.io.clip.Clip.file_pixels`), else ``source[index]``. For
+    work done a band of rows at a time: a 16-bit 4K frame is 50 MB as stored, 100 MB as float."""
+    read = getattr(source, "file_pixels", None)
+    return read(index) if read is not None else source[index]
+
+
 def check_frame(frame: np.ndarray, info: ClipInfo, index: int, *, contiguous: bool = True) -> np.ndarray:
     """Validate one decoded frame against the clip's info: shape and finiteness.
 
@@ -61,8 +75,7 @@ def check_frame(frame: np.ndarray, info: ClipInfo, index: int, *, contiguous: bo
     :class:`VideoIOError` naming the frame.
     """
     arr = np.asarray(frame)
-    if arr.ndim != 3 or arr.shape != info.shape:
-        raise VideoIOError(f"frame {index} has shape {tuple(arr.shape)}, expected {info.shape}")
+    check_shape(arr, info, index)
     arr = np.ascontiguousarray(arr, dtype=np.float32) if contiguous else arr.astype(np.float32, copy=False)
     # The sum is NaN or infinite when a pixel is (one pass, no frame-size temporary); only then,
     # or when huge finite values overflow it, is every pixel looked at.
@@ -137,3 +150,9 @@ class SubSource:
         if not 0 <= index < len(self):
             raise IndexError(index)
         return self.source[self.start + index]
+
+    def file_pixels(self, index: int) -> np.ndarray:
+        """Frame ``index`` as its file stores it (:func:`file_pixels` of the source)."""
+        if not 0 <= index < len(self):
+            raise IndexError(index)
+        return file_pixels(self.source, self.start + index)

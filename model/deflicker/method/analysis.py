@@ -19,6 +19,8 @@ from typing import Any, NamedTuple, Optional, Union
 import cv2
 import numpy as np
 
+from deflicker.bands import area_downsample
+from deflicker.io.clip import to_float
 from deflicker.method.atlas.fast import FastAtlas, ShotFlows, fit_fast
 from deflicker.method.content import CODE_SCALE, DIGEST_SIZE, ContentDigests, code_thumbnail, content_digest
 from deflicker.errors import ModelLoadError
@@ -121,13 +123,16 @@ class ClipAnalysis:
         return self.atlases[s], t - int(self.shots[s])
 
     def proxy(self, frame: np.ndarray) -> np.ndarray:
-        """The analysis proxy of a full-resolution frame, (h, w, 3) float32 proxy units: an array
-        of its own, never the frame's memory (a render writes its result into a frame it owns,
-        while the proxy stays memoized for its neighbours' windows)."""
-        p = resize(rgb(frame), self.shape)
-        if self.scale != 1.0:
-            return p / np.float32(self.scale)
-        return p.copy() if np.may_share_memory(p, frame) else p  # a frame the proxy's size
+        """The analysis proxy of a full-resolution frame (float, or the integer pixels a file
+        stores: the same proxy), (h, w, 3) float32 proxy units: an array of its own, never the
+        frame's memory (a render writes its result into a frame it owns, while the proxy stays
+        memoized for its neighbours' windows). Resampled a band at a time, as :func:`resize`
+        would the whole frame."""
+        if frame.shape[:2] == self.shape:
+            p = np.array(rgb(to_float(frame)), copy=True)
+        else:
+            p = area_downsample(frame, self.shape, np.float32, lambda rows, out: np.copyto(out, to_float(rows)[..., :3]))
+        return p if self.scale == 1.0 else p / np.float32(self.scale)
 
     def flow_proxy(self, frame: np.ndarray) -> np.ndarray:
         """The proxy of a full-resolution frame's 8-bit code values (:func:`~deflicker.method.content.code_values`),

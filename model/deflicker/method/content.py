@@ -29,8 +29,9 @@ from typing import Optional
 import cv2
 import numpy as np
 
-from deflicker.bands import FRAME_SCRATCH, area_bands, row_bands
+from deflicker.bands import area_downsample
 from deflicker.errors import ModelLoadError
+from deflicker.io.clip import to_float
 
 #: Bytes of one frame's digest.
 DIGEST_SIZE = 16
@@ -56,23 +57,16 @@ def code_values(frame: np.ndarray, out: Optional[np.ndarray] = None) -> np.ndarr
 def code_thumbnail(frame: np.ndarray, shape: tuple[int, int], unit: Optional[float] = None) -> np.ndarray:
     """A frame's code values area-resized to ``shape`` (h, w): (h, w, 3) int16, resized in
     integers; with ``unit``, float32 ``codes * unit`` resized in floats (the flow proxy).
+    ``frame`` is a float frame or the integer pixels a file stores (:func:`~deflicker.io.clip.to_float`
+    gives its float frame): the same thumbnail either way.
 
-    A band of rows at a time (:func:`~deflicker.bands.area_bands`, the whole frame's bits), so no
-    frame-size array exists; where a band is the whole frame (a height with no shorter grid),
-    its codes go to a reused scratch frame."""
-    dtype = np.int16 if unit is None else np.float32
-    thumb = np.empty((*shape, 3), dtype)
-    for rows, small in area_bands(frame.shape[:2], shape):
-        band = frame[rows]
-        with FRAME_SCRATCH.take(band.shape[:2] + (3,), dtype) as codes:
-            for sub in row_bands(*band.shape[:2]):
-                if unit is None:
-                    code_values(band[sub], out=codes[sub])
-                else:
-                    np.multiply(code_values(band[sub]), np.float32(unit), out=codes[sub])
-            size = (shape[1], small.stop - small.start)
-            thumb[small] = cv2.resize(codes, size, interpolation=cv2.INTER_AREA).reshape(size[1], size[0], 3)
-    return thumb
+    A band of rows at a time (:func:`~deflicker.bands.area_downsample`), so no frame-size array
+    exists, float or integer."""
+    if unit is None:
+        return area_downsample(frame, shape, np.int16, lambda rows, out: code_values(to_float(rows), out=out))
+    scale = np.float32(unit)
+    return area_downsample(frame, shape, np.float32,
+                           lambda rows, out: np.multiply(code_values(to_float(rows)), scale, out=out))
 
 
 def content_digest(frame: np.ndarray, shape: tuple[int, int]) -> np.ndarray:

@@ -14,6 +14,7 @@ import numpy as np
 
 from deflicker.bands import CACHE_BAND_PIXELS, FRAME_SCRATCH, banded_upsampling, row_bands, row_upsampler, upsampled_rows, with_tail
 from deflicker.errors import InvalidSettingsError
+from deflicker.method.image import Colour
 
 #: Identity transform as a 12-vector (M = I, b = 0).
 IDENTITY = np.array([1, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0], dtype=np.float32)
@@ -33,7 +34,7 @@ def blend_strength(coeffs: np.ndarray, strength: float) -> np.ndarray:
     return (IDENTITY + np.float32(strength) * (coeffs - IDENTITY)).astype(np.float32)
 
 
-def _check(image: np.ndarray, coeffs: np.ndarray) -> None:
+def _check(image: Colour, coeffs: np.ndarray) -> None:
     if image.ndim != 3 or image.shape[2] != 3:
         raise InvalidSettingsError(f"image must be (H, W, 3), not {image.shape}")
     if coeffs.ndim != 3 or coeffs.shape[2] != 12:
@@ -61,7 +62,7 @@ def _transform(image: np.ndarray, coeffs: np.ndarray, scale: float) -> np.ndarra
     return out
 
 
-def _banded_transform(image: np.ndarray, coeffs: np.ndarray,
+def _banded_transform(image: Colour, coeffs: np.ndarray,
                       scale: float) -> Optional[Callable[[slice, np.ndarray], np.ndarray]]:
     """:func:`_transform` a row band at a time: ``(rows, out) -> out`` writes rows ``rows`` of the
     result into ``out`` (rows, W, 3) float32, reading only ``image[rows]`` when called.
@@ -85,7 +86,7 @@ def _banded_transform(image: np.ndarray, coeffs: np.ndarray,
     return rows_of
 
 
-def _transform_whole(image: np.ndarray, coeffs: np.ndarray, scale: float) -> np.ndarray:
+def _transform_whole(image: Colour, coeffs: np.ndarray, scale: float) -> np.ndarray:
     """:func:`_transform` with each coefficient triple upsampled over the whole frame at once, into
     one full-size buffer reused across frames (the products and sums still a band at a time)."""
     shape = image.shape[:2]
@@ -121,10 +122,11 @@ def apply_affine(image: np.ndarray, coeffs: np.ndarray, *, scale: float = 1.0, s
     return _transform(image, blend_strength(coeffs, strength), scale)
 
 
-def affine_rows(image: np.ndarray, coeffs: np.ndarray, *, scale: float = 1.0,
+def affine_rows(image: Colour, coeffs: np.ndarray, *, scale: float = 1.0,
                 strength: float = 1.0) -> Callable[[slice], np.ndarray]:
     """:func:`apply_affine` a row band at a time, the same bits: ``rows ->`` those rows of the
-    result, (rows, W, 3) float32 of its own (strength > 0; ``image`` contiguous float32), made from
+    result, (rows, W, 3) float32 of its own (strength > 0; ``image`` contiguous float32, or read by
+    rows from stored pixels: :class:`~deflicker.method.image.StoredRows`), made from
     ``image[rows]`` as it is when called, so a caller may write each band's result back into
     ``image`` once it is made (where the whole result is made at once, it is made here, before any
     band is asked for)."""
@@ -183,7 +185,7 @@ def fill_clipped(corrected: np.ndarray, image: np.ndarray, guide: np.ndarray, *,
     return corrected
 
 
-def clipped_filler(image: np.ndarray, guide: np.ndarray, *, strength: float = 1.0,
+def clipped_filler(image: Colour, guide: np.ndarray, *, strength: float = 1.0,
                    bound: Optional[np.ndarray] = None) -> Optional[Callable[[slice, np.ndarray], None]]:
     """:func:`fill_clipped` a row band at a time: ``(rows, corrected)`` fills the band's
     corrected pixels (rows, W, 3) in place, reading ``image`` at those rows and the few after
@@ -200,7 +202,7 @@ def clipped_filler(image: np.ndarray, guide: np.ndarray, *, strength: float = 1.
     return fill
 
 
-def _band_colour_bound(image: np.ndarray, rows: slice, colour: np.ndarray, strength: float) -> np.ndarray:
+def _band_colour_bound(image: Colour, rows: slice, colour: np.ndarray, strength: float) -> np.ndarray:
     """:func:`colour_bound` of ``image[rows]``, bit for bit the whole frame's: computed past the
     band's end (:func:`deflicker.bands.with_tail`), then cut to it."""
     return colour_bound(image[with_tail(rows, *image.shape[:2])], colour, strength)[:rows.stop - rows.start]

@@ -16,8 +16,10 @@ from typing import TYPE_CHECKING, Any, Callable, Optional
 
 import numpy as np
 
-from deflicker.io.source import FrameSource, owns_frames
-from deflicker.method.image import rgb
+from deflicker.io.source import FrameSource, file_pixels, owns_frames
+from deflicker.errors import VideoIOError
+from deflicker.io.clip import STORED_TYPES, quantize, to_float
+from deflicker.method.image import Colour, colour_of, rgb
 from deflicker.settings import Settings
 
 if TYPE_CHECKING:  # torch-heavy modules load lazily
@@ -76,28 +78,27 @@ class FrameRenderer:
             self._memo.clear()
             self._trends.clear()
 
-    def render(self, analysis: "ClipAnalysis", source: FrameSource, t: int, s: Settings, stage: str) -> np.ndarray:
-        """Frame t of ``source`` (the span ``analysis`` was made from) rendered with it;
-        ContentMismatch when a frame it reads is not one the analysis was made from."""
-        if s.strength == 0.0:
-            return np.array(source[t], dtype=np.float32, copy=True)
+    def render(self, analysis: "ClipAnalysis", source: FrameSource, t: int, s: Settings, stage: str,
+               depth: Optional[int] = None) -> np.ndarray:
+        """Frame t of ``source`` (the span ``analysis`` was made from) rendered with it, (H, W, C)
+        float32; with ``depth`` (8 | 16) the pixels :func:`~deflicker.io.clip.quantize` makes of it,
+        made a band of rows at a time (no float frame exists where the source gives the pixels its
+        file stores). ContentMismatch when a frame it reads is not one the analysis was made from."""
+        if s.strength == 0.0 or stage == "atlas":
+            out = self._render_whole(analysis, source, t, s, stage)
+            return out if depth is None else quantize(out, depth)
         # A repeated frame renders as its first occurrence, pixels included, so the output
         # repeats it exactly even where lossy coding made the input's repeats differ.
         c = int(analysis.canonical[t])
-        frame = source[c]  # may be a host's buffer or a cached array: never written to
-        image = rgb(frame)  # the frame itself when it is contiguous RGB float32
-        from deflicker.method.slow_changes import apply_trend, trend_coefficients
-
-        trend = None if stage == "refine-only" else self._slow_trend(analysis, c, s)
-        if stage == "atlas":
-            atlas = analysis.atlas_frame(c, size=frame.shape[:2], proxy=_checked_proxy(analysis, c, frame))
-            atlas = (atlas if trend is None else apply_trend(atlas, trend)) * analysis.scale
-            return _with_alpha(image + s.strength * (atlas - image), frame)
-        coeffs, guide = self._coefficients(analysis, source, c, s, stage, frame)
+        frame = file_pixels(source, c)  # may be a host's buffer or a cached array: never written to
+        image = colour_of(frame)  # the frame itself when it is contiguous RGB float32
         from deflicker.bands import CACHE_BAND_PIXELS, row_bands
         from deflicker.method.correction import affine_rows, clipped_filler
+        from deflicker.method.slow_changes import apply_trend, trend_coefficients
         from deflicker.method.static_regions import static_keeper
 
+        trend = None if stage == "refine-only" else self._slow_trend(analysis, c, s)
+        coeffs, guide = self._coefficients(analysis, source, c, s, stage, frame)
         display = analysis.scale == 1.0
         if trend is not None:
             coeffs = trend_coefficients(coeffs, trend)
@@ -110,18 +111,30 @@ class FrameRenderer:
                 bound = None if bound is None else trend_coefficients(bound, trend)
             fill = clipped_filler(image, guide_image, strength=s.strength, bound=bound)
         keep = static_keeper(analysis.static_mask(c), image, display=display)
-        # The steps a row band at a time, down the frame: each band's result goes back into the
-        # frame itself where it is this render's own copy (no second frame-size array), as every
-        # step reads the frame only at and after the band it makes.
-        out = image if owns_frames(source) or not np.may_share_memory(image, frame) else np.empty_like(image)
+        put, out = _output(frame, image, depth, owns_frames(source), t)
         for rows in row_bands(image.shape[0], image.shape[1], CACHE_BAND_PIXELS):
             band = corrected(rows)
             if fill is not None:
                 fill(rows, band)
             if keep is not None:
                 keep(rows, band)
-            out[rows] = band
-        return _with_alpha(out, frame)
+            put(rows, band)
+        return out
+
+    def _render_whole(self, analysis: "ClipAnalysis", source: FrameSource, t: int, s: Settings,
+                      stage: str) -> np.ndarray:
+        """Frame t at strength 0 (the input) or through the ``atlas`` stage, (H, W, C) float32."""
+        if s.strength == 0.0:
+            return np.array(source[t], dtype=np.float32, copy=True)
+        from deflicker.method.slow_changes import apply_trend
+
+        c = int(analysis.canonical[t])
+        frame = source[c]
+        trend = self._slow_trend(analysis, c, s)
+        atlas = analysis.atlas_frame(c, size=frame.shape[:2], proxy=_checked_proxy(analysis, c, frame))
+        atlas = (atlas if trend is None else apply_trend(atlas, trend)) * analysis.scale
+        image = rgb(frame)
+        return _with_alpha(image + s.strength * (atlas - image), frame)
 
     def _slow_trend(self, analysis: "ClipAnalysis", t: int, s: Settings) -> Optional[np.ndarray]:
         """The slow trend (2, 3: gains, offsets) of ``analysis``'s frame t's colour that the render keeps (Keep
@@ -211,7 +224,8 @@ class FrameRenderer:
             if hit is not None:
                 self._memo.move_to_end(key)
                 return hit
-        frame = source[i] if frame is None else frame
+        if frame is None:  # a neighbour: only its proxies are made, from the pixels as stored
+            frame = file_pixels(source, i)
         proxy, flow_proxy = _checked_proxy(analysis, i, frame), analysis.flow_proxy(frame)
         if identity:
             prepared = _Prepared(proxy, flow_proxy, identity_coefficients(*proxy.shape[:2]))
@@ -225,6 +239,32 @@ class FrameRenderer:
             self._memo[key] = prepared
             self._trim_locked()
         return prepared
+
+
+def _output(frame: np.ndarray, image: Colour, depth: Optional[int], in_place: bool,
+            t: int) -> tuple[Callable[[slice, np.ndarray], None], np.ndarray]:
+    """(put, out): ``put(rows, colour)`` stores a band's rendered colour in ``out``, frame t's
+    (H, W, C) result (float32, or ``depth``-bit pixels quantized a band at a time), with the
+    frame's alpha rows. A float result goes into ``image`` itself where that is the render's own
+    copy (``in_place``: the source hands out frames its caller owns, or the colour is a copy of a
+    frame's): every step reads the frame only at and after the band it makes, going down it."""
+    out: np.ndarray
+    if depth is None and isinstance(image, np.ndarray) and frame.shape[2] == 3 and (
+            in_place or not np.may_share_memory(image, frame)):
+        out = image
+    else:
+        out = np.empty(frame.shape, np.float32 if depth is None else STORED_TYPES[depth])
+    alpha = frame.shape[2] == 4
+
+    def put(rows: slice, colour: np.ndarray) -> None:
+        if depth is not None and not np.isfinite(colour.sum()):  # what the output's frame check finds in a float frame
+            raise VideoIOError(f"frame {t} contains NaN or infinite pixel values")
+        out[rows, :, :3] = colour if depth is None else quantize(colour, depth)
+        if alpha:
+            values = to_float(frame[rows, :, 3:])
+            out[rows, :, 3:] = values if depth is None else quantize(values, depth)
+
+    return put, out
 
 
 def _with_alpha(colour: np.ndarray, frame: np.ndarray) -> np.ndarray:

@@ -5,8 +5,12 @@ Frames are ``(H, W, C)`` float32 arrays, C = 3 (RGB) or 4 (RGBA), in the file's 
 """
 from __future__ import annotations
 
+from typing import Union
+
 import cv2
 import numpy as np
+
+from deflicker.io.clip import to_float
 
 
 def proxy_shape(height: int, width: int, long_side: int) -> tuple[int, int]:
@@ -31,6 +35,40 @@ def resize(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
 def rgb(frame: np.ndarray) -> np.ndarray:
     """The colour channels of a frame (drops alpha), float32, contiguous."""
     return np.ascontiguousarray(frame[..., :3], dtype=np.float32)
+
+
+class StoredRows:
+    """The colour of a frame given as the integer pixels its file stores, read a band of rows at
+    a time: ``colour[rows]`` is ``rgb(to_float(pixels))[rows]`` bit for bit, (rows, W, 3) float32
+    of its own, and no frame-size float array exists (a 16-bit 4K frame is 50 MB as stored, 100 MB
+    as float). It stands in for the (H, W, 3) float colour where work reads it by whole rows only
+    (the render's correction, fill and keep): ``shape``, ``ndim``, ``[rows]``, ``min()``, ``max()``."""
+
+    ndim = 3
+
+    def __init__(self, pixels: np.ndarray):
+        self.pixels = pixels
+        self.shape = (pixels.shape[0], pixels.shape[1], 3)
+
+    def __getitem__(self, rows: slice) -> np.ndarray:
+        return rgb(to_float(self.pixels[rows]))
+
+    def min(self) -> float:
+        """The colour's smallest value (the float frame's: the conversion keeps the order)."""
+        return float(to_float(np.array([self.pixels[..., :3].min()]))[0])
+
+    def max(self) -> float:
+        """The colour's largest value (the float frame's)."""
+        return float(to_float(np.array([self.pixels[..., :3].max()]))[0])
+
+
+#: A frame's colour, (H, W, 3): float32, or read by rows from its stored pixels.
+Colour = Union[np.ndarray, StoredRows]
+
+
+def colour_of(frame: np.ndarray) -> Colour:
+    """The colour channels of a float frame (:func:`rgb`), or of stored integer pixels by rows (:class:`StoredRows`)."""
+    return StoredRows(frame) if frame.dtype.kind == "u" else rgb(frame)
 
 
 def to_proxy(frame: np.ndarray, long_side: int) -> np.ndarray:

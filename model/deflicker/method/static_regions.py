@@ -21,6 +21,7 @@ import numpy as np
 from deflicker.bands import row_bands, row_upsampler
 from deflicker.method.atlas.texture import clipped_amount
 from deflicker.method.correction import CLIP_RAMP
+from deflicker.method.image import Colour
 
 #: A proxy pixel whose every channel stays within this range over a shot is constant (proxy units;
 #: above 8-bit and lossy-coding noise, far below any flicker worth correcting).
@@ -68,7 +69,7 @@ def passthrough_bands(mask: np.ndarray, image: np.ndarray, *,
             yield rows, weight(rows)
 
 
-def _weight_rows(mask: np.ndarray, image: np.ndarray, *, display: bool) -> Optional[Callable[[slice], np.ndarray]]:
+def _weight_rows(mask: np.ndarray, image: Colour, *, display: bool) -> Optional[Callable[[slice], np.ndarray]]:
     """``rows ->`` the pass-through weight's rows (:func:`passthrough_bands`), reading ``image``
     at those rows when called; None where the mask is empty."""
     if not mask.any():
@@ -99,7 +100,7 @@ def keep_static(corrected: np.ndarray, image: np.ndarray, mask: Optional[np.ndar
     return corrected
 
 
-def static_keeper(mask: Optional[np.ndarray], image: np.ndarray, *,
+def static_keeper(mask: Optional[np.ndarray], image: Colour, *,
                   display: bool) -> Optional[Callable[[slice, np.ndarray], None]]:
     """:func:`keep_static` a row band at a time: ``(rows, corrected)`` blends ``image``'s rows
     into the band's corrected pixels (rows, W, 3) in place, reading ``image`` at those rows only;
