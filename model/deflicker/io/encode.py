@@ -29,11 +29,11 @@ def _encoding(codec: str, channels: int, bit_depth: int, width: int, height: int
     alpha = channels == 4
     deep = bit_depth > 8
     if codec == "ffv1":
-        pix_fmt = {(False, False): "bgr0", (True, False): "bgra",
-                   (False, True): "gbrp16le", (True, True): "gbrap16le"}[(alpha, deep)]
-        # 16-bit RGB(A) arrays go straight into the planar frame the encoder takes: no interleaved
-        # copy and no conversion of a whole frame (50 MB each at 4K) on the way in.
-        return pix_fmt if deep else _ndarray_format(alpha, deep), pix_fmt, {"level": "3", "slicecrc": "1"}
+        # 16-bit RGB(A) arrays are what the encoder takes (packed RGB48 / RGBA64, stored as the same
+        # planar FFV1 stream, packet for packet, as gbrp16le gives): it reads the array itself, no
+        # copy or conversion of a whole frame (50 MB each at 4K) on the way in.
+        fmt = _ndarray_format(alpha, deep)
+        return fmt, fmt if deep else ("bgra" if alpha else "bgr0"), {"level": "3", "slicecrc": "1"}
     if codec == "prores":
         if alpha:
             return _ndarray_format(True, deep), "yuva444p10le", {"profile": "4", "vendor": "apl0"}
@@ -75,7 +75,7 @@ class VideoWriter:
         self.path = path
         self.codec = resolve_codec(path, codec)
         self._channels = channels
-        self._depth = 8 if bit_depth == 8 or self.codec == "h264" else 16
+        self.stored_depth = 8 if bit_depth == 8 or self.codec == "h264" else 16
         self._format, pix_fmt, options = _encoding(self.codec, channels, bit_depth, width, height)
         self._timing = timing
         self._rate = frame_rate(fps)
@@ -100,7 +100,7 @@ class VideoWriter:
 
     def stored(self, frame: np.ndarray) -> np.ndarray:
         """A validated (H, W, C) float32 frame as the integer pixels this writer encodes."""
-        return quantize(frame, self._depth)
+        return quantize(frame, self.stored_depth)
 
     def write(self, frame: np.ndarray) -> None:
         """Encode one validated (H, W, C) float32 frame, or its :meth:`stored` pixels (at its
@@ -108,7 +108,11 @@ class VideoWriter:
         pixels = self.stored(frame)
         if self._format in ("rgb24", "rgb48le") and self._channels == 4:
             pixels = pixels[..., :3]
-        video_frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(pixels), format=self._format)
+        pixels = np.ascontiguousarray(pixels)
+        if self._format == self._stream.pix_fmt:  # the encoder's own format: it reads the array, uncopied
+            video_frame = av.VideoFrame.from_numpy_buffer(pixels, format=self._format)
+        else:
+            video_frame = av.VideoFrame.from_ndarray(pixels, format=self._format)
         shown = self._count / self._rate  # seconds
         if self._timing is not None:
             if self._count >= len(self._timing.stamps):
