@@ -82,14 +82,14 @@ def area_downsample(frame: np.ndarray, shape: tuple[int, int], dtype: type,
                     convert: Callable[[np.ndarray, np.ndarray], object]) -> np.ndarray:
     """``frame`` (H, W, C) area-resampled (``cv2.resize``, INTER_AREA) down to ``shape`` (h, w) as
     (h, w, 3) ``dtype``, the values resampled being ``convert(rows of frame, out)``'s: it writes a
-    few rows' (rows, W, 3) values into ``out``. A band at a time (:func:`area_bands`, the whole
-    frame's bits), so no frame-size array exists; where a band is the whole frame (a height with
-    no shorter grid), its values go to a reused scratch frame."""
+    few rows' (rows, W, 3) values into ``out``. A band of about CACHE_BAND_PIXELS at a time
+    (:func:`area_bands`, the whole frame's bits), so no frame-size array exists; where a band is
+    the whole frame (a height with no shorter grid), its values go to a reused scratch frame."""
     small: np.ndarray = np.empty((*shape, 3), dtype)
-    for rows, out_rows in area_bands(frame.shape[:2], shape):
+    for rows, out_rows in area_bands(frame.shape[:2], shape, CACHE_BAND_PIXELS):
         band = frame[rows]
         with FRAME_SCRATCH.take(band.shape[:2] + (3,), dtype) as values:
-            for sub in row_bands(*band.shape[:2], CACHE_BAND_PIXELS):  # the conversion's temporaries: a few MB
+            for sub in row_bands(*band.shape[:2], CACHE_BAND_PIXELS):
                 convert(band[sub], values[sub])
             size = (shape[1], out_rows.stop - out_rows.start)
             small[out_rows] = cv2.resize(values, size, interpolation=cv2.INTER_AREA).reshape(size[1], size[0], 3)

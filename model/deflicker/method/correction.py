@@ -156,8 +156,12 @@ def colour_bound(image: np.ndarray, colour: np.ndarray, strength: float = 1.0) -
     the module doc), moved from ``image`` by ``strength``: (H, W, 3) float32. Where the input is
     crushed it bounds the scene's value in the shot's appearance from above."""
     matrix = np.asarray(colour[:9], np.float32).reshape(3, 3)
-    full = cv2.transform(np.ascontiguousarray(image, dtype=np.float32), matrix) + np.asarray(colour[9:12], np.float32)
-    return (image + np.float32(strength) * (full - image)).astype(np.float32)  # type: ignore[no-any-return]
+    full: np.ndarray = cv2.transform(np.ascontiguousarray(image, dtype=np.float32), matrix)
+    full += np.asarray(colour[9:12], np.float32)
+    full -= image  # image + strength * (full - image), in place: one array, the same bits
+    full *= np.float32(strength)
+    full += image
+    return full
 
 
 def fill_clipped(corrected: np.ndarray, image: np.ndarray, guide: np.ndarray, *, strength: float = 1.0,
@@ -212,10 +216,23 @@ def _fill_band(corrected: np.ndarray, image: np.ndarray, up: np.ndarray, strengt
                under: Optional[np.ndarray]) -> None:
     """:func:`fill_clipped` on a band of rows, in place in ``corrected``; ``up`` is the guide
     upsampled to the band, ``under`` the band's :func:`colour_bound` (None: no bound)."""
-    high = np.clip((image - (1.0 - CLIP_RAMP)) / (CLIP_RAMP / 2), 0.0, 1.0)
-    low = np.clip((CLIP_RAMP - image) / (CLIP_RAMP / 2), 0.0, 1.0)
-    target = corrected + np.float32(strength) * (up - corrected)
-    dark = corrected if under is None else np.minimum(corrected, under)
-    filled = np.where(high > 0, np.maximum(corrected, target), dark)
-    weight = np.maximum(high, low)
-    corrected[...] = (corrected + weight * (filled - corrected)).astype(np.float32)
+    # Each step in place in one of three band-size arrays (the expressions' own bits: float32
+    # throughout, sums and products in the same operands).
+    high = np.subtract(image, 1.0 - CLIP_RAMP)
+    high /= CLIP_RAMP / 2
+    np.clip(high, 0.0, 1.0, out=high)
+    low = np.subtract(CLIP_RAMP, image)
+    low /= CLIP_RAMP / 2
+    np.clip(low, 0.0, 1.0, out=low)
+    target = np.subtract(up, corrected)  # corrected + strength * (up - corrected)
+    target *= np.float32(strength)
+    target += corrected
+    filled = np.maximum(corrected, target, out=target)  # where high > 0; elsewhere the dark value:
+    dark = high <= 0
+    np.copyto(filled, corrected, where=dark)
+    if under is not None:
+        np.minimum(filled, under, out=filled, where=dark)
+    weight = np.maximum(high, low, out=low)
+    filled -= corrected  # corrected + weight * (filled - corrected)
+    filled *= weight
+    corrected += filled
