@@ -89,7 +89,7 @@ def area_downsample(frame: np.ndarray, shape: tuple[int, int], dtype: type,
     for rows, out_rows in area_bands(frame.shape[:2], shape, CACHE_BAND_PIXELS):
         band = frame[rows]
         with FRAME_SCRATCH.take(band.shape[:2] + (3,), dtype) as values:
-            for sub in row_bands(*band.shape[:2], CACHE_BAND_PIXELS):
+            for sub in row_bands(band.shape[0], band.shape[1], CACHE_BAND_PIXELS):
                 convert(band[sub], values[sub])
             size = (shape[1], out_rows.stop - out_rows.start)
             small[out_rows] = cv2.resize(values, size, interpolation=cv2.INTER_AREA).reshape(size[1], size[0], 3)

@@ -29,7 +29,7 @@ from deflicker.method.image import local_contrast, local_correlation, proxy_shap
 from deflicker.progress import CancelCheck, Progress, check_cancel, report, scaled
 from deflicker.method.repeats import exact_key, is_repeat
 from deflicker.settings import Settings
-from deflicker.io.source import FrameSource
+from deflicker.io.source import FrameSource, file_pixels
 from deflicker.method import static_regions
 from deflicker.method.warp import inside_mask, warp
 
@@ -87,6 +87,15 @@ def cut_score(a: np.ndarray, b: np.ndarray, flow_ab: np.ndarray, valid_ab: np.nd
     return 1.0 - ncc * min(1.0, float(valid_ab.mean()) / 0.5)
 
 
+def frame_proxy(frame: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """A full-resolution frame's colour (float, or the integer pixels a file stores: the same
+    proxy) area-resampled to ``shape`` (h, w), (h, w, 3) float32 of its own: what :func:`resize`
+    makes of the float frame, bit for bit, made a band of rows at a time (no frame-size array)."""
+    if frame.shape[:2] == shape:
+        return np.array(rgb(to_float(frame)), copy=True)
+    return area_downsample(frame, shape, np.float32, lambda rows, out: np.copyto(out, to_float(rows)[..., :3]))
+
+
 @dataclass
 class ClipAnalysis:
     """One clip's analysis. Shot s covers frames ``shots[s]:shots[s+1]``; repeated frames map
@@ -126,12 +135,8 @@ class ClipAnalysis:
         """The analysis proxy of a full-resolution frame (float, or the integer pixels a file
         stores: the same proxy), (h, w, 3) float32 proxy units: an array of its own, never the
         frame's memory (a render writes its result into a frame it owns, while the proxy stays
-        memoized for its neighbours' windows). Resampled a band at a time, as :func:`resize`
-        would the whole frame."""
-        if frame.shape[:2] == self.shape:
-            p = np.array(rgb(to_float(frame)), copy=True)
-        else:
-            p = area_downsample(frame, self.shape, np.float32, lambda rows, out: np.copyto(out, to_float(rows)[..., :3]))
+        memoized for its neighbours' windows): :func:`frame_proxy` over ``scale``."""
+        p = frame_proxy(frame, self.shape)
         return p if self.scale == 1.0 else p / np.float32(self.scale)
 
     def flow_proxy(self, frame: np.ndarray) -> np.ndarray:
@@ -287,7 +292,7 @@ def read_proxies(source: FrameSource, settings: Settings, progress: Optional[Pro
     work = work if work is not None else AnalysisWork()
     first = None
     if work.proxies is None:
-        first = source[0]
+        first = file_pixels(source, 0)
         shape = proxy_shape(first.shape[0], first.shape[1], settings.analysis_size)
         work.proxies = np.empty((n, *shape, 3), np.float16)
         work.canonical = np.arange(n, dtype=np.int64)
@@ -297,8 +302,8 @@ def read_proxies(source: FrameSource, settings: Settings, progress: Optional[Pro
     shape = (proxies.shape[1], proxies.shape[2])
     for t in range(work.read, n):
         check_cancel(cancel)
-        frame = first if t == 0 and first is not None else source[t]
-        proxies[t] = resize(rgb(frame), shape)
+        frame = first if t == 0 and first is not None else file_pixels(source, t)  # as stored: no float frame
+        proxies[t] = frame_proxy(frame, shape)
         digests[t] = content_digest(frame, shape)
         canonical[t] = seen.setdefault(exact_key(proxies[t]), t)  # an exact repeat: the same proxy
         if canonical[t] == t and t > 0 and is_repeat(proxies[t], proxies[canonical[t - 1]]):

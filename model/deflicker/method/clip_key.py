@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from deflicker.io.source import FrameSource
+from deflicker.io.source import FrameSource, file_pixels
 from deflicker.method.analysis import FORMAT_VERSION
 from deflicker.method.content import code_thumbnail
 from deflicker.method.tuning import analysis_signature
@@ -34,7 +34,7 @@ def fingerprint(source: FrameSource) -> str:
     :mod:`deflicker.method.content`)."""
     h = hashlib.sha256()
     for i in fingerprint_frames(len(source)):
-        frame = source[i]
+        frame = file_pixels(source, i)
         thumb = code_thumbnail(frame, (min(FINGERPRINT_SIZE, frame.shape[0]), min(FINGERPRINT_SIZE, frame.shape[1])))
         h.update(np.int64(i).tobytes())
         h.update(np.ascontiguousarray(thumb).tobytes())
