@@ -537,7 +537,7 @@ def test_threads_asking_for_one_frame_at_once_decode_it_once(tmp_path):
     assert len({id(frame) for got in results.values() for frame in got}) == 12  # each caller's own copy
 
 
-@pytest.mark.parametrize("name,bit_depth", [("c.mkv", 16), ("c.mkv", 8), ("seq/f.%04d.exr", 32)])
+@pytest.mark.parametrize("name,bit_depth", [("c.mkv", 16), ("c.mkv", 8), ("seq/f.%04d.exr", 32), ("seq/f.%04d.tif", 32)])
 def test_file_pixels_are_the_stored_frame_shared_with_the_cache_and_read_only(tmp_path, name, bit_depth):
     """What a render reads of a neighbour: the pixels as the file stores them (half a float
     frame's bytes at 16 bits), the cache's own array, which no caller can change; float files
@@ -562,10 +562,10 @@ def test_file_pixels_are_the_stored_frame_shared_with_the_cache_and_read_only(tm
         again = file_pixels(SubSource(clip, 1, 4), 1)
         np.testing.assert_array_equal(to_float(pixels), clip[2])
         np.testing.assert_array_equal(again, pixels)
+        assert decoded == [2]  # one decode: both reads and the float frame found it in the cache
         if bit_depth == 32:
             assert pixels.dtype == np.float32 and pixels is not again
             return
-        assert decoded == [2]  # one decode: both reads and the float frame found it in the cache
         assert pixels.dtype == (np.uint16 if bit_depth == 16 else np.uint8)
         np.testing.assert_array_equal(pixels, np.rint(np.clip(frames[2], 0, 1) * (2 ** bit_depth - 1)))
         with pytest.raises(ValueError):

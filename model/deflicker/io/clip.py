@@ -144,14 +144,7 @@ class Clip:
         return self.info.frame_count
 
     def __getitem__(self, index: int) -> np.ndarray:
-        pixels, cached = self._pixels(index)
-        if cached:
-            return to_float(pixels) if pixels.dtype.kind == "u" else pixels.copy()  # callers may modify theirs
-        frame = check_frame(to_float(pixels), self.info, index)
-        if pixels.dtype.kind != "u":  # float pixels are kept once checked
-            with self._lock:
-                self._keep(index, frame.copy())
-        return frame
+        return self._float(index, *self._pixels(index))
 
     def file_pixels(self, index: int) -> np.ndarray:
         """Frame ``index`` as the file stores it: uint8 / uint16 pixels, read-only (the cache's
@@ -160,7 +153,7 @@ class Clip:
         ``self[index]`` gives it."""
         pixels, cached = self._pixels(index)
         if pixels.dtype.kind != "u":
-            return self[index]
+            return self._float(index, pixels, cached)
         if not cached:
             check_shape(pixels, self.info, index)
         view = pixels.view()
@@ -182,6 +175,17 @@ class Clip:
             if pixels.dtype.kind == "u" and pixels.shape == self.info.shape:
                 self._keep(index, pixels)
         return pixels, False
+
+    def _float(self, index: int, pixels: np.ndarray, cached: bool) -> np.ndarray:
+        """Frame ``index`` as a float32 frame of the caller's own, from its pixels as :meth:`_pixels`
+        gave them (checked when just decoded; float pixels are kept once checked)."""
+        if cached:
+            return to_float(pixels) if pixels.dtype.kind == "u" else pixels.copy()  # callers may modify theirs
+        frame = check_frame(to_float(pixels), self.info, index)
+        if pixels.dtype.kind != "u":
+            with self._lock:
+                self._keep(index, frame.copy())
+        return frame
 
     def _keep(self, index: int, pixels: np.ndarray) -> None:
         """Cache a frame's pixels, evicting the least recently used beyond CACHE_BYTES (the
