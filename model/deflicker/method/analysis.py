@@ -19,13 +19,11 @@ from typing import Any, NamedTuple, Optional, Union
 import cv2
 import numpy as np
 
-from deflicker.bands import area_downsample
-from deflicker.io.clip import to_float
 from deflicker.method.atlas.fast import FastAtlas, ShotFlows, fit_fast
 from deflicker.method.content import CODE_SCALE, DIGEST_SIZE, ContentDigests, code_thumbnail, content_digest
 from deflicker.errors import ModelLoadError
 from deflicker.method.flow import flow_input, flow_pair, flows_both
-from deflicker.method.image import local_contrast, local_correlation, proxy_shape, resize, rgb
+from deflicker.method.image import frame_proxy, local_contrast, local_correlation, proxy_shape, resize
 from deflicker.progress import CancelCheck, Progress, check_cancel, report, scaled
 from deflicker.method.repeats import exact_key, is_repeat
 from deflicker.settings import Settings
@@ -85,15 +83,6 @@ def cut_score(a: np.ndarray, b: np.ndarray, flow_ab: np.ndarray, valid_ab: np.nd
     den = float(np.sqrt((ya * ya).sum() * (yb * yb).sum()))
     ncc = max(0.0, float((ya * yb).sum()) / den) if den > 1e-9 else 0.0
     return 1.0 - ncc * min(1.0, float(valid_ab.mean()) / 0.5)
-
-
-def frame_proxy(frame: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """A full-resolution frame's colour (float, or the integer pixels a file stores: the same
-    proxy) area-resampled to ``shape`` (h, w), (h, w, 3) float32 of its own: what :func:`resize`
-    makes of the float frame, bit for bit, made a band of rows at a time (no frame-size array)."""
-    if frame.shape[:2] == shape:
-        return np.array(rgb(to_float(frame)), copy=True)
-    return area_downsample(frame, shape, np.float32, lambda rows, out: np.copyto(out, to_float(rows)[..., :3]))
 
 
 @dataclass

@@ -10,6 +10,7 @@ from typing import Union
 import cv2
 import numpy as np
 
+from deflicker.bands import area_downsample
 from deflicker.io.clip import to_float
 
 
@@ -71,10 +72,18 @@ def colour_of(frame: np.ndarray) -> Colour:
     return StoredRows(frame) if frame.dtype.kind == "u" else rgb(frame)
 
 
+def frame_proxy(frame: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """A full-resolution frame's colour (float, or the integer pixels a file stores: the same
+    proxy) area-resampled to ``shape`` (h, w), (h, w, 3) float32 of its own: what :func:`resize`
+    makes of the float frame, bit for bit, made a band of rows at a time (no frame-size array)."""
+    if frame.shape[:2] == shape:
+        return np.array(rgb(to_float(frame)), copy=True)
+    return area_downsample(frame, shape, np.float32, lambda rows, out: np.copyto(out, to_float(rows)[..., :3]))
+
+
 def to_proxy(frame: np.ndarray, long_side: int) -> np.ndarray:
-    """RGB proxy of a frame with the given long side, (h, w, 3) float32."""
-    h, w = proxy_shape(frame.shape[0], frame.shape[1], long_side)
-    return resize(rgb(frame), (h, w))
+    """RGB proxy of a frame with the given long side, (h, w, 3) float32 (:func:`frame_proxy`)."""
+    return frame_proxy(frame, proxy_shape(frame.shape[0], frame.shape[1], long_side))
 
 
 def luminance(image: np.ndarray) -> np.ndarray:
