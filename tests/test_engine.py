@@ -268,6 +268,55 @@ def test_render_in_order_keeps_at_most_workers_plus_one_frames_queued(clip, tmp_
     assert sorted(started) == list(range(len(session)))
 
 
+@pytest.mark.parametrize("order", ["forwards", "backwards"])
+def test_the_render_memo_keeps_what_one_render_at_a_time_needs_and_no_more(clip, tmp_path, monkeypatch, order):
+    import deflicker.method.filter as filter_module
+    from deflicker.method.frame_render import memo_entries
+
+    session = _session(clip[1], cache_dir=tmp_path)
+    session.analyze()
+    predicted: list[int] = []
+    predict = filter_module.predict_coefficients
+
+    def counting(*args, **kwargs):
+        predicted.append(1)
+        return predict(*args, **kwargs)
+
+    monkeypatch.setattr(filter_module, "predict_coefficients", counting)
+    memo, k, n = session._frames._memo, SMALL.refine.window, len(session)
+    largest = 0
+    for t in range(n) if order == "forwards" else reversed(range(n)):
+        session.render(t)
+        largest = max(largest, len(memo))
+    assert len(predicted) == n  # each frame's coefficients made once: the window's frames were kept
+    assert largest == memo_entries(k, 1) < n * (1 + 4 * k)  # not every frame and flow of the clip
+
+
+def test_the_render_memo_grows_with_the_renders_in_flight(clip, tmp_path):
+    from deflicker.method.frame_render import memo_entries
+
+    session = _session(clip[1], cache_dir=tmp_path)
+    session.analyze()
+    renderer, k = session._frames, SMALL.refine.window
+    together = threading.Barrier(3)
+    render = renderer._render
+
+    def held(*args):
+        together.wait(timeout=60)  # three renders in flight at once
+        return render(*args)
+
+    renderer._render = held
+    threads = [threading.Thread(target=session.render, args=(t,)) for t in (2, 5, 9)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert renderer._memo_limit == memo_entries(k, 3) > memo_entries(k, 1)
+    renderer._render = render
+    session.render(4)  # one at a time again: the limit stays (the host may render in parallel again)
+    assert renderer._memo_limit == memo_entries(k, 3) and len(renderer._memo) <= memo_entries(k, 3)
+
+
 def test_render_in_order_finishes_each_frame_in_the_worker(clip, tmp_path):
     import threading
 

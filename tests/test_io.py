@@ -152,6 +152,35 @@ def test_ffv1_mkv_round_trip_is_exact(tmp_path, bit_depth, alpha):
     np.testing.assert_array_equal(got, quantized(frames, bit_depth))
 
 
+def _ffv1_slice_grid(path: Path) -> tuple[int, int]:
+    """(columns, rows) of the slices an FFV1 file's frames are cut into, as FFmpeg's decoder reports them."""
+    import re
+    import shutil
+    import subprocess
+
+    ffmpeg = shutil.which("ffmpeg")
+    if ffmpeg is None:
+        pytest.skip("no ffmpeg")
+    log = subprocess.run([ffmpeg, "-hide_banner", "-debug", "pict", "-i", str(path), "-f", "null", "-"],
+                         capture_output=True, text=True, check=True).stderr
+    columns, rows = re.search(r"global: .* slices:(\d+)x(\d+)", log).groups()
+    return int(columns), int(rows)
+
+
+@pytest.mark.parametrize("h, w, alpha, slices", [(1080, 1920, False, 16), (1080, 1920, True, 16), (540, 960, False, None)])
+def test_large_ffv1_frames_are_cut_into_sixteen_slices(tmp_path, h, w, alpha, slices):
+    # FFmpeg's default cuts a 1080p frame into 20 or more slices, a 4K one into 84, each with its
+    # margin in the packet buffer the encoder keeps; smaller frames keep FFmpeg's fewer slices.
+    frames = smooth_clip(n=2, h=h, w=w, alpha=alpha)
+    out = write_clip(tmp_path / "big.mkv", frames, fps=24.0, bit_depth=16)
+    columns, rows = _ffv1_slice_grid(out)
+    if slices is None:
+        assert columns * rows < 16
+    else:
+        assert (columns, rows) == (4, 4)
+    np.testing.assert_array_equal(read_all(out), quantized(frames, 16))
+
+
 @pytest.mark.parametrize("name", ["a.mkv", "a.mp4", "a.mov", "a.avi"])
 def test_fractional_frame_rate_is_kept(tmp_path, name):
     fps = 30000 / 1001

@@ -28,12 +28,14 @@ def render_in_order(session: "Session", n: int, cancel: Optional[CancelCheck] = 
 
     At most ``workers`` + 1 frames are queued (rendering, or done and waiting for their turn; one
     more than the workers, so a worker that finishes early starts the next frame), besides the
-    one handed out: memory stays bounded at any frame size. Render is pure, so
+    one handed out: memory stays bounded at any frame size; the heap's free pages go back to the
+    OS after each frame (:func:`~deflicker.heap.return_free_heap`). Render is pure, so
     the pool changes only the speed, never the pixels. ``cancel`` is polled between frames and by
     an analysis a render has to redo.
     """
     from concurrent.futures import ThreadPoolExecutor
 
+    from deflicker.heap import return_free_heap
     from deflicker.progress import check_cancel
 
     workers = workers or render_workers()
@@ -52,6 +54,8 @@ def render_in_order(session: "Session", n: int, cancel: Optional[CancelCheck] = 
                 if ahead < n:
                     pending[ahead] = pool.submit(job, ahead)
                 yield t, out
+                del out  # handed out and used: the frame's memory goes back before the next
+                return_free_heap()
         finally:
             for future in pending.values():
                 future.cancel()

@@ -6,7 +6,6 @@ would see only Python's own. Figures are the peak minus the baseline taken on en
 """
 from __future__ import annotations
 
-import ctypes
 import gc
 import json
 import math
@@ -20,6 +19,7 @@ from typing import Any, Optional, Sequence, Union
 import numpy as np
 
 from deflicker.errors import InvalidSettingsError
+from deflicker.heap import return_free_heap
 from deflicker.io.atomic import replaced_on_success
 from deflicker.settings import NAMED_SIZES
 
@@ -84,10 +84,7 @@ class PeakMemory:
 def release_free_memory() -> None:
     """Collect garbage and hand freed heap back to the OS (glibc), so the next baseline is honest."""
     gc.collect()
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):  # not glibc
-        pass
+    return_free_heap()
 
 
 class Measured:

@@ -21,6 +21,11 @@ VIDEO_EXTS = (".mp4", ".mov", ".mkv", ".avi")
 DEFAULT_CODEC = {".mp4": "h264", ".mov": "prores", ".mkv": "ffv1", ".avi": "ffv1"}
 ENCODERS = {"ffv1": "ffv1", "h264": "libx264", "prores": "prores_ks"}
 H264_CRF = 16
+#: Slices of a large FFV1 frame. FFmpeg's default cuts a frame into slices of at most 360x288
+#: pixels (84 at 4K, over 300 at 8K), and its encoder reserves and zeroes a worst-case margin per
+#: slice in the packet buffer it keeps (37 MB of it at 16-bit 4K); 16 slices still code and
+#: decode on 16 threads at once.
+FFV1_SLICES = 16
 
 
 def _encoding(codec: str, channels: int, bit_depth: int, width: int, height: int) -> tuple[str, str, dict]:
@@ -33,7 +38,11 @@ def _encoding(codec: str, channels: int, bit_depth: int, width: int, height: int
         # planar FFV1 stream, packet for packet, as gbrp16le gives): it reads the array itself, no
         # copy or conversion of a whole frame (50 MB each at 4K) on the way in.
         fmt = _ndarray_format(alpha, deep)
-        return fmt, fmt if deep else ("bgra" if alpha else "bgr0"), {"level": "3", "slicecrc": "1"}
+        options = {"level": "3", "slicecrc": "1"}
+        slices = ffv1_slices(width, height, channels, 16 if deep else 8)
+        if slices is not None:
+            options["slices"] = str(slices)
+        return fmt, fmt if deep else ("bgra" if alpha else "bgr0"), options
     if codec == "prores":
         if alpha:
             return _ndarray_format(True, deep), "yuva444p10le", {"profile": "4", "vendor": "apl0"}
@@ -44,6 +53,19 @@ def _encoding(codec: str, channels: int, bit_depth: int, width: int, height: int
         log.warning("odd frame size %dx%d: writing H.264 as yuv444p (less widely playable)", width, height)
         return "rgb24", "yuv444p", {"crf": str(H264_CRF)}
     return "rgb24", "yuv420p", {"crf": str(H264_CRF)}
+
+
+def ffv1_slices(width: int, height: int, planes: int, bits: int) -> Optional[int]:
+    """The FFV1 slice count for a frame: the fewest, at least :data:`FFV1_SLICES`, of a grid FFmpeg
+    accepts (r rows of r..2r slices, each under 2^27 bits of samples for its version 3 coder);
+    None where FFmpeg's own choice has fewer (frames of up to 16 x 360x288 pixels)."""
+    if width * height <= FFV1_SLICES * 360 * 288:
+        return None
+    grids = sorted((rows * columns, rows, columns) for rows in range(1, 33) for columns in range(rows, 2 * rows + 1))
+    for count, rows, columns in grids:
+        if count >= FFV1_SLICES and -(-width // columns) * -(-height // rows) * (bits + 1) * planes <= 8 << 24:
+            return count
+    return None
 
 
 def _ndarray_format(alpha: bool, deep: bool) -> str:

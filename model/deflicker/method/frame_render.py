@@ -45,6 +45,14 @@ class _Prepared:
     guide: Optional["Guide"] = None  # the filter's guide, None for the identity
 
 
+def memo_entries(k: int, renders: int) -> int:
+    """Entries the memo keeps for ``renders`` frames rendering at once with windows of k frames
+    each side: their prepared frames (a window's 2k + 1, one more for each further render, and
+    the next frame's) and window flows (4k a render, both ways to each neighbour, and the
+    k (k + 1) between frames still to render and frames already rendered, which those reuse)."""
+    return 2 * k + renders + 1 + 4 * k * renders + k * (k + 1)
+
+
 def window(analysis: "ClipAnalysis", t: int, s: Settings, stage: str = "full") -> list[int]:
     """Frames of ``analysis``'s span whose analysis-time proxies rendering its frame t uses,
     in order (t's canonical frame included)."""
@@ -57,10 +65,11 @@ def window(analysis: "ClipAnalysis", t: int, s: Settings, stage: str = "full") -
 
 class FrameRenderer:
     """Renders frames with any analysis of one clip; memoizes prepared frames, window flows and
-    slow trends (keys carry the analysis's id). Thread-safe."""
+    slow trends (keys carry the analysis's id). Thread-safe.
 
-    #: Prepared frames and window flows kept (a few hundred KB each).
-    MEMO_SIZE = 96
+    The memo keeps the prepared frames and window flows (a few hundred KB each at the default
+    proxy size) that the most renders seen in flight at once need (:func:`memo_entries`): a
+    host rendering on many threads gets a larger memo than the CLI's two workers."""
 
     def __init__(self, filter_model: Callable[[Settings], "NeuralFilter"], fps: float):
         """``filter_model`` gives the neural filter for a settings' weights and device; ``fps``
@@ -70,6 +79,8 @@ class FrameRenderer:
         self._memo: OrderedDict[tuple, Any] = OrderedDict()
         self._trends: dict[tuple, np.ndarray] = {}  # (analysis id, shot, span) -> kept trend; a few floats a frame
         self._memo_lock = threading.Lock()
+        self._rendering = 0  # renders in flight
+        self._memo_limit = 0  # memo entries kept: memo_entries of the most renders seen in flight
 
     def forget(self) -> None:
         """An analysis was replaced: renders in flight keep theirs (memo keys carry its id), the
@@ -84,6 +95,18 @@ class FrameRenderer:
         float32; with ``depth`` (8 | 16) the pixels :func:`~deflicker.io.clip.quantize` makes of it,
         made a band of rows at a time (no float frame exists where the source gives the pixels its
         file stores). ContentMismatch when a frame it reads is not one the analysis was made from."""
+        with self._memo_lock:
+            self._rendering += 1
+            self._memo_limit = max(self._memo_limit, memo_entries(s.refine.window, self._rendering))
+        try:
+            return self._render(analysis, source, t, s, stage, depth)
+        finally:
+            with self._memo_lock:
+                self._rendering -= 1
+
+    def _render(self, analysis: "ClipAnalysis", source: FrameSource, t: int, s: Settings, stage: str,
+                depth: Optional[int]) -> np.ndarray:
+        """:meth:`render`, once counted in flight."""
         if s.strength == 0.0 or stage == "atlas":
             out = self._render_whole(analysis, source, t, s, stage)
             return out if depth is None else quantize(out, depth)
@@ -198,18 +221,26 @@ class FrameRenderer:
         from deflicker.method.flow import estimate_flow
 
         key = (id(analysis), "flow", a, b, s.flow)
-        with self._memo_lock:
-            hit = self._memo.get(key)
+        hit = self._recall(key)
         if hit is None:
-            hit = estimate_flow(proxy_a, proxy_b, replace(s.flow, preset=REFINE_FLOW_PRESET))
-            with self._memo_lock:
-                self._memo[key] = hit
-                self._trim_locked()
+            hit = self._keep(key, estimate_flow(proxy_a, proxy_b, replace(s.flow, preset=REFINE_FLOW_PRESET)))
         return hit  # type: ignore[no-any-return]
 
-    def _trim_locked(self) -> None:
-        while len(self._memo) > self.MEMO_SIZE:
-            self._memo.popitem(last=False)
+    def _recall(self, key: tuple) -> Any:
+        """The memo's entry for ``key`` (now its most recently used), or None."""
+        with self._memo_lock:
+            hit = self._memo.get(key)
+            if hit is not None:
+                self._memo.move_to_end(key)
+            return hit
+
+    def _keep(self, key: tuple, value: Any) -> Any:
+        """Memoize ``value`` under ``key``, dropping the least recently used beyond the limit; returns it."""
+        with self._memo_lock:
+            self._memo[key] = value
+            while len(self._memo) > self._memo_limit:
+                self._memo.popitem(last=False)
+        return value
 
     def _prepared(self, analysis: "ClipAnalysis", source: FrameSource, i: int, s: Settings, *, identity: bool,
                   frame: Optional[np.ndarray] = None) -> _Prepared:
@@ -219,11 +250,9 @@ class FrameRenderer:
         from deflicker.method.filter import predict_coefficients
 
         key = (id(analysis), i, identity, s.filter, s.device)
-        with self._memo_lock:
-            hit = self._memo.get(key)
-            if hit is not None:
-                self._memo.move_to_end(key)
-                return hit
+        hit = self._recall(key)
+        if hit is not None:
+            return hit  # type: ignore[no-any-return]
         if frame is None:  # a neighbour: only its proxies are made, from the pixels as stored
             frame = file_pixels(source, i)
         proxy, flow_proxy = _checked_proxy(analysis, i, frame), analysis.flow_proxy(frame)
@@ -235,10 +264,7 @@ class FrameRenderer:
             coeffs = predict_coefficients(model, proxy, guide.image, guide.confidence, locality=s.filter.locality,
                                           reference=analysis.colour_coefficients(i), local_level=analysis.local_level(i))
             prepared = _Prepared(proxy, flow_proxy, coeffs, guide)
-        with self._memo_lock:
-            self._memo[key] = prepared
-            self._trim_locked()
-        return prepared
+        return self._keep(key, prepared)  # type: ignore[no-any-return]
 
 
 def _output(frame: np.ndarray, image: Colour, depth: Optional[int], in_place: bool,
