@@ -152,8 +152,8 @@ def test_ffv1_mkv_round_trip_is_exact(tmp_path, bit_depth, alpha):
     np.testing.assert_array_equal(got, quantized(frames, bit_depth))
 
 
-def _ffv1_slice_grid(path: Path) -> tuple[int, int]:
-    """(columns, rows) of the slices an FFV1 file's frames are cut into, as FFmpeg's decoder reports them."""
+def _ffv1_header(path: Path) -> str:
+    """The global header line FFmpeg's FFV1 decoder reports for a file (version, slices, intra, ...)."""
     import re
     import shutil
     import subprocess
@@ -163,8 +163,25 @@ def _ffv1_slice_grid(path: Path) -> tuple[int, int]:
         pytest.skip("no ffmpeg")
     log = subprocess.run([ffmpeg, "-hide_banner", "-debug", "pict", "-i", str(path), "-f", "null", "-"],
                          capture_output=True, text=True, check=True).stderr
-    columns, rows = re.search(r"global: .* slices:(\d+)x(\d+)", log).groups()
+    return re.search(r"global: .*", log).group(0)
+
+
+def _ffv1_slice_grid(path: Path) -> tuple[int, int]:
+    """(columns, rows) of the slices an FFV1 file's frames are cut into."""
+    import re
+
+    columns, rows = re.search(r"slices:(\d+)x(\d+)", _ffv1_header(path)).groups()
     return int(columns), int(rows)
+
+
+@pytest.mark.parametrize("bit_depth", [8, 16])
+def test_every_ffv1_frame_is_a_keyframe(tmp_path, bit_depth):
+    # GOP 1: a host reading the output out of order decodes one frame, not a run from a keyframe.
+    out = write_clip(tmp_path / "intra.mkv", smooth_clip(n=14), fps=24.0, bit_depth=bit_depth)
+    with av.open(str(out)) as container:
+        keys = [packet.is_keyframe for packet in container.demux(video=0) if packet.size]
+    assert keys == [True] * 14
+    assert " intra:1 " in _ffv1_header(out)
 
 
 @pytest.mark.parametrize("h, w, alpha, slices", [(1080, 1920, False, 16), (1080, 1920, True, 16), (540, 960, False, None)])

@@ -38,7 +38,10 @@ def _encoding(codec: str, channels: int, bit_depth: int, width: int, height: int
         # planar FFV1 stream, packet for packet, as gbrp16le gives): it reads the array itself, no
         # copy or conversion of a whole frame (50 MB each at 4K) on the way in.
         fmt = _ndarray_format(alpha, deep)
-        options = {"level": "3", "slicecrc": "1"}
+        # Every frame a keyframe (GOP 1, as archives write FFV1): a host scrubbing or rendering
+        # the output out of order decodes one frame, not the run from the last keyframe (0.9 s a
+        # frame at 16-bit 4K); it costs 0.04% in size at 4K, 4% at 256x144.
+        options = {"level": "3", "slicecrc": "1", "g": "1"}
         slices = ffv1_slices(width, height, channels, 16 if deep else 8)
         if slices is not None:
             options["slices"] = str(slices)
