@@ -292,6 +292,66 @@ def test_the_render_memo_keeps_what_one_render_at_a_time_needs_and_no_more(clip,
     assert largest == memo_entries(k, 1) < n * (1 + 4 * k)  # not every frame and flow of the clip
 
 
+def test_renders_side_by_side_make_their_shared_neighbours_once(clip, tmp_path, monkeypatch):
+    import deflicker.method.filter as filter_module
+    import deflicker.method.flow as flow_module
+
+    session = _session(clip[1], cache_dir=tmp_path)
+    session.analyze()
+    made: list[str] = []
+    predict, estimate = filter_module.predict_coefficients, flow_module.estimate_flow
+
+    def slow(name, make):
+        def counted(*args, **kwargs):
+            made.append(name)
+            threading.Event().wait(0.02)  # long enough for the other render to ask for it too
+            return make(*args, **kwargs)
+        return counted
+
+    monkeypatch.setattr(filter_module, "predict_coefficients", slow("coefficients", predict))
+    monkeypatch.setattr(flow_module, "estimate_flow", slow("flow", estimate))
+    renderer, k = session._frames, SMALL.refine.window
+    together = threading.Barrier(2)
+    render = renderer._render
+
+    def held(*args):
+        together.wait(timeout=60)  # both renders start at once
+        return render(*args)
+
+    renderer._render = held
+    got: dict[int, np.ndarray] = {}
+    threads = [threading.Thread(target=lambda t=t: got.__setitem__(t, session.render(t))) for t in (5, 6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    # Frames 2..9 are in one window or both; each flow f_{a->b} between a rendered frame and a
+    # neighbour (the pair 5, 6 both ways shared): 2 * 2k per render, less the two shared.
+    assert made.count("coefficients") == len(range(5 - k, 6 + k + 1))
+    assert made.count("flow") == 2 * (4 * k) - 2
+    renderer._render = render
+    for t in (5, 6):
+        assert np.array_equal(got[t], _session(clip[1], cache_dir=tmp_path).render(t))
+
+
+def test_a_failed_memo_value_is_made_again_by_the_next_render(clip, tmp_path, monkeypatch):
+    import deflicker.method.filter as filter_module
+
+    session = _session(clip[1], cache_dir=tmp_path)
+    session.analyze()
+    predict = filter_module.predict_coefficients
+
+    def failing(*args, **kwargs):
+        raise RuntimeError("filter failed")
+
+    monkeypatch.setattr(filter_module, "predict_coefficients", failing)
+    with pytest.raises(RuntimeError, match="filter failed"):
+        session.render(4)
+    assert session._frames._making == {}  # nothing left waiting on the failed maker
+    monkeypatch.setattr(filter_module, "predict_coefficients", predict)
+    assert np.array_equal(session.render(4), _session(clip[1], cache_dir=tmp_path).render(4))
+
+
 def test_the_render_memo_grows_with_the_renders_in_flight(clip, tmp_path):
     from deflicker.method.frame_render import memo_entries
 

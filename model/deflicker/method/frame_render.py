@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from concurrent.futures import Future
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
@@ -81,6 +82,7 @@ class FrameRenderer:
         self._memo_lock = threading.Lock()
         self._rendering = 0  # renders in flight
         self._memo_limit = 0  # memo entries kept: memo_entries of the most renders seen in flight
+        self._making: dict[tuple, Future] = {}  # memo values being made, for renders that need them too
 
     def forget(self) -> None:
         """An analysis was replaced: renders in flight keep theirs (memo keys carry its id), the
@@ -221,50 +223,63 @@ class FrameRenderer:
         from deflicker.method.flow import estimate_flow
 
         key = (id(analysis), "flow", a, b, s.flow)
-        hit = self._recall(key)
-        if hit is None:
-            hit = self._keep(key, estimate_flow(proxy_a, proxy_b, replace(s.flow, preset=REFINE_FLOW_PRESET)))
-        return hit  # type: ignore[no-any-return]
+        return self._memoized(  # type: ignore[no-any-return]
+            key, lambda: estimate_flow(proxy_a, proxy_b, replace(s.flow, preset=REFINE_FLOW_PRESET)))
 
-    def _recall(self, key: tuple) -> Any:
-        """The memo's entry for ``key`` (now its most recently used), or None."""
+    def _memoized(self, key: tuple, make: Callable[[], Any]) -> Any:
+        """The memo's value for ``key`` (now its most recently used), made by ``make()`` once: a
+        render that needs a value another render is making waits for it rather than making it
+        too (two workers starting side by side share most of their windows). The least recently
+        used entries beyond the limit go."""
         with self._memo_lock:
             hit = self._memo.get(key)
             if hit is not None:
                 self._memo.move_to_end(key)
-            return hit
-
-    def _keep(self, key: tuple, value: Any) -> Any:
-        """Memoize ``value`` under ``key``, dropping the least recently used beyond the limit; returns it."""
+                return hit
+            waiting = self._making.get(key)
+            if waiting is None:
+                making: Future = Future()
+                self._making[key] = making
+        if waiting is not None:
+            return waiting.result()  # the maker's value, or its error
+        try:
+            value = make()
+        except BaseException as exc:
+            with self._memo_lock:
+                del self._making[key]
+            making.set_exception(exc)
+            raise
         with self._memo_lock:
+            del self._making[key]
             self._memo[key] = value
             while len(self._memo) > self._memo_limit:
                 self._memo.popitem(last=False)
+        making.set_result(value)
         return value
 
     def _prepared(self, analysis: "ClipAnalysis", source: FrameSource, i: int, s: Settings, *, identity: bool,
                   frame: Optional[np.ndarray] = None) -> _Prepared:
         """Proxy, flow proxy and filter coefficients of source frame i (``frame``, when the caller read it),
         memoized (pure: same inputs, same bytes); the frame checked against its digest first."""
+        key = (id(analysis), i, identity, s.filter, s.device)
+        return self._memoized(key, lambda: self._prepare(analysis, source, i, s, identity, frame))  # type: ignore[no-any-return]
+
+    def _prepare(self, analysis: "ClipAnalysis", source: FrameSource, i: int, s: Settings, identity: bool,
+                 frame: Optional[np.ndarray]) -> _Prepared:
+        """:meth:`_prepared`'s value, made."""
         from deflicker.method.correction import identity_coefficients
         from deflicker.method.filter import predict_coefficients
 
-        key = (id(analysis), i, identity, s.filter, s.device)
-        hit = self._recall(key)
-        if hit is not None:
-            return hit  # type: ignore[no-any-return]
         if frame is None:  # a neighbour: only its proxies are made, from the pixels as stored
             frame = file_pixels(source, i)
         proxy, flow_proxy = _checked_proxy(analysis, i, frame), analysis.flow_proxy(frame)
         if identity:
-            prepared = _Prepared(proxy, flow_proxy, identity_coefficients(*proxy.shape[:2]))
-        else:
-            model = self._filter_model(s)
-            guide = analysis.guide(i, proxy)
-            coeffs = predict_coefficients(model, proxy, guide.image, guide.confidence, locality=s.filter.locality,
-                                          reference=analysis.colour_coefficients(i), local_level=analysis.local_level(i))
-            prepared = _Prepared(proxy, flow_proxy, coeffs, guide)
-        return self._keep(key, prepared)  # type: ignore[no-any-return]
+            return _Prepared(proxy, flow_proxy, identity_coefficients(*proxy.shape[:2]))
+        model = self._filter_model(s)
+        guide = analysis.guide(i, proxy)
+        coeffs = predict_coefficients(model, proxy, guide.image, guide.confidence, locality=s.filter.locality,
+                                      reference=analysis.colour_coefficients(i), local_level=analysis.local_level(i))
+        return _Prepared(proxy, flow_proxy, coeffs, guide)
 
 
 def _output(frame: np.ndarray, image: Colour, depth: Optional[int], in_place: bool,
