@@ -10,10 +10,8 @@ import pytest
 SCRIPT = textwrap.dedent("""
     import threading
     import numpy as np
+    from deflicker.bench.common import rss_bytes
     from deflicker.heap import return_free_heap
-
-    def rss_mb():
-        return int(open("/proc/self/statm").read().split()[1]) * 4096 / 2**20
 
     kept = []
 
@@ -24,9 +22,9 @@ SCRIPT = textwrap.dedent("""
     thread = threading.Thread(target=work)
     thread.start()
     thread.join()
-    before = rss_mb()
+    before = rss_bytes()
     return_free_heap()
-    print(before - rss_mb())
+    print((before - rss_bytes()) / 2**20)
 """)
 
 

@@ -2,6 +2,9 @@
 from __future__ import annotations
 
 import os
+import re
+import shutil
+import subprocess
 import sys
 from fractions import Fraction
 from pathlib import Path
@@ -154,10 +157,6 @@ def test_ffv1_mkv_round_trip_is_exact(tmp_path, bit_depth, alpha):
 
 def _ffv1_header(path: Path) -> str:
     """The global header line FFmpeg's FFV1 decoder reports for a file (version, slices, intra, ...)."""
-    import re
-    import shutil
-    import subprocess
-
     ffmpeg = shutil.which("ffmpeg")
     if ffmpeg is None:
         pytest.skip("no ffmpeg")
@@ -168,8 +167,6 @@ def _ffv1_header(path: Path) -> str:
 
 def _ffv1_slice_grid(path: Path) -> tuple[int, int]:
     """(columns, rows) of the slices an FFV1 file's frames are cut into."""
-    import re
-
     columns, rows = re.search(r"slices:(\d+)x(\d+)", _ffv1_header(path)).groups()
     return int(columns), int(rows)
 
