@@ -38,6 +38,38 @@ def test_run_writes_output_and_report(clip_file, tmp_path, capsys):
     assert png.stat().st_size > 10_000
 
 
+def test_the_report_decodes_no_frame_of_its_own(clip_file, tmp_path, monkeypatch):
+    """The report reads a frame's input in the render worker just before the render reads it:
+    with a cache of a few frames (a 4K clip's five) and one worker (a fixed order of reads), a
+    run with --report decodes the same frames as a run without. The main thread used to read
+    each input again after the workers had moved on, decoding most frames twice (5 minutes more
+    at 4K from a file with a keyframe every 12 frames)."""
+    from deflicker import Engine, Settings, render_queue
+    from deflicker.engine import process
+    from deflicker.io import clip as clip_module
+    from deflicker.io.video import VideoClip
+
+    monkeypatch.setattr(clip_module, "CACHE_BYTES", 4 * 48 * 64 * 3 * 2)  # four of its 16-bit frames
+    monkeypatch.setattr(render_queue, "render_workers", lambda: 1)
+    engine = Engine(Settings(analysis_size=64), cache_dir=tmp_path / "cache")
+    process(engine, clip_file, tmp_path / "warm.mkv")  # the analysis, cached: not counted
+    decoded: list[int] = []
+    read = VideoClip._read
+
+    def counted(self: VideoClip, index: int) -> np.ndarray:
+        decoded.append(index)
+        return read(self, index)
+
+    monkeypatch.setattr(VideoClip, "_read", counted)
+    runs = {}
+    for report in (None, tmp_path / "report.png"):
+        decoded.clear()
+        process(engine, clip_file, tmp_path / f"{report is not None}.mkv", report=report)
+        runs[report is not None] = list(decoded)
+    assert (tmp_path / "report.png").stat().st_size > 10_000
+    assert runs[True] == runs[False], str(runs)
+
+
 def test_run_frame_range_and_alpha_sequence(tmp_path):
     _, noisy = flicker_clip(n=10, alpha=True)
     src = tmp_path / "seq" / "f.%04d.png"

@@ -275,8 +275,8 @@ def process(engine: Engine, src: Union[str, Path], dst: Union[str, Path], *,
 
     from deflicker.method.content import ContentMismatch
     from deflicker.render_queue import render_in_order
-    from deflicker.io.clip import to_float
     from deflicker.io.files import Clip, ClipWriter, carried_over, check_output_path, frame_numbers, output_like
+    from deflicker.io.source import file_pixels
     from deflicker.io.target import check_targets, output_target, refuse_existing
     from deflicker.progress import check_cancel, report as tell, scaled
     from deflicker.cli.report import ReportCollector
@@ -292,29 +292,36 @@ def process(engine: Engine, src: Union[str, Path], dst: Union[str, Path], *,
         analysis = session.analyze(scaled(progress, 0.0, 0.5), cancel)
         t1 = time.perf_counter()
         n = len(session)
-        collector = ReportCollector(n) if report else None
-
         info = session.source.info
 
-        def write() -> None:
+        def write() -> Optional[ReportCollector]:
+            collector = ReportCollector(n) if report else None
             with ClipWriter(dst, width=info.width, height=info.height, channels=info.channels, numbers=numbers,
                             overwrite=overwrite, **kwargs) as writer:
-                # the workers convert their frames to the stored pixels: the queue holds those
-                for t, pixels in render_in_order(session, n, cancel, depth=writer.stored_depth, finish=writer.prepare):
+
+                def finish(frame: np.ndarray, t: int) -> np.ndarray:
+                    """In the render worker: frame t as the pixels the output stores (the queue holds those)."""
+                    pixels = writer.prepare(frame, t)
+                    if collector is not None:
+                        collector.add_output(t, pixels)
+                    return pixels
+
+                # the report reads a frame's input in the worker, before the render reads it too
+                start = None if collector is None else (lambda t: collector.add_input(t, file_pixels(session.source, t)))
+                for t, pixels in render_in_order(session, n, cancel, depth=writer.stored_depth, finish=finish,
+                                                 start=start):
                     if any(a is not b for a, b in zip(session.analyses, analysis)):
                         raise ContentMismatch(f"the cached analysis was replaced at frame {t}")
-                    if collector is not None:
-                        collector.add(t, session.source[t], to_float(pixels))
                     tell(progress, 0.5 + 0.5 * (t + 1) / n, f"frame {t + 1}/{n}")
                     writer.write(pixels, prepared=True)
+            return collector
 
         try:
-            write()
+            collector = write()
         except ContentMismatch as exc:  # the partial output is gone; once more, every frame with the new analysis
             log.warning("%s: rendering every frame again", exc)
             analysis = session.analyze()
-            collector = ReportCollector(n) if report else None
-            write()
+            collector = write()
         t2 = time.perf_counter()
         if collector is not None and report:
             collector.save(report, title=Path(str(src)).name)

@@ -20,11 +20,15 @@ def render_workers() -> int:
 
 def render_in_order(session: "Session", n: int, cancel: Optional[CancelCheck] = None,
                     workers: Optional[int] = None, depth: Optional[int] = None,
-                    finish: Optional[Callable[[np.ndarray, int], np.ndarray]] = None) -> Iterator[tuple[int, np.ndarray]]:
+                    finish: Optional[Callable[[np.ndarray, int], np.ndarray]] = None,
+                    start: Optional[Callable[[int], None]] = None) -> Iterator[tuple[int, np.ndarray]]:
     """(t, frame) for t = 0..n-1, rendered by a small thread pool a few frames ahead (with
     ``depth``, as the pixels an output of that depth stores: :meth:`~deflicker.engine.Session.render`);
     with ``finish``, (t, finish(frame, t)), called by the worker (an output's check and conversion
-    to the pixels it stores: queued frames then take the stored size, half a float frame's at 16 bits).
+    to the pixels it stores: queued frames then take the stored size, half a float frame's at 16 bits);
+    with ``start``, start(t) is called by the worker before it renders t (work on t's input: the
+    clip's cache holds that frame then, for the render reads it next, and a frame read after its
+    render may be gone, to be decoded again).
 
     At most ``workers`` + 1 frames are queued (rendering, or done and waiting for their turn; one
     more than the workers, so a worker that finishes early starts the next frame), besides the
@@ -41,6 +45,8 @@ def render_in_order(session: "Session", n: int, cancel: Optional[CancelCheck] = 
     workers = workers or render_workers()
 
     def job(t: int) -> np.ndarray:
+        if start is not None:
+            start(t)
         out = session.render(t, cancel=cancel, depth=depth)
         return out if finish is None else finish(out, t)
 

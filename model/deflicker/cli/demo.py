@@ -58,6 +58,7 @@ def render_through_plugin(host: Path, bundle: Path, src: Path, dst: Path, progre
 def plot(src: Path, dst: Path, png: Path) -> Path:
     """Before/after brightness curves and thumbnails of two clips of equal length."""
     from deflicker.io.files import open_clip
+    from deflicker.io.source import file_pixels
     from deflicker.cli.report import ReportCollector
 
     with open_clip(src) as before, open_clip(dst) as after:
@@ -65,7 +66,7 @@ def plot(src: Path, dst: Path, png: Path) -> Path:
             raise VideoIOError(f"{dst} has {len(after)} frames, {src} has {len(before)}")
         collector = ReportCollector(len(before))
         for t in range(len(before)):
-            collector.add(t, before[t], after[t])
+            collector.add(t, file_pixels(before, t), file_pixels(after, t))
     return collector.save(png, title=src.name)
 
 

@@ -6,33 +6,63 @@ from typing import Any, Union
 
 import numpy as np
 
-from deflicker.method.image import luminance, rgb, to_proxy
+from deflicker.bands import CACHE_BAND_PIXELS, row_bands
 from deflicker.io.atomic import replaced_on_success
+from deflicker.io.clip import to_float
+from deflicker.method.image import luminance, rgb, to_proxy
 
 STRIP_FRAMES = 4
 STRIP_SIZE = 160
 
 
 class ReportCollector:
-    """Gathers per-frame brightness and a few thumbnails while a clip is processed."""
+    """Gathers per-frame brightness and a few thumbnails while a clip is processed. A frame's
+    input and its output are recorded apart, each when it is at hand (render workers record
+    theirs side by side, each for its own frames). Frames are full resolution, float or the
+    integer pixels a file stores, read a band of rows at a time: no float frame is made."""
 
     def __init__(self, n_frames: int):
         self.before = np.zeros(n_frames, np.float64)
         self.after = np.zeros(n_frames, np.float64)
         picks = np.linspace(0, n_frames - 1, min(STRIP_FRAMES, n_frames)).round().astype(int)
         self.picks = sorted(set(int(p) for p in picks))
-        self.thumbs: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        self._thumbs: tuple[dict[int, np.ndarray], dict[int, np.ndarray]] = ({}, {})
+
+    def add_input(self, t: int, frame: np.ndarray) -> None:
+        """Record frame t before deflickering."""
+        self._record(0, t, frame)
+
+    def add_output(self, t: int, frame: np.ndarray) -> None:
+        """Record frame t after deflickering."""
+        self._record(1, t, frame)
 
     def add(self, t: int, before: np.ndarray, after: np.ndarray) -> None:
-        """Record frame t before and after deflickering (full-resolution frames)."""
-        self.before[t] = float(luminance(rgb(before)).mean())
-        self.after[t] = float(luminance(rgb(after)).mean())
-        if t in self.picks:
-            self.thumbs[t] = (to_proxy(before, STRIP_SIZE), to_proxy(after, STRIP_SIZE))
+        """Record frame t before and after deflickering."""
+        self.add_input(t, before)
+        self.add_output(t, after)
+
+    @property
+    def thumbs(self) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+        """(before, after) thumbnails of the picked frames recorded both ways, by frame."""
+        before, after = self._thumbs
+        return {t: (before[t], after[t]) for t in sorted(before.keys() & after.keys())}
 
     def save(self, path: Union[str, Path], *, title: str = "") -> Path:
         """Write the PNG (atomically) and return its path."""
         return write_report(path, self.before, self.after, self.thumbs, title=title)
+
+    def _record(self, side: int, t: int, frame: np.ndarray) -> None:
+        (self.before, self.after)[side][t] = mean_luminance(frame)
+        if t in self.picks:
+            self._thumbs[side][t] = to_proxy(frame, STRIP_SIZE)
+
+
+def mean_luminance(frame: np.ndarray) -> float:
+    """Mean Rec.709 luma of a frame's colour (float, or integer pixels scaled as :func:`to_float`
+    scales them), summed a band of rows at a time in float64."""
+    h, w = frame.shape[:2]
+    total = sum(float(luminance(rgb(to_float(frame[rows]))).sum(dtype=np.float64)) for rows in row_bands(h, w, CACHE_BAND_PIXELS))
+    return total / (h * w)
 
 
 def write_report(path: Union[str, Path], before: np.ndarray, after: np.ndarray,
