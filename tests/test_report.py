@@ -6,8 +6,9 @@ import tracemalloc
 import numpy as np
 import pytest
 
-from deflicker.cli.report import ReportCollector, mean_luminance
+from deflicker.cli.report import ReportCollector
 from deflicker.io.clip import to_float
+from deflicker.method.image import mean_luminance
 
 
 def _exact_mean_luma(frame: np.ndarray) -> float:

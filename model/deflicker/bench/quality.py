@@ -19,7 +19,7 @@ import numpy as np
 from deflicker.bench.common import markdown_table, text_table
 from deflicker.bench.methods import ENGINE_METHODS, METHODS, REFERENCES, BenchContext, timed
 from deflicker.errors import Cancelled, InvalidSettingsError, VideoIOError
-from deflicker.method.image import luminance
+from deflicker.method.image import mean_luminance
 
 if TYPE_CHECKING:
     from deflicker.synth.clips import SynthClip
@@ -95,7 +95,7 @@ def _score_method(name: str, clip: "SynthClip", context: BenchContext
 
 def brightness(frames: np.ndarray) -> list[float]:
     """Mean luma of every frame."""
-    return [float(luminance(f[..., :3]).mean()) for f in frames]
+    return [mean_luminance(f) for f in frames]
 
 
 def score_clip(clip: "SynthClip", methods: list[str], context: BenchContext,

@@ -6,10 +6,8 @@ from typing import Any, Union
 
 import numpy as np
 
-from deflicker.bands import CACHE_BAND_PIXELS, row_bands
 from deflicker.io.atomic import replaced_on_success
-from deflicker.io.clip import to_float
-from deflicker.method.image import luminance, rgb, to_proxy
+from deflicker.method.image import mean_luminance, to_proxy
 
 STRIP_FRAMES = 4
 STRIP_SIZE = 160
@@ -55,14 +53,6 @@ class ReportCollector:
         (self.before, self.after)[side][t] = mean_luminance(frame)
         if t in self.picks:
             self._thumbs[side][t] = to_proxy(frame, STRIP_SIZE)
-
-
-def mean_luminance(frame: np.ndarray) -> float:
-    """Mean Rec.709 luma of a frame's colour (float, or integer pixels scaled as :func:`to_float`
-    scales them), summed a band of rows at a time in float64."""
-    h, w = frame.shape[:2]
-    total = sum(float(luminance(rgb(to_float(frame[rows]))).sum(dtype=np.float64)) for rows in row_bands(h, w, CACHE_BAND_PIXELS))
-    return total / (h * w)
 
 
 def write_report(path: Union[str, Path], before: np.ndarray, after: np.ndarray,

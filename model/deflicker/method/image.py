@@ -10,7 +10,7 @@ from typing import Union
 import cv2
 import numpy as np
 
-from deflicker.bands import area_downsample
+from deflicker.bands import CACHE_BAND_PIXELS, area_downsample, row_bands
 from deflicker.io.clip import to_float
 
 
@@ -89,6 +89,15 @@ def to_proxy(frame: np.ndarray, long_side: int) -> np.ndarray:
 def luminance(image: np.ndarray) -> np.ndarray:
     """Rec.709 luma of an (H, W, 3) image, (H, W) float32."""
     return (image[..., 0] * 0.2126 + image[..., 1] * 0.7152 + image[..., 2] * 0.0722).astype(np.float32)
+
+
+def mean_luminance(frame: np.ndarray) -> float:
+    """Mean Rec.709 luma of a frame's colour (float, or integer pixels scaled as :func:`to_float`
+    scales them), summed a band of rows at a time in float64."""
+    h, w = frame.shape[:2]
+    bands = row_bands(h, w, CACHE_BAND_PIXELS)
+    total = sum(float(luminance(rgb(to_float(frame[rows]))).sum(dtype=np.float64)) for rows in bands)
+    return total / (h * w)
 
 
 def _box(x: np.ndarray, radius: int) -> np.ndarray:
